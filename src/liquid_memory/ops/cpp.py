@@ -21,7 +21,6 @@ long sequences. Intra-chunk sums (≤ 64 terms) stay plain fp32. ``None`` means 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -32,10 +31,10 @@ from liquid_memory.ops.chunked import resolve_precision_safe
 _OPS = "liquid_memory"
 
 
-@functools.cache
 def _load() -> bool:
+    """Import the extension (registers ``torch.ops.liquid_memory.*``) and add the Python-side kernels."""
     try:
-        import liquid_memory._C  # noqa: F401  (registers torch.ops.liquid_memory.*)
+        import liquid_memory._C  # noqa: F401
     except ImportError:
         return False
     _register_python_side()
@@ -44,11 +43,11 @@ def _load() -> bool:
 
 def cpp_available() -> bool:
     """True when the C++ extension is built and its ops are registered."""
-    return _load()
+    return _AVAILABLE
 
 
 def _require() -> Any:
-    if not _load():
+    if not _AVAILABLE:
         raise RuntimeError(
             "the C++ extension liquid_memory._C is not built; run `pip install --no-build-isolation -e .` "
             "(or `python setup.py build_ext --inplace`) or use the chunked backend"
@@ -95,6 +94,9 @@ def _register_python_side() -> None:
         return dq, dk, dv, dla.to(ctx.log_a_dtype), dinit, None, None
 
     torch.library.register_autograd(f"{_OPS}::liquid_scan_fwd", backward, setup_context=setup_context)
+
+
+_AVAILABLE = _load()  # at import, so torch.compile never traces the registration
 
 
 def cpp_liquid_scan(
