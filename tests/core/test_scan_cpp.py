@@ -19,9 +19,10 @@ DECAYS = {
     "weak": lambda shape, g: -0.02 * torch.rand(shape, generator=g),
     "strong": lambda shape, g: -20.0 * torch.rand(shape, generator=g),
     # per channel: half-lives from 1 to ~1e4 tokens, plus rare -20 steps (one token wipes a channel)
-    "mixed": lambda shape, g: -(10.0 ** (-4 * torch.rand(shape[-1:], generator=g)))
-    * torch.ones(shape)
-    - 20.0 * (torch.rand(shape, generator=g) < 0.02),
+    "mixed": lambda shape, g: (
+        -(10.0 ** (-4 * torch.rand(shape[-1:], generator=g))) * torch.ones(shape)
+        - 20.0 * (torch.rand(shape, generator=g) < 0.02)
+    ),
 }
 
 
@@ -81,8 +82,12 @@ def test_forward_half_precision(dtype, T, d, decay, reverse, init):
 
 
 def _grads(fn, q, k, v, la, s0, reverse, go, gf):
-    xs = [t.clone().requires_grad_() for t in (q, k, v, la)] + ([] if s0 is None else [s0.clone().requires_grad_()])
-    o, fs = fn(*xs[:4], initial_state=xs[4] if s0 is not None else None, reverse=reverse, output_final_state=True)
+    xs = [t.clone().requires_grad_() for t in (q, k, v, la)] + (
+        [] if s0 is None else [s0.clone().requires_grad_()]
+    )
+    o, fs = fn(
+        *xs[:4], initial_state=xs[4] if s0 is not None else None, reverse=reverse, output_final_state=True
+    )
     loss = (o.double() * go).sum() + (fs.double() * gf).sum()
     return torch.autograd.grad(loss, xs)
 
