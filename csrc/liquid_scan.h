@@ -52,11 +52,15 @@ struct Workspace {
   ChunkDecay dec;
   std::vector<float> Q, K, V, LA;  // [CH][dp] chunk inputs in fp32
   std::vector<float> Qe, Qt, Kt;   // q*exp(l), q*exp(g), k*exp(g_L - g)   [CH][dp]
-  std::vector<float> KeT, KhT;     // (k*exp(rl))^T and its w-scaled copy   [dp][CH]
+  std::vector<float> Ke;           // k*exp(rl)                              [CH][dp]
+  std::vector<float> KeT, KhT;     // Ke^T and its w-scaled copy             [dp][CH]
   std::vector<float> A;            // [CH][CH] intra-chunk matrix (lower triangle)
   std::vector<float> O;            // [CH][dp]
   std::vector<float> U;            // [dp][dp]
   std::vector<float> acc;          // [dp]
+  // current chunk rows: point into the inputs/outputs directly when possible, else into Q, K, V, LA, O
+  const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *la_ = nullptr;
+  float* o_ = nullptr;
 
   explicit Workspace(int dp_);
   void prepare(int L, bool full);
