@@ -25,7 +25,8 @@ class LiquidMemoryError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         """JSON-friendly form (for ``--json`` output and HTTP error bodies)."""
-        return {"error": type(self).__name__, "code": self.code, "message": self.detail, "remedy": self.remedy}
+        name = type(self).__name__
+        return {"error": name, "code": self.code, "message": self.detail, "remedy": self.remedy}
 
 
 _GET_KEY = (
@@ -51,7 +52,7 @@ class LicenseMalformed(LicenseError):
 
 class LicenseSignatureInvalid(LicenseError):
     code = "LM103"
-    default_remedy = "The licence was not signed by a vendor this build trusts, or was edited; ask your vendor"
+    default_remedy = "The licence was not signed by a vendor this build trusts, or was edited; ask the vendor"
 
 
 class LicenseUnknownKey(LicenseError):
@@ -166,7 +167,9 @@ class ArtifactTampered(ArtifactError):
 
 class ArtifactIncompatible(ArtifactError):
     code = "LM302"
-    default_remedy = "Use a backend that fits (LM_BACKEND=cpp or reference) or a distribution built for this machine"
+    default_remedy = (
+        "Use a backend that fits (LM_BACKEND=cpp or reference) or a distribution built for this machine"
+    )
 
 
 class ArtifactNotFound(ArtifactError):
