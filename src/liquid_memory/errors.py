@@ -9,13 +9,16 @@ from __future__ import annotations
 
 
 class LiquidMemoryError(Exception):
-    """Base class: ``code`` is stable, ``remedy`` tells the user what to do next."""
+    """Base class: ``code`` is stable, ``reason`` refines it, ``remedy`` tells the user what to do next."""
 
     code: str = "LM000"
     default_remedy: str = ""
 
-    def __init__(self, message: str, *, code: str | None = None, remedy: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, remedy: str | None = None, reason: str = ""
+    ) -> None:
         self.code = code or type(self).code
+        self.reason = reason  # stable short slug refining the code, e.g. "bad-base64"
         self.remedy = self.default_remedy if remedy is None else remedy
         self.detail = message
         text = f"[{self.code}] {message}"
@@ -26,7 +29,10 @@ class LiquidMemoryError(Exception):
     def to_dict(self) -> dict[str, str]:
         """JSON-friendly form (for ``--json`` output and HTTP error bodies)."""
         name = type(self).__name__
-        return {"error": name, "code": self.code, "message": self.detail, "remedy": self.remedy}
+        out = {"error": name, "code": self.code, "message": self.detail, "remedy": self.remedy}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
 
 
 _GET_KEY = (

@@ -1,0 +1,9 @@
+"""Vendor trust root baked into this build. GENERATED for release builds by ``lm-vendor release``.
+
+This committed version is the DEVELOPMENT build: it trusts only the development vendor identity
+whose private key is committed in ``licensing/dev_identity/`` for tests and demos. Never ship a
+product built with it.
+"""
+
+BUILD = "development"
+VENDOR_KEYS: dict[str, str] = {}
