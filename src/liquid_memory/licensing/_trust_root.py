@@ -6,4 +6,7 @@ product built with it.
 """
 
 BUILD = "development"
-VENDOR_KEYS: dict[str, str] = {}
+VENDOR_KEYS: dict[str, str] = {
+    # DEVELOPMENT vendor identity (private key committed in licensing/dev_identity/ — not a secret)
+    "4a62e31359e195ac": "isgvANVVYmKk6AGIdprSOMOq9NZxX4cT3YCsHrYMpvs",
+}
