@@ -34,7 +34,14 @@ class ScanModule(torch.nn.Module):
         from liquid_memory.ops.chunked import chunked_liquid_scan
 
         o, final = chunked_liquid_scan(
-            q, k, v, log_a, initial_state=state0, output_final_state=True, chunk_size=CHUNK, precision_safe=False
+            q,
+            k,
+            v,
+            log_a,
+            initial_state=state0,
+            output_final_state=True,
+            chunk_size=CHUNK,
+            precision_safe=False,
         )
         return o, final
 
@@ -50,7 +57,9 @@ def artifact_name(dtype: str, head_dim: int, isa: str) -> str:
     return f"liquid_scan_{dtype}_d{head_dim}_{isa}.pt2"
 
 
-def example_inputs(dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK):
+def example_inputs(
+    dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK
+):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(batch, heads, length, head_dim, generator=g).to(dtype) for _ in range(3))
     log_a = -torch.rand(batch, heads, length, head_dim, generator=g)
@@ -65,7 +74,10 @@ def _strip_package(data: bytes) -> bytes:
         return data
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst, tempfile.TemporaryDirectory() as tmp:
+    with (
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for info in src.infolist():
             payload = src.read(info)
             if info.filename.endswith(".so"):
@@ -79,7 +91,9 @@ def _strip_package(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024) -> Built:
+def build(
+    dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024
+) -> Built:
     """Export + AOT-compile one variant; returns the stripped package bytes and its metadata."""
     from torch.export import Dim
 
