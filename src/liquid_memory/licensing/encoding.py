@@ -38,6 +38,8 @@ def b64d(text: str, what: str, err: ErrorFactory, *, size: int | None = None) ->
     """Decode canonical unpadded base64url; ``err(message, reason)`` builds the typed error."""
     if not isinstance(text, str) or not _B64URL.fullmatch(text):
         raise err(f"{what}: not base64url (only A-Z a-z 0-9 - _ without padding are allowed)", "bad-base64")
+    if size is not None and len(text) != (size * 4 + 2) // 3:
+        raise err(f"{what}: expected {size} bytes ({(size * 4 + 2) // 3} base64url characters)", "bad-length")
     if len(text) % 4 == 1:
         raise err(f"{what}: base64url has an impossible length", "bad-base64")
     try:
