@@ -7,12 +7,12 @@ import json
 import time
 from pathlib import Path
 
+from liquid_memory_vendor import keystore
+from liquid_memory_vendor.keystore import VendorKey
 from nacl.public import PrivateKey, SealedBox
 
 from liquid_memory.licensing.encoding import DOMAIN_LICENCE, b64e, canonical_json, signed_message
 from liquid_memory.manifest.format import Row, assemble, manifest_message, render_body
-from liquid_memory_vendor import keystore
-from liquid_memory_vendor.keystore import VendorKey
 
 
 def make_vendor(label: str = "throwaway test vendor") -> VendorKey:
@@ -50,7 +50,12 @@ def make_licence(vk: VendorKey, secret: PrivateKey | None = None, **over: object
 
 
 def write_manifest(
-    vk: VendorKey, root: Path, rows: list[Row] | None = None, *, expires_in: int = 3600, version: str = "0.1.0"
+    vk: VendorKey,
+    root: Path,
+    rows: list[Row] | None = None,
+    *,
+    expires_in: int = 3600,
+    version: str = "0.1.0",
 ) -> bytes:
     """Sign a manifest over ``rows`` (default: the files actually under root/dist_public)."""
     if rows is None:

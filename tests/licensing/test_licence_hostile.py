@@ -11,13 +11,13 @@ import json
 import time
 
 import pytest
+from liquid_memory_vendor.issue import sign_revocation_list
 from nacl.public import PrivateKey
 
 from liquid_memory import errors as E
 from liquid_memory.cli_licensing import add_subcommands, run
 from liquid_memory.licensing import require_feature, reset_cache
 from liquid_memory.licensing.encoding import b64e, canonical_json
-from liquid_memory_vendor.issue import sign_revocation_list
 from tests.licensing.helpers import claims_for, licence_from_payload, make_licence
 
 
