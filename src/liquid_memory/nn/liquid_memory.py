@@ -1,0 +1,392 @@
+"""``LiquidMemory``: a drop-in for ``torch.nn.MultiheadAttention`` with linear memory in sequence length."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+
+from liquid_memory.nn.decay import DELTA_MIN, init_decay_bias
+from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
+from liquid_memory.nn.masks import SUPPORTED_MASKS, is_causal_pattern, is_empty_mask, padding_to_bool
+from liquid_memory.nn.norm import HeadRMSNorm
+from liquid_memory.ops.dispatch import liquid_scan, liquid_step
+
+_warned_weights = False
+
+
+class LiquidMemory(nn.Module):
+    r"""Gated linear recurrence with input-dependent ("liquid") decay, shaped like ``nn.MultiheadAttention``.
+
+    Per head (``d = embed_dim // num_heads``), with fp32 state ``S ∈ R^{d×d}``::
+
+        q_t, k_t, v_t = projections of the query / key / value streams (MHA's in_proj parameters)
+        δ_t = softplus(decay_proj(x^k_t)) + 1e-6        a_t = exp(-δ_t)      (per key channel)
+        S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
+        y_t = out_proj(RMSNorm_per_head(o_t))
+
+    Which states a query reads depends on the call:
+
+    * **causal** (``is_causal=True`` alone is enough, or an ``attn_mask`` that is exactly the causal
+      pattern, bool or float ``-inf``): ``o_t`` reads ``S_t``. Requires L == S.
+    * **bidirectional** (self-attention: ``query``, ``key`` and ``value`` are the same tensor, no causal
+      mask): ``o_t`` reads ``S→_t + S←_{t+1}`` (a second recurrence from the end).
+    * **cross-attention** (otherwise): every query reads the final state ``S_S``.
+
+    Args:
+        embed_dim, num_heads, dropout, bias, kdim, vdim, batch_first, device, dtype: as
+            ``nn.MultiheadAttention``. ``dropout`` applies to ``o_t`` in training mode.
+        add_bias_kv, add_zero_attn: not supported by a recurrence; ``True`` raises ``NotImplementedError``.
+        coupled_input: scale keys by ``(1 - a_t)`` (an exponential moving average). Off by default: it
+            starves the long-memory channels (DESIGN.md §2).
+        out_norm: per-head RMSNorm (eps 1e-5, weight ``out_norm.weight`` of shape ``[embed_dim]``).
+        backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
+            default: ``LM_BACKEND`` or the fastest licensed backend.
+        precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
+
+    Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
+        query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
+        value ``(S, N, vdim)`` likewise. ``key_padding_mask`` ``(N, S)``: bool (True = padded) or float
+        (0 / -inf); padded keys contribute nothing and leave the state unchanged.
+
+    Returns:
+        ``(attn_output, attn_weights)``: output shaped like ``query``; weights ``(N, L, S)`` averaged over
+        heads (``(N, H, L, S)`` with ``average_attn_weights=False``; unbatched drops ``N``) when
+        ``need_weights=True`` and ``L·S ≤ 2^24`` — the implicit attention matrix (see
+        ``implicit_attention``) — else ``None`` (with one warning when too large).
+    """
+
+    __constants__ = ["batch_first"]
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        coupled_input: bool = False,
+        out_norm: bool = True,
+        backend: str | None = None,
+        precision_safe: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"embed_dim and num_heads must be > 0, got {embed_dim} and {num_heads}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if add_bias_kv or add_zero_attn:
+            raise NotImplementedError(
+                "LiquidMemory does not support add_bias_kv or add_zero_attn: a recurrence has no extra "
+                "key/value slots. " + SUPPORTED_MASKS
+            )
+        factory = {"device": device, "dtype": dtype}
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = embed_dim // num_heads
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.dropout, self.batch_first = dropout, batch_first
+        self.coupled_input, self.backend, self.precision_safe = coupled_input, backend, precision_safe
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim, **factory))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        else:
+            self.q_proj_weight = nn.Parameter(torch.empty(embed_dim, embed_dim, **factory))
+            self.k_proj_weight = nn.Parameter(torch.empty(embed_dim, self.kdim, **factory))
+            self.v_proj_weight = nn.Parameter(torch.empty(embed_dim, self.vdim, **factory))
+            self.register_parameter("in_proj_weight", None)
+        if bias:
+            self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim, **factory))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
+        self.bias_k = self.bias_v = None
+        self.add_zero_attn = False
+        self.decay_proj = nn.Linear(self.kdim, embed_dim, **factory)
+        self.out_norm = HeadRMSNorm(num_heads, self.head_dim, **factory) if out_norm else None
+        self._state: Tensor | None = None
+        self._reset_parameters()
+        # Any forward pre-hook makes PyTorch's fused TransformerEncoderLayer fast path step aside, which
+        # would otherwise run softmax attention on our in_proj weights. This one also refuses nested input.
+        self.register_forward_pre_hook(_reject_nested_input)
+
+    def _reset_parameters(self) -> None:
+        """MHA's initialisation for the shared parameters; multi-timescale decay for ``decay_proj``."""
+        if self._qkv_same_embed_dim:
+            nn.init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for weight in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                nn.init.xavier_uniform_(weight)
+        if self.in_proj_bias is not None:
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
+        nn.init.normal_(self.decay_proj.weight, std=0.02)
+        with torch.no_grad():
+            self.decay_proj.bias.copy_(init_decay_bias(self.num_heads, self.head_dim))
+
+    @classmethod
+    def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
+        """A ``LiquidMemory`` with ``mha``'s configuration and weights (decay and norm freshly initialised)."""
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise NotImplementedError(
+                "cannot convert an nn.MultiheadAttention with add_bias_kv or add_zero_attn"
+            )
+        reference = mha.out_proj.weight
+        module = cls(
+            mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=mha.in_proj_bias is not None,
+            kdim=mha.kdim, vdim=mha.vdim, batch_first=mha.batch_first,
+            device=reference.device, dtype=reference.dtype, **kwargs,
+        )  # fmt: skip
+        result = module.load_state_dict(mha.state_dict(), strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(f"unexpected MultiheadAttention parameters: {result.unexpected_keys}")
+        return module
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """See the class docstring; the signature and return value are ``nn.MultiheadAttention``'s."""
+        self_attention = query is key and key is value
+        q_in, k_in, v_in, unbatched = self._to_batch_first(query, key, value)
+        batch, target_len, _ = q_in.shape
+        source_len = k_in.shape[1]
+        mode = self._attention_mode(attn_mask, is_causal, self_attention, target_len, source_len)
+        padded = None
+        if key_padding_mask is not None:
+            if unbatched and key_padding_mask.dim() == 1:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+            padded = padding_to_bool(key_padding_mask, batch, source_len)
+
+        q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
+        o = self._mix(q, k, v, log_a, mode)
+        out = self._output(o)
+        if unbatched:
+            out = out.squeeze(0)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
+        return out, weights
+
+    def _to_batch_first(
+        self, query: Tensor, key: Tensor, value: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, bool]:
+        if query.dim() not in (2, 3):
+            raise ValueError(
+                f"query must be 2-D (unbatched) or 3-D (batched), got shape {tuple(query.shape)}"
+            )
+        if key.dim() != query.dim() or value.dim() != query.dim():
+            raise ValueError(
+                f"query, key and value must all be batched or all unbatched; got {query.dim()}-D, "
+                f"{key.dim()}-D and {value.dim()}-D"
+            )
+        for name, tensor, width in (
+            ("query", query, self.embed_dim),
+            ("key", key, self.kdim),
+            ("value", value, self.vdim),
+        ):
+            if tensor.shape[-1] != width:
+                raise ValueError(f"{name} has {tensor.shape[-1]} features, expected {width}")
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+        elif not self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(
+                "key and value must have the same batch and length, and the same batch as query; got "
+                f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)} (batch-first view)"
+            )
+        return query, key, value, unbatched
+
+    def _attention_mode(
+        self,
+        attn_mask: Tensor | None,
+        is_causal: bool,
+        self_attention: bool,
+        target_len: int,
+        source_len: int,
+    ) -> str:
+        if attn_mask is not None:
+            if attn_mask.dim() not in (2, 3):
+                raise ValueError(f"attn_mask must be 2-D or 3-D, got shape {tuple(attn_mask.shape)}")
+            if is_causal_pattern(attn_mask, target_len, source_len):
+                is_causal = True
+            elif not is_empty_mask(attn_mask):
+                raise NotImplementedError(
+                    "this attn_mask cannot be expressed by a recurrence. " + SUPPORTED_MASKS
+                )
+        if is_causal:
+            if target_len != source_len:
+                raise ValueError(f"a causal call needs L == S, got L={target_len}, S={source_len}")
+            return "causal"
+        return "bidirectional" if self_attention else "cross"
+
+    def _project(
+        self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Heads-split ``q`` (scaled by 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a`` ``[B, H, T, d]``."""
+        w_q, w_k, w_v = self._projection_weights()
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        q = self._heads(F.linear(q_in, w_q, b_q)) * (self.head_dim**-0.5)
+        k = self._heads(F.linear(k_in, w_k, b_k))
+        v = self._heads(F.linear(v_in, w_v, b_v))
+        log_a = self._log_decay(k_in)
+        if self.coupled_input:
+            k = k * (-torch.expm1(log_a)).to(k.dtype)
+        if padded is not None:
+            keep = (~padded)[:, None, :, None]
+            k = k * keep.to(k.dtype)
+            log_a = log_a * keep.to(log_a.dtype)
+        return q, k, v, log_a
+
+    def _projection_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._qkv_same_embed_dim:
+            return self.in_proj_weight.chunk(3)
+        return self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+
+    def _log_decay(self, k_in: Tensor) -> Tensor:
+        """``log a = -(softplus(W_δ x^k + b_δ) + δ_min)``, computed in fp32 whatever the model dtype."""
+        z = F.linear(k_in.float(), self.decay_proj.weight.float(), self.decay_proj.bias.float())
+        return self._heads(-(F.softplus(z) + DELTA_MIN))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, -1).transpose(1, 2)
+
+    def _scan(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
+        return liquid_scan(q, k, v, log_a, backend=self.backend, precision_safe=self.precision_safe, **kwargs)
+
+    def _mix(self, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, mode: str) -> Tensor:
+        """``o`` ``[B, H, L, d]`` for the three read-out modes (DESIGN.md §2)."""
+        if mode == "cross":
+            _, state = self._scan(k, k, v, log_a, output_final_state=True)
+            return torch.einsum("bhld,bhde->bhle", q.float(), state).to(q.dtype)
+        o, _ = self._scan(q, k, v, log_a)
+        if mode == "bidirectional":
+            # o_t needs S←_{t+1}: run the reverse scan with the queries shifted one step later.
+            q_next = F.pad(q[:, :, :-1], (0, 0, 1, 0))
+            backward, _ = self._scan(q_next, k, v, log_a, reverse=True)
+            o = o + F.pad(backward[:, :, 1:], (0, 0, 0, 1))
+        return o
+
+    def _output(self, o: Tensor) -> Tensor:
+        """Norm, dropout, concatenate heads, ``out_proj``: ``[B, H, L, d]`` → ``[B, L, E]``."""
+        if self.out_norm is not None:
+            o = self.out_norm(o)
+        o = F.dropout(o, p=self.dropout, training=self.training)
+        batch, _, length, _ = o.shape
+        return self.out_proj(o.transpose(1, 2).reshape(batch, length, self.embed_dim))
+
+    def _weights(
+        self, q: Tensor, k: Tensor, log_a: Tensor, mode: str, need: bool, average: bool, unbatched: bool
+    ) -> Tensor | None:
+        if not need:
+            return None
+        if q.shape[2] * k.shape[2] > MAX_WEIGHT_ELEMENTS:
+            global _warned_weights
+            if not _warned_weights:
+                _warned_weights = True
+                warnings.warn(
+                    f"need_weights=True but L·S = {q.shape[2] * k.shape[2]} > 2^24: returning None for the "
+                    "attention weights (pass need_weights=False to skip this check)",
+                    stacklevel=3,
+                )
+            return None
+        with torch.no_grad():
+            weights = implicit_attention(q, k, log_a, mode).to(q.dtype)
+        if average:
+            weights = weights.mean(dim=1)
+        return weights.squeeze(0) if unbatched else weights
+
+    # ------------------------------------------------------------------ decode
+
+    def prefill(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Causal self-attention over ``x`` that keeps the final state on the module for :meth:`step`."""
+        x_in, _, _, unbatched = self._to_batch_first(x, x, x)
+        padded = None if key_padding_mask is None else padding_to_bool(
+            key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask,
+            x_in.shape[0], x_in.shape[1],
+        )  # fmt: skip
+        q, k, v, log_a = self._project(x_in, x_in, x_in, padded)
+        o, self._state = self._scan(q, k, v, log_a, initial_state=self._state, output_final_state=True)
+        out = self._output(o)
+        if unbatched:
+            return out.squeeze(0)
+        return out if self.batch_first else out.transpose(0, 1)
+
+    def step(self, x_t: Tensor) -> Tensor:
+        """Advance the state by one token; O(1) in context length. ``x_t``: ``(N, E)`` or ``(E,)``."""
+        if x_t.dim() not in (1, 2) or x_t.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"step expects one token per sequence, shape (N, {self.embed_dim}) or ({self.embed_dim},)"
+            )
+        unbatched = x_t.dim() == 1
+        x = (x_t.unsqueeze(0) if unbatched else x_t).unsqueeze(1)  # [N, 1, E]
+        q, k, v, log_a = self._project(x, x, x, None)
+        if self._state is None:
+            self._state = q.new_zeros(
+                (x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32
+            )
+        elif self._state.shape[0] != x.shape[0]:
+            raise ValueError(f"state holds batch {self._state.shape[0]} but step got batch {x.shape[0]}")
+        o_t, self._state = liquid_step(
+            q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
+        )
+        out = self._output(o_t.unsqueeze(2))[:, 0]
+        return out.squeeze(0) if unbatched else out
+
+    def reset_state(self) -> None:
+        """Forget the decode state (the next :meth:`prefill` / :meth:`step` starts from S = 0)."""
+        self._state = None
+
+    def get_state(self) -> Tensor | None:
+        """The decode state ``[N, H, d, d]`` fp32 (a reference; clone it to keep a snapshot)."""
+        return self._state
+
+    def set_state(self, state: Tensor | None) -> None:
+        """Install a decode state (e.g. from a cache); ``None`` resets."""
+        if state is not None:
+            expected = (self.num_heads, self.head_dim, self.head_dim)
+            if state.dim() != 4 or tuple(state.shape[1:]) != expected:
+                raise ValueError(
+                    f"state must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}), got {tuple(state.shape)}"
+                )
+            state = state.float()
+        self._state = state
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "
+            f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}"
+        )
+
+
+def _reject_nested_input(module: nn.Module, args: tuple) -> None:
+    if any(isinstance(a, Tensor) and a.is_nested for a in args):
+        raise NotImplementedError(
+            "LiquidMemory does not take nested tensors. If nn.TransformerEncoder produced one, build it with "
+            "enable_nested_tensor=False or use liquid_memory.nn.replace_attention(model), which turns it off."
+        )

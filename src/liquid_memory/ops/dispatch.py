@@ -1,0 +1,137 @@
+"""``liquid_scan`` / ``liquid_step``: the one entry point every caller uses, and the backend choice.
+
+Backends (DESIGN.md §3): ``naive`` and ``chunked`` (alias ``reference``) are pure PyTorch and usable
+without a licence when explicitly chosen; ``cpp`` (and ``aoti``) are compiled and run only after
+``liquid_memory.licensing.require_feature("kernel")`` succeeds. The choice comes from the ``backend``
+argument, else ``LM_BACKEND``, else the fastest compiled backend for the device (``cpp`` on CPU —
+measured faster than ``aoti`` and ``chunked`` by ``liquid-memory bench --mixer``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+from torch import Tensor
+
+from liquid_memory.ops.chunked import chunked_liquid_scan
+from liquid_memory.ops.naive import naive_liquid_scan
+from liquid_memory.ops.reference_step import reference_liquid_step
+
+REFERENCE_BACKENDS = ("naive", "chunked", "reference")
+COMPILED_BACKENDS = ("cpp", "aoti")
+ALL_BACKENDS = REFERENCE_BACKENDS + COMPILED_BACKENDS
+
+_warned_reference = False
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (not built, wrong device, or not an inference call)."""
+
+
+def resolve_backend(backend: str | None, *, device_type: str = "cpu") -> str:
+    """Explicit argument, else ``LM_BACKEND``, else the default compiled backend for the device."""
+    name = (backend or os.environ.get("LM_BACKEND") or "").strip().lower()
+    if not name or name == "auto":
+        if device_type != "cpu":
+            raise BackendUnavailable(
+                f"no compiled backend for device '{device_type}' in this build; "
+                "set LM_BACKEND=reference to run the pure-PyTorch path"
+            )
+        name = "cpp"
+    if name not in ALL_BACKENDS:
+        raise ValueError(f"unknown liquid_scan backend {name!r}; choose one of {', '.join(ALL_BACKENDS)}")
+    return name
+
+
+def _require_licence(backend: str) -> None:
+    from liquid_memory import licensing
+
+    licensing.require_feature("kernel")
+
+
+def _warn_reference_once(backend: str) -> None:
+    global _warned_reference
+    if not _warned_reference:
+        _warned_reference = True
+        warnings.warn(
+            f"liquid_memory is using the pure-PyTorch '{backend}' backend: the slow, unlicensed evaluation "
+            "path. Set LM_PRIVATE_KEY to a licence key to use the compiled kernels.",
+            stacklevel=3,
+        )
+
+
+def liquid_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_a: Tensor,
+    *,
+    initial_state: Tensor | None = None,
+    reverse: bool = False,
+    output_final_state: bool = False,
+    backend: str | None = None,
+    precision_safe: bool | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """The DESIGN.md §2 kernel boundary: ``S_t = diag(exp(log_a_t)) S_{t-1} + k_t v_t^T``, ``o_t = S_t^T q_t``.
+
+    ``q, k, v``: ``[B, H, T, d]`` fp32/bf16/fp16; ``log_a``: ``[B, H, T, d]`` fp32, ≤ 0. Returns ``o`` in
+    the input dtype (accumulated in fp32) and, if asked, the final state ``[B, H, d, d]`` fp32.
+    """
+    _check_scan_inputs(q, k, v, log_a, initial_state)
+    name = resolve_backend(backend, device_type=q.device.type)
+    kwargs = dict(initial_state=initial_state, reverse=reverse, output_final_state=output_final_state)
+    if name in REFERENCE_BACKENDS:
+        _warn_reference_once(name)
+        if name == "naive":
+            return naive_liquid_scan(q, k, v, log_a, **kwargs)
+        return chunked_liquid_scan(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
+    _require_licence(name)
+    return _compiled_scan(name)(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
+
+
+def liquid_step(
+    q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor, *, backend: str | None = None
+) -> tuple[Tensor, Tensor]:
+    """One decode token: inputs ``[B, H, d]``, state ``[B, H, d, d]`` fp32 → ``(o_t, new_state)``."""
+    name = resolve_backend(backend, device_type=q_t.device.type)
+    if name in REFERENCE_BACKENDS or name == "aoti":
+        if name != "aoti":
+            _warn_reference_once(name)
+        return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
+    _require_licence(name)
+    from liquid_memory.ops.cpp import cpp_liquid_step
+
+    return cpp_liquid_step(q_t, k_t, v_t, log_a_t, state)
+
+
+def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
+    if name == "cpp":
+        from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan
+
+        if not cpp_available():
+            raise BackendUnavailable(
+                "the C++ extension liquid_memory._C is not built; reinstall with "
+                "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
+            )
+        return cpp_liquid_scan
+    from liquid_memory.artifacts import aoti_liquid_scan
+
+    def aoti(q, k, v, log_a, *, precision_safe=None, **kwargs):
+        return aoti_liquid_scan(q, k, v, log_a, **kwargs)
+
+    return aoti
+
+
+def _check_scan_inputs(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, initial_state: Tensor | None) -> None:
+    if q.dim() != 4 or k.shape != q.shape or log_a.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(
+            "liquid_scan expects q, k, log_a of one shape [B, H, T, d] and v of shape [B, H, T, dv]; got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, log_a {tuple(log_a.shape)}"
+        )
+    if initial_state is not None and initial_state.shape != (*q.shape[:2], q.shape[3], v.shape[3]):
+        raise ValueError(
+            f"initial_state must be [B, H, d, dv] = {(*q.shape[:2], q.shape[3], v.shape[3])}, "
+            f"got {tuple(initial_state.shape)}"
+        )
