@@ -27,9 +27,7 @@ def test_round_trip(blob):
 
 
 def test_empty_plaintext_round_trip():
-    assert (
-        decrypt(encrypt(b"", KEY, CKID, name=NAME, version=VERSION), KEY, name=NAME, version=VERSION) == b""
-    )
+    assert decrypt(encrypt(b"", KEY, CKID, name=NAME, version=VERSION), KEY, name=NAME, version=VERSION) == b""
 
 
 def _flip(blob: bytes, index: int) -> bytes:
