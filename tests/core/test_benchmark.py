@@ -35,7 +35,15 @@ def test_small_benchmark_writes_table_json_and_plot(tmp_path, licensed, capsys):
     data = json.loads(result["json"].read_text())
     assert [row["seq_len"] for row in data["rows"]] == [64, 128]
     first = data["rows"][0]
-    for key in ("lm_fwd_ms", "lm_mem_mb", "sdpa_fwd_ms", "lm_fwdbwd_ms", "sdpa_fwdbwd_ms", "lm_decode_ms", "sdpa_decode_ms"):
+    for key in (
+        "lm_fwd_ms",
+        "lm_mem_mb",
+        "sdpa_fwd_ms",
+        "lm_fwdbwd_ms",
+        "sdpa_fwdbwd_ms",
+        "lm_decode_ms",
+        "sdpa_decode_ms",
+    ):
         assert first[key]["status"] == "ok" and first[key]["value"] > 0, key
     assert first["mha_fwd_ms"]["status"] == "skipped (over budget)"  # a 1-byte memory budget
     assert data["environment"]["liquid_scan_backend"] == "cpp"

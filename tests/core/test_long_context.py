@@ -22,7 +22,9 @@ def test_cpp_scan_bf16_at_128k_tokens_matches_fp32_and_oracle(licensed):
     assert rel_err(o_bf16, o_fp32) <= 1e-2 and rel_err(state_bf16, state_fp32) <= 1e-2
     # the fp32 result itself against the float64 oracle on the last 1K tokens (state carried exactly)
     tail = slice(LONG - 1024, LONG)
-    _, head_state = naive_liquid_scan(*(t[:, :1, : LONG - 1024].double() for t in (q, k, v, log_a)), output_final_state=True)
+    _, head_state = naive_liquid_scan(
+        *(t[:, :1, : LONG - 1024].double() for t in (q, k, v, log_a)), output_final_state=True
+    )
     expected, _ = naive_liquid_scan(*(t[:, :1, tail].double() for t in (q, k, v, log_a)), initial_state=head_state)
     assert rel_err(o_fp32[:, :1, tail], expected) <= 1e-5
 

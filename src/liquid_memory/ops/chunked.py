@@ -65,7 +65,7 @@ def chunked_liquid_scan(
 
     g = la.cumsum(dim=-2)  # cumulative log-decay inside each chunk, ≤ 0 and non-increasing
     g_last = g[..., -1:, :]
-    scores = _intra_chunk_scores(qa, ka, g)
+    scores = intra_chunk_scores(qa, ka, g)
     o = scores @ va
     contribution = (ka * torch.exp(g_last - g)).transpose(-1, -2) @ va  # [B,H,N,dk,dv]
     chunk_decay = torch.exp(g_last).squeeze(-2)  # [B,H,N,dk]
@@ -84,7 +84,7 @@ def _pad_time(x: Tensor, pad: int) -> Tensor:
     return torch.nn.functional.pad(x, (0, 0, 0, pad)) if pad else x
 
 
-def _intra_chunk_scores(q: Tensor, k: Tensor, g: Tensor) -> Tensor:
+def intra_chunk_scores(q: Tensor, k: Tensor, g: Tensor) -> Tensor:
     """Causal scores ``A[t, s] = Σ_c q_tc k_sc exp(g_tc - g_sc)`` for s ≤ t inside each chunk."""
     chunk = q.shape[-2]
     sub = SUB_CHUNK
