@@ -25,6 +25,10 @@ COMPILED_BACKENDS = ("cpp", "aoti")
 ALL_BACKENDS = REFERENCE_BACKENDS + COMPILED_BACKENDS
 
 _warned_reference = False
+_NOT_BUILT = (
+    "the C++ extension liquid_memory._C is not built; reinstall with "
+    "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
+)
 
 
 class BackendUnavailable(RuntimeError):
@@ -101,14 +105,20 @@ def liquid_step(
 ) -> tuple[Tensor, Tensor]:
     """One decode token: inputs ``[B, H, d]``, state ``[B, H, d, d]`` fp32 → ``(o_t, new_state)``."""
     name = resolve_backend(backend, device_type=q_t.device.type)
-    if name in REFERENCE_BACKENDS or name == "aoti":
-        if name != "aoti":
-            _warn_reference_once(name)
+    if name in REFERENCE_BACKENDS:
+        _warn_reference_once(name)
         return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
     _require_licence()
-    from liquid_memory.ops.cpp import cpp_liquid_step
+    # The AOTInductor artifacts hold the chunked prefill only; decode always runs on the C++ step.
+    return _compiled_step()(q_t, k_t, v_t, log_a_t, state)
 
-    return cpp_liquid_step(q_t, k_t, v_t, log_a_t, state)
+
+def _compiled_step() -> Callable[..., tuple[Tensor, Tensor]]:
+    from liquid_memory.ops.cpp import cpp_available, cpp_liquid_step
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    return cpp_liquid_step
 
 
 def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
@@ -116,10 +126,7 @@ def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
         from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan
 
         if not cpp_available():
-            raise BackendUnavailable(
-                "the C++ extension liquid_memory._C is not built; reinstall with "
-                "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
-            )
+            raise BackendUnavailable(_NOT_BUILT)
         return cpp_liquid_scan
     from liquid_memory.artifacts import aoti_liquid_scan
 
