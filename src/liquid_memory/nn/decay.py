@@ -19,10 +19,9 @@ def inverse_softplus(y: Tensor) -> Tensor:
 def init_decay_bias(num_heads: int, head_dim: int) -> Tensor:
     """``b_δ`` such that each head's d channels have half-lives log-uniform from 1 to 4096 tokens.
 
-    With zero input the decay is ``δ = softplus(b) + δ_min ≈ ln 2 / τ``, i.e. retention halves after τ tokens.
+    ``b = softplus⁻¹(ln 2 / τ - δ_min)``, so that with zero input ``δ = softplus(b) + δ_min = ln 2 / τ``
+    exactly: retention halves after τ tokens (subtracting δ_min keeps the 4096-token channel exact).
     """
-    half_lives = torch.logspace(
-        math.log10(MIN_HALF_LIFE), math.log10(MAX_HALF_LIFE), head_dim, dtype=torch.float64
-    )
-    bias = inverse_softplus(math.log(2.0) / half_lives)
+    half_lives = torch.logspace(math.log10(MIN_HALF_LIFE), math.log10(MAX_HALF_LIFE), head_dim, dtype=torch.float64)
+    bias = inverse_softplus(math.log(2.0) / half_lives - DELTA_MIN)
     return bias.repeat(num_heads).float()

@@ -6,8 +6,10 @@
 * bidirectional: as causal for s ≤ t, and ``q_t · (exp(G_{s-1} - G_t) ⊙ k_s)`` for s > t
 * cross:         ``A[i, s] = q_i · (exp(G_S - G_s) ⊙ k_s)``
 
-where ``G`` is the cumulative sum of ``log_a`` over the key sequence. Computed in float64 in row
-blocks so memory stays bounded; only used up to ``MAX_WEIGHT_ELEMENTS`` = L·S.
+where ``G`` is the cumulative sum of ``log_a`` over the key sequence (kept in float64). Rows are
+processed in blocks of ``BLOCK`` queries: columns outside the block factor through the block's
+boundary (two exponentials, both ≤ 0, then one matrix product), columns inside it are evaluated
+pairwise — the same overflow-free scheme as the chunked scan.
 """
 
 from __future__ import annotations
@@ -15,39 +17,59 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from liquid_memory.ops.chunked import SUB_CHUNK, intra_chunk_scores
+
 MAX_WEIGHT_ELEMENTS = 2**24
-_BLOCK_ELEMENTS = 2**22
+BLOCK = 64
 
 
 def implicit_attention(q: Tensor, k: Tensor, log_a: Tensor, mode: str) -> Tensor:
     """``q`` ``[B, H, L, d]``, ``k``/``log_a`` ``[B, H, S, d]`` → ``A`` ``[B, H, L, S]`` (float32)."""
-    batch, heads, length, dim = q.shape
-    source = k.shape[2]
-    q64, k64 = q.double(), k.double()
+    qf, kf = q.float(), k.float()
     g = log_a.double().cumsum(dim=2)
-    rows = max(1, _BLOCK_ELEMENTS // max(1, batch * heads * source * dim))
-    s_idx = torch.arange(source, device=q.device)
-    blocks = []
-    for start in range(0, length, rows):
-        stop = min(length, start + rows)
-        if mode == "cross":
-            exponent = (g[:, :, -1:, :] - g).unsqueeze(2).expand(-1, -1, stop - start, -1, -1)
-        else:
-            t_idx = torch.arange(start, stop, device=q.device)
-            g_t = g[:, :, start:stop, None, :]
-            backward = _backward_exponent(g, t_idx, s_idx) if mode == "bidirectional" else None
-            exponent = g_t - g[:, :, None, :, :]  # s ≤ t: decay from s+1 .. t
-            past = (s_idx[None, :] <= t_idx[:, None])[None, None, :, :, None]
-            future = backward if backward is not None else torch.full_like(exponent, float("-inf"))
-            exponent = torch.where(past, exponent.clamp(max=0), future)
-        weights = torch.einsum("bhld,bhlsd->bhls", q64[:, :, start:stop], exponent.exp() * k64[:, :, None])
-        blocks.append(weights)
-    return torch.cat(blocks, dim=2).float()
+    if mode == "cross":
+        return qf @ (kf * (g[:, :, -1:] - g).exp().float()).transpose(-1, -2)
+    length, source = q.shape[2], k.shape[2]
+    g_prev = torch.cat([torch.zeros_like(g[:, :, :1]), g[:, :, :-1]], dim=2)  # G_{s-1}, with G_{-1} = 0
+    starts = torch.arange(0, source, BLOCK, device=q.device)
+    block_of = torch.arange(source, device=q.device) // BLOCK
+    start_g = g_prev[:, :, starts]  # R_j = G just before block j
+    end_g = g[:, :, (starts + BLOCK).clamp(max=source) - 1]  # E_j = G at the end of block j
+    # Every exponent below is <= 0: one factor per block for keys, one per block pair, one for queries.
+    k_past = kf * (end_g[:, :, block_of] - g).exp().float()  # exp(E_j - G_s)
+    k_future = kf * (g_prev - start_g[:, :, block_of]).exp().float()  # exp(G_{s-1} - R_j)
+    weights = q.new_zeros((*q.shape[:2], length, source), dtype=torch.float32)
+    for i, t0 in enumerate(range(0, length, BLOCK)):
+        t1 = min(length, t0 + BLOCK)
+        q_blk, g_blk = qf[:, :, t0:t1], g[:, :, t0:t1]
+        if i:
+            pair = (start_g[:, :, i : i + 1] - end_g[:, :, :i]).exp().float()  # exp(R_i - E_j), j < i
+            left = q_blk * (g_blk - start_g[:, :, i : i + 1]).exp().float()
+            right = k_past[:, :, :t0] * pair.repeat_interleave(BLOCK, dim=2)
+            weights[:, :, t0:t1, :t0] = left @ right.transpose(-1, -2)
+        base = start_g[:, :, i : i + 1]
+        weights[:, :, t0:t1, t0:t1] = _diagonal_block(
+            q_blk, kf[:, :, t0:t1], g_blk - base, g_prev[:, :, t0:t1] - base, mode
+        )
+        if mode == "bidirectional" and t1 < source:
+            pair = (start_g[:, :, i + 1 :] - end_g[:, :, i : i + 1]).exp().float()  # exp(R_j - E_i), j > i
+            left = q_blk * (end_g[:, :, i : i + 1] - g_blk).exp().float()
+            right = k_future[:, :, t1:] * pair.repeat_interleave(BLOCK, dim=2)[:, :, : source - t1]
+            weights[:, :, t0:t1, t1:] = left @ right.transpose(-1, -2)
+    return weights
 
 
-def _backward_exponent(g: Tensor, t_idx: Tensor, s_idx: Tensor) -> Tensor:
-    """For s > t: log of Π_{r=t+1}^{s-1} a_r = G_{s-1} - G_t (clamped ≤ 0; -inf where s ≤ t)."""
-    g_prev = torch.cat([torch.zeros_like(g[:, :, :1]), g[:, :, :-1]], dim=2)  # G_{s-1}, G_{-1} = 0
-    exponent = g_prev[:, :, None, :, :] - g[:, :, t_idx, None, :]
-    future = (s_idx[None, :] > t_idx[:, None])[None, None, :, :, None]
-    return torch.where(future, exponent.clamp(max=0), torch.full_like(exponent, float("-inf")))
+def _diagonal_block(q: Tensor, k: Tensor, g: Tensor, g_prev: Tensor, mode: str) -> Tensor:
+    """Scores inside one block (``g`` relative to the block start): the chunked scan's causal scores,
+    plus, for bidirectional, the strictly-future pairs evaluated pairwise with masked exponents."""
+    size = q.shape[2]
+    pad = (-size) % SUB_CHUNK
+    padded = [torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, g.float())]
+    scores = intra_chunk_scores(*padded)[:, :, :size, :size]
+    if mode != "bidirectional":
+        return scores
+    t_idx = torch.arange(size, device=q.device)
+    future = (t_idx[None, :] > t_idx[:, None])[..., None]  # [t, s, 1]
+    exponent = torch.where(future, g_prev.unsqueeze(2) - g.unsqueeze(3), float("-inf"))  # G_{s-1} - G_t
+    ahead = torch.einsum("bhtd,bhtsd->bhts", q, exponent.exp().float() * k.unsqueeze(2))
+    return scores + ahead

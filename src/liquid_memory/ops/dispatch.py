@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from liquid_memory.ops.chunked import chunked_liquid_scan
@@ -24,6 +25,10 @@ COMPILED_BACKENDS = ("cpp", "aoti")
 ALL_BACKENDS = REFERENCE_BACKENDS + COMPILED_BACKENDS
 
 _warned_reference = False
+_NOT_BUILT = (
+    "the C++ extension liquid_memory._C is not built; reinstall with "
+    "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
+)
 
 
 class BackendUnavailable(RuntimeError):
@@ -45,15 +50,19 @@ def resolve_backend(backend: str | None, *, device_type: str = "cpu") -> str:
     return name
 
 
-def _require_licence(backend: str) -> None:
+@torch._dynamo.assume_constant_result
+def _require_licence() -> bool:
+    """Verify the licence (cached by the licensing module). Under torch.compile this runs once at trace
+    time, so a compiled graph is only ever built after a successful check."""
     from liquid_memory import licensing
 
     licensing.require_feature("kernel")
+    return True
 
 
 def _warn_reference_once(backend: str) -> None:
     global _warned_reference
-    if not _warned_reference:
+    if not _warned_reference and not torch.compiler.is_compiling():
         _warned_reference = True
         warnings.warn(
             f"liquid_memory is using the pure-PyTorch '{backend}' backend: the slow, unlicensed evaluation "
@@ -87,7 +96,7 @@ def liquid_scan(
         if name == "naive":
             return naive_liquid_scan(q, k, v, log_a, **kwargs)
         return chunked_liquid_scan(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
-    _require_licence(name)
+    _require_licence()
     return _compiled_scan(name)(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
 
 
@@ -96,14 +105,20 @@ def liquid_step(
 ) -> tuple[Tensor, Tensor]:
     """One decode token: inputs ``[B, H, d]``, state ``[B, H, d, d]`` fp32 → ``(o_t, new_state)``."""
     name = resolve_backend(backend, device_type=q_t.device.type)
-    if name in REFERENCE_BACKENDS or name == "aoti":
-        if name != "aoti":
-            _warn_reference_once(name)
+    if name in REFERENCE_BACKENDS:
+        _warn_reference_once(name)
         return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
-    _require_licence(name)
-    from liquid_memory.ops.cpp import cpp_liquid_step
+    _require_licence()
+    # The AOTInductor artifacts hold the chunked prefill only; decode always runs on the C++ step.
+    return _compiled_step()(q_t, k_t, v_t, log_a_t, state)
 
-    return cpp_liquid_step(q_t, k_t, v_t, log_a_t, state)
+
+def _compiled_step() -> Callable[..., tuple[Tensor, Tensor]]:
+    from liquid_memory.ops.cpp import cpp_available, cpp_liquid_step
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    return cpp_liquid_step
 
 
 def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
@@ -111,10 +126,7 @@ def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
         from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan
 
         if not cpp_available():
-            raise BackendUnavailable(
-                "the C++ extension liquid_memory._C is not built; reinstall with "
-                "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
-            )
+            raise BackendUnavailable(_NOT_BUILT)
         return cpp_liquid_scan
     from liquid_memory.artifacts import aoti_liquid_scan
 

@@ -1,0 +1,95 @@
+"""Issue licence keys and revocation lists (the formats are owned by ``liquid_memory.licensing``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from liquid_memory_vendor.keystore import VendorKey
+from nacl.public import PrivateKey, SealedBox
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from liquid_memory.errors import UsageError
+from liquid_memory.licensing.encoding import (
+    DOMAIN_LICENCE,
+    DOMAIN_REVOCATION,
+    b64e,
+    canonical_json,
+    signed_message,
+)
+from liquid_memory.licensing.licence import PREFIX as LICENCE_PREFIX
+from liquid_memory.licensing.revocation import PREFIX as REVOCATION_PREFIX
+
+
+def parse_date(text: str) -> int:
+    """``YYYY-MM-DD`` (end of that day, UTC) or an ISO-8601 timestamp -> Unix seconds."""
+    try:
+        if len(text) == 10:
+            return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) + 86399
+        dt = datetime.fromisoformat(text)
+        return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+    except ValueError:
+        raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO-8601 timestamp") from None
+
+
+def issue_licence(
+    vk: VendorKey,
+    *,
+    licensee: str,
+    expires: int,
+    features: list[str],
+    versions: str = "",
+    not_before: int | None = None,
+    issued: int | None = None,
+) -> str:
+    """A new licence key ``lmk1.<claims>.<sig>.<secret>`` carrying the current content key sealed to it."""
+    try:
+        SpecifierSet(versions)
+    except InvalidSpecifier:
+        raise UsageError(f"bad --versions {versions!r}: use a specifier like '>=0.1,<1'") from None
+    now = int(time.time()) if issued is None else issued
+    licensee_key = PrivateKey.generate()
+    sealer = SealedBox(licensee_key.public_key)
+    claims = {
+        "v": 1,
+        "kid": vk.kid,
+        "lid": "lic_" + secrets.token_hex(8),
+        "licensee": licensee,
+        "iat": now,
+        "nbf": now if not_before is None else not_before,
+        "exp": expires,
+        "features": sorted(set(features)),
+        "versions": versions,
+        "lpk": b64e(bytes(licensee_key.public_key)),
+        "cks": {ckid: b64e(sealer.encrypt(key)) for ckid, key in vk.content_keys.items()},
+    }
+    payload = canonical_json(claims)
+    sig = vk.sign(signed_message(DOMAIN_LICENCE, payload))
+    return f"{LICENCE_PREFIX}{b64e(payload)}.{b64e(sig)}.{b64e(bytes(licensee_key))}"
+
+
+def sign_revocation_list(vk: VendorKey, revoked: list[str], seq: int, issued: int | None = None) -> str:
+    body = {
+        "v": 1,
+        "kid": vk.kid,
+        "seq": seq,
+        "issued": int(time.time()) if issued is None else issued,
+        "revoked": sorted(set(revoked)),
+    }
+    payload = canonical_json(body)
+    sig = vk.sign(signed_message(DOMAIN_REVOCATION, payload))
+    return f"{REVOCATION_PREFIX}{b64e(payload)}.{b64e(sig)}"
+
+
+def revoke(vk: VendorKey, home: Path, licence_id: str) -> tuple[Path, int]:
+    """Add ``licence_id`` to the vendor's list in ``home`` and write the newly signed list (seq + 1)."""
+    state_path = home / "revocations.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"seq": 0, "revoked": []}
+    revoked = sorted(set(state["revoked"]) | {licence_id})
+    seq = int(state["seq"]) + 1
+    (home / "revocations.lmr").write_text(sign_revocation_list(vk, revoked, seq) + "\n")
+    state_path.write_text(json.dumps({"seq": seq, "revoked": revoked}, indent=2) + "\n")
+    return home / "revocations.lmr", seq

@@ -1,0 +1,101 @@
+"""The licence gate: find the key, verify it once per process, re-check its dates on every use."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from liquid_memory import __version__
+from liquid_memory.errors import LicenseMissing, LicenseTooLarge, RevocationListInvalid
+from liquid_memory.licensing.licence import MAX_KEY_CHARS, Licence, parse_licence
+from liquid_memory.licensing.revocation import check_rollback, parse_revocation_list
+from liquid_memory.licensing.trust import trusted_keys
+
+KEY_ENV = "LM_PRIVATE_KEY"
+KEY_FILE_ENV = "LM_PRIVATE_KEY_FILE"
+REVOCATION_ENV = "LM_REVOCATION_LIST"
+
+_lock = threading.Lock()
+_cache: dict[str, Licence] = {}
+
+
+def read_licence_text() -> str:
+    """The licence key from ``LM_PRIVATE_KEY`` or the file named by ``LM_PRIVATE_KEY_FILE``."""
+    text = os.environ.get(KEY_ENV)
+    if text is not None and text.strip():
+        return text
+    path = os.environ.get(KEY_FILE_ENV)
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(MAX_KEY_CHARS + 1)
+        except OSError as exc:
+            raise LicenseMissing(f"cannot read {KEY_FILE_ENV}={path!r}: {exc.strerror}", reason="file") from None
+        if len(text) > MAX_KEY_CHARS:
+            raise LicenseTooLarge(f"{KEY_FILE_ENV} file is larger than {MAX_KEY_CHARS} characters")
+        return text
+    if text is not None:
+        return text  # set but blank: let the parser say "empty"
+    raise LicenseMissing("no licence key: neither LM_PRIVATE_KEY nor LM_PRIVATE_KEY_FILE is set")
+
+
+def revocation_sources() -> list[Path]:
+    """Revocation lists to honour: the distribution's own and, if set, ``LM_REVOCATION_LIST``."""
+    from liquid_memory.manifest.locate import find_distribution_root
+
+    sources = []
+    root = find_distribution_root()
+    if root is not None and (root / "dist_public" / "revocations.lmr").is_file():
+        sources.append(root / "dist_public" / "revocations.lmr")
+    if os.environ.get(REVOCATION_ENV):
+        sources.append(Path(os.environ[REVOCATION_ENV]))
+    return sources
+
+
+def verify_licence_text(text: str, *, now: float | None = None, version: str = __version__) -> Licence:
+    """Full verification: signature, secret, dates, product version and revocation."""
+    trusted = trusted_keys()
+    lic = parse_licence(text, trusted)
+    lic.check_time(now)
+    lic.check_version(version)
+    for path in revocation_sources():
+        try:
+            rl_text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise RevocationListInvalid(f"cannot read revocation list {path}: {exc.strerror}") from None
+        rl = parse_revocation_list(rl_text, trusted)
+        check_rollback(rl)
+        if rl.kid == lic.kid:
+            rl.check(lic.lid)
+    return lic
+
+
+def current_licence() -> Licence:
+    """The verified licence of this process (cached per key value; dates re-checked every call)."""
+    text = read_licence_text()
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    with _lock:
+        lic = _cache.get(digest)
+    if lic is None:
+        lic = verify_licence_text(text)
+        with _lock:
+            _cache.clear()
+            _cache[digest] = lic
+    else:
+        lic.check_time()
+    return lic
+
+
+def require_feature(feature: str) -> Licence:
+    """Raise a typed licence error unless a valid licence granting ``feature`` is set."""
+    lic = current_licence()
+    lic.check_feature(feature)
+    return lic
+
+
+def reset_cache() -> None:
+    """Forget the verified licence (tests; a long-running process after a key rotation)."""
+    with _lock:
+        _cache.clear()

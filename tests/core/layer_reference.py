@@ -1,0 +1,106 @@
+"""A float64, token-by-token recomputation of the DESIGN.md §2 equations from a module's parameters.
+
+Independent of the module's own code paths (no liquid_scan, no chunking): what the tests trust.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def _weights(module) -> tuple[Tensor, Tensor, Tensor]:
+    if module._qkv_same_embed_dim:
+        return tuple(w.double() for w in module.in_proj_weight.chunk(3))
+    return module.q_proj_weight.double(), module.k_proj_weight.double(), module.v_proj_weight.double()
+
+
+def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str, padded: Tensor | None = None):
+    """Batch-first float64 forward: returns (output [N, L, E], per-head o before norm [N, H, L, d])."""
+    w_q, w_k, w_v = _weights(module)
+    bias = module.in_proj_bias
+    b_q, b_k, b_v = (b.double() for b in bias.chunk(3)) if bias is not None else (0.0, 0.0, 0.0)
+    q = query.double() @ w_q.T + b_q
+    k = key.double() @ w_k.T + b_k
+    v = value.double() @ w_v.T + b_v
+    delta = (
+        torch.nn.functional.softplus(
+            key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()
+        )
+        + 1e-6
+    )
+    a = torch.exp(-delta)
+    if module.coupled_input:
+        k = (1 - a) * k
+    if padded is not None:
+        k = k.masked_fill(padded[..., None], 0.0)
+        a = a.masked_fill(padded[..., None], 1.0)
+    n, length, e = q.shape
+    h, d = module.num_heads, module.head_dim
+    source = k.shape[1]
+    split = lambda x: x.view(n, x.shape[1], h, d)  # noqa: E731
+    q, k, v, a = split(q), split(k), split(v), split(a)
+    forward_states = []
+    state = torch.zeros(n, h, d, d, dtype=torch.float64)
+    for s in range(source):
+        state = a[:, s, :, :, None] * state + k[:, s, :, :, None] * v[:, s, :, None, :]
+        forward_states.append(state)
+    o = torch.zeros(n, h, length, d, dtype=torch.float64)
+    if mode == "cross":
+        for t in range(length):
+            o[:, :, t] = torch.einsum("nhd,nhde->nhe", q[:, t], forward_states[-1])
+    else:
+        backward_states = [torch.zeros(n, h, d, d, dtype=torch.float64)] * (source + 1)
+        if mode == "bidirectional":
+            state = torch.zeros(n, h, d, d, dtype=torch.float64)
+            for s in range(source - 1, -1, -1):
+                state = a[:, s, :, :, None] * state + k[:, s, :, :, None] * v[:, s, :, None, :]
+                backward_states[s] = state
+        for t in range(length):
+            total = forward_states[t] + backward_states[t + 1]
+            o[:, :, t] = torch.einsum("nhd,nhde->nhe", q[:, t], total)
+    o = o / math.sqrt(d)
+    normed = o
+    if module.out_norm is not None:
+        normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5)
+        normed = normed * module.out_norm.weight.double().view(h, 1, d)
+    merged = normed.transpose(1, 2).reshape(n, length, e)
+    out = merged @ module.out_proj.weight.double().T
+    if module.out_proj.bias is not None:
+        out = out + module.out_proj.bias.double()
+    return out, o
+
+
+def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
+    """Brute-force implicit attention [N, H, L, S] in float64 from explicit products of a_r."""
+    w_q, w_k, _ = _weights(module)
+    bias = module.in_proj_bias
+    b_q, b_k = (bias.double().chunk(3)[:2]) if bias is not None else (0.0, 0.0)
+    q = query.double() @ w_q.T + b_q
+    k = key.double() @ w_k.T + b_k
+    delta = (
+        torch.nn.functional.softplus(
+            key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()
+        )
+        + 1e-6
+    )
+    a = torch.exp(-delta)
+    n, length, _ = q.shape
+    source = k.shape[1]
+    h, d = module.num_heads, module.head_dim
+    q, k, a = q.view(n, length, h, d), k.view(n, source, h, d), a.view(n, source, h, d)
+    weights = torch.zeros(n, h, length, source, dtype=torch.float64)
+    for t in range(length):
+        for s in range(source):
+            if mode == "cross":
+                decay = a[:, s + 1 :].prod(dim=1)
+            elif s <= t:
+                decay = a[:, s + 1 : t + 1].prod(dim=1)
+            elif mode == "bidirectional":
+                decay = a[:, t + 1 : s].prod(dim=1)
+            else:
+                continue
+            weights[:, :, t, s] = (q[:, t] * decay * k[:, s]).sum(-1) / math.sqrt(d)
+    return weights

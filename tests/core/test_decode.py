@@ -1,0 +1,63 @@
+"""prefill / step / state handling: decoding token by token equals the parallel causal forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liquid_memory import LiquidMemory
+
+
+def _rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_prefill_then_step_equals_parallel_forward(backend, batch_first):
+    torch.manual_seed(0)
+    module = LiquidMemory(64, 4, batch_first=batch_first, backend=backend).eval()
+    x = torch.randn(2, 70, 64)
+    x_in = x if batch_first else x.transpose(0, 1)
+    full, _ = module(x_in, x_in, x_in, is_causal=True, need_weights=False)
+    full = full if batch_first else full.transpose(0, 1)
+    prefix = x_in[:, :50] if batch_first else x_in[:50]
+    head = module.prefill(prefix)
+    head = head if batch_first else head.transpose(0, 1)
+    steps = torch.stack([module.step(x[:, t]) for t in range(50, 70)], dim=1)
+    assert _rel(head, full[:, :50]) < 1e-5
+    assert _rel(steps, full[:, 50:]) < 1e-5
+
+
+def test_step_from_empty_state_and_unbatched(backend):
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 2, backend=backend).eval()
+    x = torch.randn(9, 32)
+    full, _ = module(x, x, x, is_causal=True, need_weights=False)
+    module.reset_state()
+    outs = torch.stack([module.step(x[t]) for t in range(9)])
+    assert outs.shape == (9, 32) and _rel(outs, full) < 1e-5
+
+
+def test_state_get_set_round_trip(backend):
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 2, batch_first=True, backend=backend).eval()
+    x = torch.randn(1, 30, 32)
+    module.prefill(x[:, :20])
+    snapshot = module.get_state().clone()
+    first = module.step(x[:, 20])
+    module.set_state(snapshot)
+    again = module.step(x[:, 20])
+    assert torch.equal(first, again)
+    module.reset_state()
+    assert module.get_state() is None
+    with pytest.raises(ValueError, match="state must have shape"):
+        module.set_state(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="one token per sequence"):
+        module.step(torch.randn(1, 2, 32))
+
+
+def test_state_batch_mismatch_is_reported(backend):
+    module = LiquidMemory(32, 2, batch_first=True, backend=backend)
+    module.prefill(torch.randn(2, 5, 32))
+    with pytest.raises(ValueError, match="state holds batch 2"):
+        module.step(torch.randn(3, 32))

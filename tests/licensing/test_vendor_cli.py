@@ -1,0 +1,76 @@
+"""``lm-vendor`` end to end on a throwaway vendor home: init, issue, inspect, revoke."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from liquid_memory import errors as E
+from liquid_memory.licensing import require_feature, reset_cache
+from liquid_memory.licensing.trust import DEV_TRUST_ENV
+from liquid_memory_vendor import keystore
+from liquid_memory_vendor.cli import main
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("vendor")
+    (home / "pass").write_text("correct horse battery staple\n")
+    assert main(["init", "--home", str(home), "--passphrase-file", str(home / "pass"), "--label", "Test"]) == 0
+    return home
+
+
+def test_key_is_encrypted_at_rest(home):
+    raw = (home / "vendor.key").read_text()
+    doc = json.loads(raw)
+    assert stat.S_IMODE((home / "vendor.key").stat().st_mode) == 0o600
+    assert doc["kdf"]["alg"] == "argon2id13" and doc["kdf"]["opslimit"] >= 3  # MODERATE
+    vk = keystore.load(home / "vendor.key", b"correct horse battery staple")
+    assert keystore._err  # noqa: B018 - module loaded
+    from liquid_memory.licensing.encoding import b64e
+
+    assert b64e(bytes(vk.signing_key)) not in raw
+
+
+def test_wrong_passphrase(home, tmp_path, capsys):
+    (tmp_path / "bad").write_text("nope")
+    assert main(["issue", "--home", str(home), "--passphrase-file", str(tmp_path / "bad"), "--licensee", "X",
+                 "--expires", "2099-01-01", "--features", "kernel"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert E.VendorKeyInvalid.code in err and "Traceback" not in err
+
+
+def test_issue_inspect_revoke_round_trip(home, tmp_path, monkeypatch, capsys):
+    args = ["--home", str(home), "--passphrase-file", str(home / "pass")]
+    out = tmp_path / "acme.key"
+    assert main(["issue", *args, "--licensee", "Acme", "--expires", "2099-12-31", "--features", "kernel,proxy",
+                 "--versions", ">=0.1,<1", "--out", str(out)]) == 0  # fmt: skip
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    capsys.readouterr()
+    assert main(["inspect", *args, str(out)]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert claims["licensee"] == "Acme" and claims["features"] == ["kernel", "proxy"]
+    assert claims["versions"] == ">=0.1,<1" and claims["status"] == "valid"
+    assert out.read_text().strip().rsplit(".", 1)[1] not in json.dumps(claims)  # secret never shown
+
+    vk = keystore.load(home / "vendor.key", b"correct horse battery staple")
+    monkeypatch.setenv(DEV_TRUST_ENV, vk.trust_entry())
+    monkeypatch.setenv("LM_PRIVATE_KEY", out.read_text())
+    assert require_feature("kernel").licensee == "Acme"
+
+    assert main(["revoke", *args, claims["licence_id"]]) == 0
+    monkeypatch.setenv("LM_REVOCATION_LIST", str(home / "revocations.lmr"))
+    reset_cache()
+    with pytest.raises(E.LicenseRevoked):
+        require_feature("kernel")
+
+
+def test_usage_errors(home, capsys):
+    assert main(["revoke", "--home", str(home), "--passphrase-file", str(home / "pass"), "not-an-id"]) == 2
+    assert main(["issue", "--home", str(home), "--passphrase-file", str(home / "pass"), "--licensee", "X",
+                 "--expires", "tomorrow", "--features", "kernel"]) == 2  # fmt: skip
+    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["issue", "--help"])
