@@ -36,7 +36,7 @@ namespace lm {
 #define LM_CHUNK 64
 #endif
 #ifndef LM_SUBBLOCK
-#define LM_SUBBLOCK 16
+#define LM_SUBBLOCK 8
 #endif
 constexpr int CH = LM_CHUNK;     // chunk length (time steps)
 constexpr int BS = LM_SUBBLOCK;  // sub-block length; a multiple of 8 dividing CH
@@ -101,6 +101,15 @@ static inline void store_rows(const float* src, int64_t T_len, int64_t t0, int L
     }
   }
   store_rows_generic(src, T_len, t0, L, d, dp, reverse, base);
+}
+
+// Software prefetch of rows [t0, t0+L) (one cache line at a time).
+template <typename T>
+static inline void prefetch_rows(const T* base, int64_t T_len, int64_t t0, int64_t L, int d, bool reverse) {
+  const int64_t first = reverse ? T_len - t0 - L : t0;
+  const char* p = reinterpret_cast<const char*>(base + first * d);
+  const int64_t bytes = L * d * static_cast<int64_t>(sizeof(T));
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
 }
 
 // Rows [t0, t0+L) of one (batch, head) slab as fp32 [L][dp]: the input itself when it already has

@@ -69,7 +69,9 @@ at::Tensor liquid_step_(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const float* lap = laf.data_ptr<float>();
   float* sp = state.data_ptr<float>();
   float* op = o.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, d * d));
+  // one step is tiny (d^2 per head): stay on the calling thread unless there are >= ~1M multiply-adds,
+  // an OpenMP barrier costs more than the work (and far more on a busy machine)
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, d * d));
   at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const float *qh = qp + bh * d, *kh = kp + bh * d, *vh = vp + bh * d, *lah = lap + bh * d;

@@ -91,26 +91,39 @@ void Workspace::intra_offdiag(int I) {
 
 // Diagonal sub-block of A (lower incl. diagonal, zeros above) by element-wise exps.
 void Workspace::intra_diag(int I) {
-  const int s = I * BS, e = std::min(dec.L, s + BS);
+  const int s = I * BS, e = std::min(dec.L, s + BS), n = dp;
+  const float* __restrict Ea = dec.Ea.data();
+  const float* __restrict qp = q_;
+  float* __restrict x = acc.data();
+  float* __restrict Ap = A.data();
   for (int j = s; j < e; ++j) {
-    const float* k = k_ + j * dp;
-    for (int c = 0; c < dp; c += VL) st(acc.data() + c, ld(k + c));  // k_j * prod_{t in (j, i]} a_t
-    for (int i = j; i < e; ++i) {
-      const float* q = q_ + i * dp;
-      const float* a = dec.Ea.data() + i * dp;
-      v8 sum = bc(0.0f);
-      if (i > j) {
-        for (int c = 0; c < dp; c += VL) {
-          const v8 x = ld(acc.data() + c) * ld(a + c);
-          st(acc.data() + c, x);
-          sum += ld(q + c) * x;
-        }
-      } else {
-        for (int c = 0; c < dp; c += VL) sum += ld(q + c) * ld(acc.data() + c);
-      }
-      A[i * CH + j] = hsum(sum);
+    const float* k = k_ + j * n;
+    v8 sum = bc(0.0f);
+    for (int c = 0; c < n; c += VL) {  // x = k_j * prod_{t in (j, i]} a_t, starting at i = j
+      st(x + c, ld(k + c));
+      sum += ld(qp + j * n + c) * ld(k + c);
     }
-    for (int i = s; i < j; ++i) A[i * CH + j] = 0.0f;
+    Ap[j * CH + j] = hsum(sum);
+    for (int i = j + 1; i < e; ++i) {
+      const float* a = Ea + i * n;
+      const float* q = qp + i * n;
+      v8 s0 = bc(0.0f), s1 = bc(0.0f);
+      int c = 0;
+      for (; c + 2 * VL <= n; c += 2 * VL) {
+        const v8 x0 = ld(x + c) * ld(a + c), x1 = ld(x + c + VL) * ld(a + c + VL);
+        st(x + c, x0);
+        st(x + c + VL, x1);
+        s0 += ld(q + c) * x0;
+        s1 += ld(q + c + VL) * x1;
+      }
+      for (; c < n; c += VL) {
+        const v8 x0 = ld(x + c) * ld(a + c);
+        st(x + c, x0);
+        s0 += ld(q + c) * x0;
+      }
+      Ap[i * CH + j] = hsum(s0 + s1);
+    }
+    for (int i = s; i < j; ++i) Ap[i * CH + j] = 0.0f;
   }
 }
 
@@ -153,6 +166,11 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
         ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, r, ws.V.data());
         ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, r, ws.LA.data());
         ws.o_ = out_rows(o + bh * per, t0, d, dp, r, ws.O.data());
+        if (t0 + CH < T_len) {  // pull the next chunk's inputs towards the cache while this one computes
+          const int64_t nxt = std::min<int64_t>(CH, T_len - t0 - CH);
+          for (const T* base : {q, k, v}) prefetch_rows(base + bh * per, T_len, t0 + CH, nxt, d, r);
+          prefetch_rows(la + bh * per, T_len, t0 + CH, nxt, d, r);
+        }
         ws.chunk_forward(L, S.data(), comp.data(), a.precision_safe, true);
         finish_rows(ws.o_, T_len, t0, L, d, dp, r, o + bh * per);
       }
