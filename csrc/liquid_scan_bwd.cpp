@@ -215,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_sc
   if (grad_final_state.has_value()) gfin = grad_final_state->to(at::kFloat).contiguous();
   auto dq = at::empty_like(qc), dk = at::empty_like(qc), dv = at::empty_like(qc);
   auto dla = at::empty_like(lac);
+  for (const at::Tensor* t : {&dq, &dk, &dv, &dla}) advise_huge_pages(*t);
   auto dinit = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   const float* gfp = gfin.defined() ? gfin.data_ptr<float>() : nullptr;

@@ -191,6 +191,7 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at
   at::Tensor init;
   if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
   auto o = at::empty_like(qc);
+  advise_huge_pages(o);
   auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   LM_DISPATCH(q.scalar_type(), [&](auto tag) {

@@ -95,6 +95,8 @@ template <int NV>
 static inline void gemm_cols(int M, int K, const float* A, long ars, long acs, const float* B, long ldb,
                              float* C, long ldc, bool accumulate) {
   int m = 0;
+  if (M > 16)  // tall: 6-row tiles (12 accumulators), else 4-row tiles (sub-block rows are 8 or 16)
+    for (; m + 6 <= M; m += 6) gemm_tile<6, NV>(K, A + m * ars, ars, acs, B, ldb, C + m * ldc, ldc, accumulate);
   for (; m + 4 <= M; m += 4) gemm_tile<4, NV>(K, A + m * ars, ars, acs, B, ldb, C + m * ldc, ldc, accumulate);
   const float* Am = A + m * ars;
   float* Cm = C + m * ldc;
