@@ -19,9 +19,7 @@ def _inputs(dtype, T=70, d=32, grad=True):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(
-    "with_init,reverse,safe", [(False, False, False), (True, True, True), (True, False, False)]
-)
+@pytest.mark.parametrize("with_init,reverse,safe", [(False, False, False), (True, True, True), (True, False, False)])
 def test_opcheck_scan_forward(dtype, with_init, reverse, safe):
     q, k, v, la, s0 = _inputs(dtype)
     torch.library.opcheck(

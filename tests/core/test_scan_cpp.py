@@ -82,12 +82,8 @@ def test_forward_half_precision(dtype, T, d, decay, reverse, init):
 
 
 def _grads(fn, q, k, v, la, s0, reverse, go, gf):
-    xs = [t.clone().requires_grad_() for t in (q, k, v, la)] + (
-        [] if s0 is None else [s0.clone().requires_grad_()]
-    )
-    o, fs = fn(
-        *xs[:4], initial_state=xs[4] if s0 is not None else None, reverse=reverse, output_final_state=True
-    )
+    xs = [t.clone().requires_grad_() for t in (q, k, v, la)] + ([] if s0 is None else [s0.clone().requires_grad_()])
+    o, fs = fn(*xs[:4], initial_state=xs[4] if s0 is not None else None, reverse=reverse, output_final_state=True)
     loss = (o.double() * go).sum() + (fs.double() * gf).sum()
     return torch.autograd.grad(loss, xs)
 

@@ -116,9 +116,7 @@ def cpp_liquid_scan(
     """
     ops = _require()
     if v.shape != q.shape:
-        raise ValueError(
-            f"the cpp backend needs dk == dv (v of shape {tuple(q.shape)}); got v {tuple(v.shape)}"
-        )
+        raise ValueError(f"the cpp backend needs dk == dv (v of shape {tuple(q.shape)}); got v {tuple(v.shape)}")
     if log_a.dtype != torch.float32:
         log_a = log_a.float()
     if initial_state is not None and initial_state.dtype != torch.float32:
@@ -128,9 +126,7 @@ def cpp_liquid_scan(
     return o, (final_state if output_final_state else None)
 
 
-def cpp_liquid_step(
-    q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor
-) -> tuple[Tensor, Tensor]:
+def cpp_liquid_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """One decode step in O(d²) per head: ``S ← diag(exp(log_a_t)) S + k_t v_tᵀ``, ``o_t = Sᵀ q_t``.
 
     Inputs ``[B, H, d]``; ``state`` ``[B, H, d, d]`` contiguous fp32 is **updated in place** and returned
