@@ -25,7 +25,12 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
     q = query.double() @ w_q.T + b_q
     k = key.double() @ w_k.T + b_k
     v = value.double() @ w_v.T + b_v
-    delta = torch.nn.functional.softplus(key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()) + 1e-6
+    delta = (
+        torch.nn.functional.softplus(
+            key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()
+        )
+        + 1e-6
+    )
     a = torch.exp(-delta)
     if module.coupled_input:
         k = (1 - a) * k
@@ -75,7 +80,12 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
     b_q, b_k = (bias.double().chunk(3)[:2]) if bias is not None else (0.0, 0.0)
     q = query.double() @ w_q.T + b_q
     k = key.double() @ w_k.T + b_k
-    delta = torch.nn.functional.softplus(key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()) + 1e-6
+    delta = (
+        torch.nn.functional.softplus(
+            key.double() @ module.decay_proj.weight.double().T + module.decay_proj.bias.double()
+        )
+        + 1e-6
+    )
     a = torch.exp(-delta)
     n, length, _ = q.shape
     source = k.shape[1]

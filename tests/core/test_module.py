@@ -101,7 +101,7 @@ def test_need_weights_is_the_implicit_attention(backend, mode):
     assert rel_err(averaged, expected.mean(1)) < 1e-5
     # the weights really produce the mixer output: o = A @ v
     _, o = reference_layer(module, query, x, x, mode)
-    v = (x.double() @ module.in_proj_weight.double().chunk(3)[2].T + module.in_proj_bias.double().chunk(3)[2])
+    v = x.double() @ module.in_proj_weight.double().chunk(3)[2].T + module.in_proj_bias.double().chunk(3)[2]
     v = v.view(2, 15, 2, 16).transpose(1, 2)
     assert rel_err(per_head.double() @ v, o) < 1e-5
 

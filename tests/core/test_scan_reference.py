@@ -16,7 +16,9 @@ from liquid_memory.ops.naive import naive_liquid_scan
 def test_chunked_matches_naive_float64(length, decay, reverse):
     q, k, v, log_a = scan_inputs(1, 2, length, 32, dtype=torch.float64, decay=decay)
     state = torch.randn(1, 2, 32, 32, dtype=torch.float64)
-    expected, expected_state = naive_liquid_scan(q, k, v, log_a, initial_state=state, reverse=reverse, output_final_state=True)
+    expected, expected_state = naive_liquid_scan(
+        q, k, v, log_a, initial_state=state, reverse=reverse, output_final_state=True
+    )
     o, final = chunked_liquid_scan(q, k, v, log_a, initial_state=state, reverse=reverse, output_final_state=True)
     assert rel_err(o, expected) < 1e-12 and rel_err(final, expected_state) < 1e-12
 
@@ -24,7 +26,9 @@ def test_chunked_matches_naive_float64(length, decay, reverse):
 @pytest.mark.parametrize("dim", [32, 64, 128])
 def test_chunked_float32_against_float64_oracle(dim):
     q, k, v, log_a = scan_inputs(2, 2, 130, dim, decay="mixed")
-    expected, expected_state = naive_liquid_scan(q.double(), k.double(), v.double(), log_a.double(), output_final_state=True)
+    expected, expected_state = naive_liquid_scan(
+        q.double(), k.double(), v.double(), log_a.double(), output_final_state=True
+    )
     o, final = chunked_liquid_scan(q, k, v, log_a, output_final_state=True)
     assert o.dtype == torch.float32 and final.dtype == torch.float32
     assert rel_err(o, expected) < 1e-5 and rel_err(final, expected_state) < 1e-5
@@ -43,7 +47,9 @@ def test_extreme_decay_never_overflows():
     q, k, v, log_a = scan_inputs(1, 1, 256, 32, decay="strong")
     log_a = log_a * 50  # -1000 per step: exp of any positive cumulative sum would be inf
     o, final = chunked_liquid_scan(q, k, v, log_a, output_final_state=True)
-    expected, expected_state = naive_liquid_scan(q.double(), k.double(), v.double(), log_a.double(), output_final_state=True)
+    expected, expected_state = naive_liquid_scan(
+        q.double(), k.double(), v.double(), log_a.double(), output_final_state=True
+    )
     assert rel_err(o, expected) < 1e-5 and rel_err(final, expected_state) < 1e-5
 
 
@@ -79,6 +85,8 @@ def test_precision_safe_mode_is_automatic_above_64k_and_forcible():
     assert not resolve_precision_safe(None, 65536) and resolve_precision_safe(None, 65537)
     assert resolve_precision_safe(True, 10) and not resolve_precision_safe(False, 10**6)
     q, k, v, log_a = scan_inputs(1, 1, 640, 32, decay="weak")
-    expected, expected_state = naive_liquid_scan(q.double(), k.double(), v.double(), log_a.double(), output_final_state=True)
+    expected, expected_state = naive_liquid_scan(
+        q.double(), k.double(), v.double(), log_a.double(), output_final_state=True
+    )
     o, final = chunked_liquid_scan(q, k, v, log_a, output_final_state=True, precision_safe=True)
     assert rel_err(o, expected) < 1e-5 and rel_err(final, expected_state) < 1e-5

@@ -78,5 +78,7 @@ def test_full_transformer_with_replace_attention(backend):
     _finite_backward(out, model)
     model.eval()
     with torch.no_grad():  # eval + padding mask: would take the nested-tensor path without replace_attention
-        eval_out = model(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_padding, memory_key_padding_mask=src_padding)
+        eval_out = model(
+            src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_padding, memory_key_padding_mask=src_padding
+        )
     assert torch.allclose(eval_out, out.detach(), atol=1e-5)

@@ -22,8 +22,6 @@ def init_decay_bias(num_heads: int, head_dim: int) -> Tensor:
     ``b = softplus⁻¹(ln 2 / τ - δ_min)``, so that with zero input ``δ = softplus(b) + δ_min = ln 2 / τ``
     exactly: retention halves after τ tokens (subtracting δ_min keeps the 4096-token channel exact).
     """
-    half_lives = torch.logspace(
-        math.log10(MIN_HALF_LIFE), math.log10(MAX_HALF_LIFE), head_dim, dtype=torch.float64
-    )
+    half_lives = torch.logspace(math.log10(MIN_HALF_LIFE), math.log10(MAX_HALF_LIFE), head_dim, dtype=torch.float64)
     bias = inverse_softplus(math.log(2.0) / half_lives - DELTA_MIN)
     return bias.repeat(num_heads).float()

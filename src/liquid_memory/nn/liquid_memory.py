@@ -141,9 +141,7 @@ class LiquidMemory(nn.Module):
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
         """A ``LiquidMemory`` with ``mha``'s configuration and weights (decay and norm freshly initialised)."""
         if mha.bias_k is not None or mha.add_zero_attn:
-            raise NotImplementedError(
-                "cannot convert an nn.MultiheadAttention with add_bias_kv or add_zero_attn"
-            )
+            raise NotImplementedError("cannot convert an nn.MultiheadAttention with add_bias_kv or add_zero_attn")
         reference = mha.out_proj.weight
         module = cls(
             mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=mha.in_proj_bias is not None,
@@ -190,13 +188,9 @@ class LiquidMemory(nn.Module):
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
         return out, weights
 
-    def _to_batch_first(
-        self, query: Tensor, key: Tensor, value: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, bool]:
+    def _to_batch_first(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
         if query.dim() not in (2, 3):
-            raise ValueError(
-                f"query must be 2-D (unbatched) or 3-D (batched), got shape {tuple(query.shape)}"
-            )
+            raise ValueError(f"query must be 2-D (unbatched) or 3-D (batched), got shape {tuple(query.shape)}")
         if key.dim() != query.dim() or value.dim() != query.dim():
             raise ValueError(
                 f"query, key and value must all be batched or all unbatched; got {query.dim()}-D, "
@@ -235,9 +229,7 @@ class LiquidMemory(nn.Module):
             if is_causal_pattern(attn_mask, target_len, source_len):
                 is_causal = True
             elif not is_empty_mask(attn_mask):
-                raise NotImplementedError(
-                    "this attn_mask cannot be expressed by a recurrence. " + SUPPORTED_MASKS
-                )
+                raise NotImplementedError("this attn_mask cannot be expressed by a recurrence. " + SUPPORTED_MASKS)
         if is_causal:
             if target_len != source_len:
                 raise ValueError(f"a causal call needs L == S, got L={target_len}, S={source_len}")
@@ -340,16 +332,12 @@ class LiquidMemory(nn.Module):
     def step(self, x_t: Tensor) -> Tensor:
         """Advance the state by one token; O(1) in context length. ``x_t``: ``(N, E)`` or ``(E,)``."""
         if x_t.dim() not in (1, 2) or x_t.shape[-1] != self.embed_dim:
-            raise ValueError(
-                f"step expects one token per sequence, shape (N, {self.embed_dim}) or ({self.embed_dim},)"
-            )
+            raise ValueError(f"step expects one token per sequence, shape (N, {self.embed_dim}) or ({self.embed_dim},)")
         unbatched = x_t.dim() == 1
         x = (x_t.unsqueeze(0) if unbatched else x_t).unsqueeze(1)  # [N, 1, E]
         q, k, v, log_a = self._project(x, x, x, None)
         if self._state is None:
-            self._state = q.new_zeros(
-                (x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32
-            )
+            self._state = q.new_zeros((x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32)
         elif self._state.shape[0] != x.shape[0]:
             raise ValueError(f"state holds batch {self._state.shape[0]} but step got batch {x.shape[0]}")
         o_t, self._state = liquid_step(

@@ -17,7 +17,5 @@ def replace_attention(model: nn.Module, **liquid_kwargs) -> nn.Module:
             if isinstance(child, nn.MultiheadAttention):
                 setattr(module, name, LiquidMemory.from_mha(child, **liquid_kwargs))
     if isinstance(model, nn.MultiheadAttention):
-        raise TypeError(
-            "pass the model that contains the attention; use LiquidMemory.from_mha for a single layer"
-        )
+        raise TypeError("pass the model that contains the attention; use LiquidMemory.from_mha for a single layer")
     return model

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from liquid_memory.ops.chunked import chunked_liquid_scan
@@ -45,15 +46,19 @@ def resolve_backend(backend: str | None, *, device_type: str = "cpu") -> str:
     return name
 
 
-def _require_licence(backend: str) -> None:
+@torch._dynamo.assume_constant_result
+def _require_licence() -> bool:
+    """Verify the licence (cached by the licensing module). Under torch.compile this runs once at trace
+    time, so a compiled graph is only ever built after a successful check."""
     from liquid_memory import licensing
 
     licensing.require_feature("kernel")
+    return True
 
 
 def _warn_reference_once(backend: str) -> None:
     global _warned_reference
-    if not _warned_reference:
+    if not _warned_reference and not torch.compiler.is_compiling():
         _warned_reference = True
         warnings.warn(
             f"liquid_memory is using the pure-PyTorch '{backend}' backend: the slow, unlicensed evaluation "
@@ -87,7 +92,7 @@ def liquid_scan(
         if name == "naive":
             return naive_liquid_scan(q, k, v, log_a, **kwargs)
         return chunked_liquid_scan(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
-    _require_licence(name)
+    _require_licence()
     return _compiled_scan(name)(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
 
 
@@ -100,7 +105,7 @@ def liquid_step(
         if name != "aoti":
             _warn_reference_once(name)
         return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
-    _require_licence(name)
+    _require_licence()
     from liquid_memory.ops.cpp import cpp_liquid_step
 
     return cpp_liquid_step(q_t, k_t, v_t, log_a_t, state)

@@ -14,8 +14,6 @@ def reference_liquid_step(
     Returns ``(o_t in q_t's dtype, new_state)``; the input state is not modified.
     """
     acc = state.dtype
-    new_state = log_a_t.to(acc).exp().unsqueeze(-1) * state + k_t.to(acc).unsqueeze(-1) * v_t.to(
-        acc
-    ).unsqueeze(-2)
+    new_state = log_a_t.to(acc).exp().unsqueeze(-1) * state + k_t.to(acc).unsqueeze(-1) * v_t.to(acc).unsqueeze(-2)
     o_t = torch.einsum("bhd,bhde->bhe", q_t.to(acc), new_state)
     return o_t.to(q_t.dtype), new_state

@@ -1,0 +1,81 @@
+// liquid_scan CPU kernels: argument checking, per-thread workspace, entry points.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+
+#include <optional>
+#include <tuple>
+
+#include "liquid_chunk.h"
+
+namespace lm {
+
+struct ScanArgs {
+  int64_t B = 0, H = 0, T = 0, BH = 0;
+  int d = 0;
+  bool reverse = false, precision_safe = false;
+};
+
+// Validates shapes/dtypes/devices with messages that say what to do; returns the sizes.
+ScanArgs check_scan_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
+                         const std::optional<at::Tensor>& initial_state, bool reverse, bool precision_safe);
+
+// Calls f(scalar_t{}) for the supported input dtypes (fp32, bf16, fp16).
+template <typename F>
+static inline void LM_DISPATCH(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kFloat: f(float{}); break;
+    case at::kBFloat16: f(c10::BFloat16{}); break;
+    case at::kHalf: f(c10::Half{}); break;
+    default: TORCH_CHECK(false, "liquid_scan (cpp): unsupported dtype ", t, "; use float32, bfloat16 or float16");
+  }
+}
+
+// d x d fp32 state <-> padded dp x dp working copy (true state = S - comp).
+static inline void load_state(const float* src, int d, int dp, float* S) {
+  std::fill(S, S + dp * dp, 0.0f);
+  if (!src) return;
+  for (int c = 0; c < d; ++c)
+    for (int m = 0; m < d; ++m) S[c * dp + m] = src[c * d + m];
+}
+static inline void store_state(const float* S, const float* comp, int d, int dp, float* dst) {
+  for (int c = 0; c < d; ++c)
+    for (int m = 0; m < d; ++m) dst[c * d + m] = S[c * dp + m] - comp[c * dp + m];
+}
+
+// Per-thread buffers for one chunk (allocated once per thread per call).
+struct Workspace {
+  int dp;
+  ChunkDecay dec;
+  std::vector<float> Q, K, V, LA;  // [CH][dp] chunk inputs in fp32
+  std::vector<float> Qe, Qt, Kt;   // q*exp(l), q*exp(g), k*exp(g_L - g)   [CH][dp]
+  std::vector<float> KeT, KhT;     // (k*exp(rl))^T and its w-scaled copy   [dp][CH]
+  std::vector<float> A;            // [CH][CH] intra-chunk matrix (lower triangle)
+  std::vector<float> O;            // [CH][dp]
+  std::vector<float> U;            // [dp][dp]
+  std::vector<float> acc;          // [dp]
+
+  explicit Workspace(int dp_);
+  void prepare(int L, bool full);
+  void intra_offdiag(int I);
+  void intra_diag(int I);
+  void chunk_forward(int L, float* S, float* comp, bool precision_safe, bool outputs);
+};
+
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                   const at::Tensor& log_a,
+                                                   const std::optional<at::Tensor>& initial_state, bool reverse,
+                                                   bool precision_safe);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_scan_bwd(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
+    const std::optional<at::Tensor>& initial_state, const at::Tensor& grad_o,
+    const std::optional<at::Tensor>& grad_final_state, bool reverse, bool precision_safe);
+
+at::Tensor liquid_step_(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
+                        at::Tensor& state);
+
+}  // namespace lm

@@ -1,0 +1,137 @@
+"""The ``cpp`` backend: C++ CPU kernels (``csrc/``) for ``liquid_scan`` forward, backward and decode.
+
+Loads ``liquid_memory._C`` (whose import registers the ops ``torch.ops.liquid_memory.*``) and adds
+what torch needs to treat each op as one opaque node: fake (meta) kernels for tracing and
+``torch.compile``, and autograd through the C++ chunked backward.
+
+Ops (all CPU, fp32 accumulation and state; inputs fp32/bf16/fp16, log_a fp32 ≤ 0):
+
+- ``liquid_scan_fwd(q, k, v, log_a, initial_state?, reverse, precision_safe) -> (o, final_state)``
+- ``liquid_scan_bwd(q, k, v, log_a, initial_state?, grad_o, grad_final_state?, reverse, precision_safe)
+  -> (dq, dk, dv, dlog_a, dinitial_state)`` (recomputes the chunk-boundary states, no saved activations)
+- ``liquid_step_(q_t, k_t, v_t, log_a_t, state!) -> o_t``: one decode step, **updates ``state`` in place**
+  (declared as a mutation in the schema, so torch.compile and functionalization handle it).
+
+``precision_safe=True`` changes exactly one thing: the inter-chunk state recurrence
+``S ← diag(exp(g_chunk)) S + K̃ᵀV`` (and, in backward, the state-gradient recurrence
+``dS ← diag(exp(g_chunk)) dS + Q̃ᵀdO``) is done with compensated fp32 arithmetic (Kahan summation
+plus the exact rounding error of the decay product via fma), so the state does not drift over very
+long sequences. Intra-chunk sums (≤ 64 terms) stay plain fp32. ``None`` means auto: on above 64K tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from liquid_memory.ops.chunked import resolve_precision_safe
+
+_OPS = "liquid_memory"
+
+
+def _load() -> bool:
+    """Import the extension (registers ``torch.ops.liquid_memory.*``) and add the Python-side kernels."""
+    try:
+        import liquid_memory._C  # noqa: F401
+    except ImportError:
+        return False
+    _register_python_side()
+    return True
+
+
+def cpp_available() -> bool:
+    """True when the C++ extension is built and its ops are registered."""
+    return _AVAILABLE
+
+
+def _require() -> Any:
+    if not _AVAILABLE:
+        raise RuntimeError(
+            "the C++ extension liquid_memory._C is not built; run `pip install --no-build-isolation -e .` "
+            "(or `python setup.py build_ext --inplace`) or use the chunked backend"
+        )
+    return torch.ops.liquid_memory
+
+
+def _register_python_side() -> None:
+    @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd")
+    def _fwd_fake(q, k, v, log_a, initial_state, reverse, precision_safe):
+        b, h, _, d = q.shape
+        return torch.empty_like(q), q.new_empty((b, h, d, d), dtype=torch.float32)
+
+    @torch.library.register_fake(f"{_OPS}::liquid_scan_bwd")
+    def _bwd_fake(q, k, v, log_a, initial_state, grad_o, grad_final_state, reverse, precision_safe):
+        b, h, _, d = q.shape
+        return (
+            torch.empty_like(q),
+            torch.empty_like(k),
+            torch.empty_like(v),
+            torch.empty_like(log_a, dtype=torch.float32),
+            q.new_empty((b, h, d, d), dtype=torch.float32),
+        )
+
+    @torch.library.register_fake(f"{_OPS}::liquid_step_")
+    def _step_fake(q, k, v, log_a, state):
+        return torch.empty_like(q)
+
+    def setup_context(ctx, inputs, output):
+        q, k, v, log_a, initial_state, reverse, precision_safe = inputs
+        ctx.save_for_backward(q, k, v, log_a, initial_state)
+        ctx.reverse, ctx.precision_safe = reverse, precision_safe
+        ctx.log_a_dtype = log_a.dtype
+        ctx.init_dtype = None if initial_state is None else initial_state.dtype
+
+    def backward(ctx, grad_o, grad_final):
+        q, k, v, log_a, initial_state = ctx.saved_tensors
+        if grad_o is None:
+            grad_o = torch.zeros_like(q)
+        dq, dk, dv, dla, dinit = torch.ops.liquid_memory.liquid_scan_bwd(
+            q, k, v, log_a, initial_state, grad_o, grad_final, ctx.reverse, ctx.precision_safe
+        )
+        dinit = None if initial_state is None else dinit.to(ctx.init_dtype)
+        return dq, dk, dv, dla.to(ctx.log_a_dtype), dinit, None, None
+
+    torch.library.register_autograd(f"{_OPS}::liquid_scan_fwd", backward, setup_context=setup_context)
+
+
+_AVAILABLE = _load()  # at import, so torch.compile never traces the registration
+
+
+def cpp_liquid_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_a: Tensor,
+    *,
+    initial_state: Tensor | None = None,
+    reverse: bool = False,
+    output_final_state: bool = False,
+    precision_safe: bool | None = False,
+) -> tuple[Tensor, Tensor | None]:
+    """``liquid_scan`` on the C++ kernels; same contract as ``naive_liquid_scan`` (dk == dv).
+
+    Differentiable in q, k, v, log_a and initial_state. ``o`` is in q's dtype, the final state fp32.
+    """
+    ops = _require()
+    if v.shape != q.shape:
+        raise ValueError(f"the cpp backend needs dk == dv (v of shape {tuple(q.shape)}); got v {tuple(v.shape)}")
+    if log_a.dtype != torch.float32:
+        log_a = log_a.float()
+    if initial_state is not None and initial_state.dtype != torch.float32:
+        initial_state = initial_state.float()
+    safe = resolve_precision_safe(precision_safe, q.shape[2])
+    o, final_state = ops.liquid_scan_fwd(q, k, v, log_a, initial_state, reverse, safe)
+    return o, (final_state if output_final_state else None)
+
+
+def cpp_liquid_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """One decode step in O(d²) per head: ``S ← diag(exp(log_a_t)) S + k_t v_tᵀ``, ``o_t = Sᵀ q_t``.
+
+    Inputs ``[B, H, d]``; ``state`` ``[B, H, d, d]`` contiguous fp32 is **updated in place** and returned
+    as ``new_state`` (the same tensor), so a decode loop allocates nothing for the state. No autograd.
+    """
+    ops = _require()
+    o_t = ops.liquid_step_(q_t, k_t, v_t, log_a_t, state)
+    return o_t, state

@@ -1,0 +1,44 @@
+"""``torch.library.opcheck`` on every C++ custom op: schema, fake kernel, autograd registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liquid_memory.ops.cpp import cpp_available
+
+pytestmark = pytest.mark.skipif(not cpp_available(), reason="C++ extension liquid_memory._C is not built")
+
+
+def _inputs(dtype, T=70, d=32, grad=True):
+    g = torch.Generator().manual_seed(T + d)
+    q, k, v = (torch.randn(2, 2, T, d, generator=g).to(dtype).requires_grad_(grad) for _ in range(3))
+    la = (-torch.rand(2, 2, T, d, generator=g)).requires_grad_(grad)
+    s0 = torch.randn(2, 2, d, d, generator=g).requires_grad_(grad)
+    return q, k, v, la, s0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_init,reverse,safe", [(False, False, False), (True, True, True), (True, False, False)])
+def test_opcheck_scan_forward(dtype, with_init, reverse, safe):
+    q, k, v, la, s0 = _inputs(dtype)
+    torch.library.opcheck(
+        torch.ops.liquid_memory.liquid_scan_fwd, (q, k, v, la, s0 if with_init else None, reverse, safe)
+    )
+
+
+@pytest.mark.parametrize("with_final_grad", [False, True])
+def test_opcheck_scan_backward(with_final_grad):
+    q, k, v, la, s0 = _inputs(torch.float32, grad=False)
+    go = torch.randn_like(q)
+    gf = torch.randn_like(s0) if with_final_grad else None
+    torch.library.opcheck(torch.ops.liquid_memory.liquid_scan_bwd, (q, k, v, la, s0, go, gf, False, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_opcheck_step(dtype):
+    q, k, v, la, s0 = _inputs(dtype, T=1, grad=False)
+    state = s0.clone()
+    torch.library.opcheck(
+        torch.ops.liquid_memory.liquid_step_, (q[:, :, 0], k[:, :, 0], v[:, :, 0], la[:, :, 0], state)
+    )
