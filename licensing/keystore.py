@@ -65,9 +65,7 @@ class VendorKey:
 def generate(label: str) -> VendorKey:
     ck = nacl.utils.random(32)
     ckid = content_key_id(ck)
-    return VendorKey(
-        label=label, signing_key=SigningKey.generate(), content_keys={ckid: ck}, current_content_key=ckid
-    )
+    return VendorKey(label=label, signing_key=SigningKey.generate(), content_keys={ckid: ck}, current_content_key=ckid)
 
 
 def _err(msg: str, reason: str) -> VendorKeyInvalid:
@@ -78,9 +76,7 @@ def save(vk: VendorKey, path: Path, passphrase: bytes, *, moderate: bool = True)
     ops = nacl.pwhash.argon2id.OPSLIMIT_MODERATE if moderate else nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     mem = nacl.pwhash.argon2id.MEMLIMIT_MODERATE if moderate else nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
-    box_key = nacl.pwhash.argon2id.kdf(
-        nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem
-    )
+    box_key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem)
     secrets = canonical_json(
         {
             "signing_seed": b64e(bytes(vk.signing_key)),

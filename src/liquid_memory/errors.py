@@ -14,9 +14,7 @@ class LiquidMemoryError(Exception):
     code: str = "LM000"
     default_remedy: str = ""
 
-    def __init__(
-        self, message: str, *, code: str | None = None, remedy: str | None = None, reason: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, remedy: str | None = None, reason: str = "") -> None:
         self.code = code or type(self).code
         self.reason = reason  # stable short slug refining the code, e.g. "bad-base64"
         self.remedy = self.default_remedy if remedy is None else remedy
@@ -173,9 +171,7 @@ class ArtifactTampered(ArtifactError):
 
 class ArtifactIncompatible(ArtifactError):
     code = "LM302"
-    default_remedy = (
-        "Use a backend that fits (LM_BACKEND=cpp or reference) or a distribution built for this machine"
-    )
+    default_remedy = "Use a backend that fits (LM_BACKEND=cpp or reference) or a distribution built for this machine"
 
 
 class ArtifactNotFound(ArtifactError):

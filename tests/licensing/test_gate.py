@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 
 from liquid_memory import errors as E
 from liquid_memory.licensing import _trust_root, gate, require_feature, trusted_keys
 from liquid_memory.licensing.trust import DEV_TRUST_ENV
-from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 from tests.licensing.helpers import make_licence
 
 

@@ -6,12 +6,12 @@ import json
 import stat
 
 import pytest
+from liquid_memory_vendor import keystore
+from liquid_memory_vendor.cli import main
 
 from liquid_memory import errors as E
 from liquid_memory.licensing import require_feature, reset_cache
 from liquid_memory.licensing.trust import DEV_TRUST_ENV
-from liquid_memory_vendor import keystore
-from liquid_memory_vendor.cli import main
 
 
 @pytest.fixture(scope="module")

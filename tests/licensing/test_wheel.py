@@ -16,8 +16,8 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from liquid_memory_vendor.dev import issue_dev_licence
+
 from tests.licensing.helpers import make_vendor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,9 +128,10 @@ def test_wheel_customer_flow(tmp_path):
 
 def _rerelease(vendor, src: Path, home: Path) -> None:
     """What ``lm-vendor release`` does with a real vendor key (one artifact, re-encrypted for ``vendor``)."""
-    from liquid_memory.artifacts.crypto import decrypt, read_key_id
     from liquid_memory_vendor import release
     from liquid_memory_vendor.dev import dev_vendor
+
+    from liquid_memory.artifacts.crypto import decrypt, read_key_id
 
     meta = json.loads((src / "dist_public" / "AOTI_METADATA.json").read_text())
     entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)

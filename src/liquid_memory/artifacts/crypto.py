@@ -46,9 +46,7 @@ def _n_chunks(size: int, chunk: int) -> int:
     return max(1, -(-size // chunk))
 
 
-def encrypt(
-    plaintext: bytes, key: bytes, ckid: str, *, name: str, version: str, chunk: int = DEFAULT_CHUNK
-) -> bytes:
+def encrypt(plaintext: bytes, key: bytes, ckid: str, *, name: str, version: str, chunk: int = DEFAULT_CHUNK) -> bytes:
     if len(key) != 32 or len(ckid.encode()) != 19:
         raise ValueError("content key must be 32 bytes and its id 19 ASCII characters")
     prefix = os.urandom(8)
@@ -61,9 +59,7 @@ def encrypt(
     out = [header]
     for i in range(n):
         part = plaintext[i * chunk : (i + 1) * chunk]
-        out.append(
-            aes.encrypt(prefix + struct.pack(">I", i), part, _aad(name, version, header, i, i == n - 1))
-        )
+        out.append(aes.encrypt(prefix + struct.pack(">I", i), part, _aad(name, version, header, i, i == n - 1)))
     return b"".join(out)
 
 
@@ -81,9 +77,7 @@ def _parse_header(blob: bytes) -> tuple[bytes, int, int, bytes, str, bytes, byte
         raise _tampered(f"artifact is truncated ({len(blob)} bytes, shorter than its header)", "truncated")
     magic, version, zero, chunk, size, prefix, ckid_raw, name_tag, kcv = _HEADER.unpack_from(blob)
     if magic != MAGIC:
-        raise _tampered(
-            "artifact does not start with the LMAE magic (not an encrypted artifact)", "bad-magic"
-        )
+        raise _tampered("artifact does not start with the LMAE magic (not an encrypted artifact)", "bad-magic")
     if version != VERSION or zero != b"\0" * 3:
         raise _tampered(f"artifact format version {version} is not supported", "bad-version")
     if not 1024 <= chunk <= 1 << 26 or size > 1 << 34:
@@ -117,8 +111,6 @@ def decrypt(blob: bytes, key: bytes, *, name: str, version: str) -> bytes:
             parts.append(aes.decrypt(prefix + struct.pack(">I", i), blob[pos : pos + clen],
                                      _aad(name, version, header, i, i == n - 1)))  # fmt: skip
         except InvalidTag:
-            raise _tampered(
-                f"artifact {name}: chunk {i} fails authentication (modified)", "auth-failed"
-            ) from None
+            raise _tampered(f"artifact {name}: chunk {i} fails authentication (modified)", "auth-failed") from None
         pos += clen
     return b"".join(parts)

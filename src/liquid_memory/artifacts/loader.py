@@ -120,13 +120,8 @@ def load_plaintext(info: ArtifactInfo, root: Path, meta: Metadata) -> bytes:
     blob = read_checked(root, info.file)
     ckid = read_key_id(blob)
     plaintext = decrypt(blob, licence.content_key(ckid), name=info.name, version=meta.version)
-    if (
-        len(plaintext) != info.plaintext_size
-        or hashlib.sha256(plaintext).hexdigest() != info.plaintext_sha256
-    ):
-        raise ArtifactTampered(
-            f"{info.name}: decrypted bytes do not match AOTI_METADATA.json", reason="plaintext"
-        )
+    if len(plaintext) != info.plaintext_size or hashlib.sha256(plaintext).hexdigest() != info.plaintext_sha256:
+        raise ArtifactTampered(f"{info.name}: decrypted bytes do not match AOTI_METADATA.json", reason="plaintext")
     return plaintext
 
 

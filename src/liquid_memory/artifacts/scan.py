@@ -17,9 +17,7 @@ def _bad(msg: str, reason: str = "inputs") -> ArtifactIncompatible:
 
 def _check(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, initial_state: Tensor | None) -> str:
     if q.dim() != 4 or not (q.shape == k.shape == v.shape == log_a.shape):
-        raise _bad(
-            f"q, k, v, log_a must share one [B, H, T, d] shape, got {[tuple(x.shape) for x in (q, k, v)]}"
-        )
+        raise _bad(f"q, k, v, log_a must share one [B, H, T, d] shape, got {[tuple(x.shape) for x in (q, k, v)]}")
     if any(x.device.type != "cpu" for x in (q, k, v, log_a)):
         raise _bad("artifacts run on CPU tensors only", "device")
     if q.dtype not in DTYPE_NAMES or k.dtype != q.dtype or v.dtype != q.dtype:

@@ -32,9 +32,7 @@ def read_licence_text() -> str:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 text = fh.read(MAX_KEY_CHARS + 1)
         except OSError as exc:
-            raise LicenseMissing(
-                f"cannot read {KEY_FILE_ENV}={path!r}: {exc.strerror}", reason="file"
-            ) from None
+            raise LicenseMissing(f"cannot read {KEY_FILE_ENV}={path!r}: {exc.strerror}", reason="file") from None
         if len(text) > MAX_KEY_CHARS:
             raise LicenseTooLarge(f"{KEY_FILE_ENV} file is larger than {MAX_KEY_CHARS} characters")
         return text

@@ -135,9 +135,7 @@ def _split(text: str) -> list[str]:
 def _claims_schema(c: dict[str, object]) -> None:
     missing, unknown = CLAIM_FIELDS - c.keys(), c.keys() - CLAIM_FIELDS
     if missing or unknown:
-        raise _malformed(
-            f"claims have missing {sorted(missing)} / unknown {sorted(unknown)} fields", "bad-claims"
-        )
+        raise _malformed(f"claims have missing {sorted(missing)} / unknown {sorted(unknown)} fields", "bad-claims")
     if c["v"] != 1 or type(c["v"]) is not int:
         raise _malformed("claims version is not 1", "bad-claims")
     ints = ("iat", "nbf", "exp")

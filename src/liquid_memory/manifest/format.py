@@ -66,9 +66,7 @@ def check_path(path: str) -> None:
     if not all(_PATH_PART.fullmatch(p) for p in parts):
         raise ManifestUnsafePath(f"disallowed characters in path: {path[:80]!r}", reason="characters")
     if parts[0] != "dist_public" or len(parts) < 2:
-        raise ManifestUnsafePath(
-            f"manifest may only list files under dist_public/: {path[:80]!r}", reason="outside"
-        )
+        raise ManifestUnsafePath(f"manifest may only list files under dist_public/: {path[:80]!r}", reason="outside")
 
 
 def render_body(rows: list[Row], *, product: str, version: str) -> bytes:
@@ -86,9 +84,7 @@ def render_body(rows: list[Row], *, product: str, version: str) -> bytes:
 
 
 def assemble(body: bytes, comment_bytes: bytes, signature: bytes) -> bytes:
-    block = (
-        f"{SIG_START}trusted-comment: {comment_bytes.decode('ascii')}\nsignature: {b64e(signature)}\n-->\n"
-    )
+    block = f"{SIG_START}trusted-comment: {comment_bytes.decode('ascii')}\nsignature: {b64e(signature)}\n-->\n"
     return body + block.encode("ascii")
 
 

@@ -81,18 +81,14 @@ def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float) -
             f"manifest signed by vendor key {kid}, not trusted by this build", reason="unknown-key"
         )
     if not verify_raw(trusted[kid], manifest.message(), manifest.signature):
-        raise ManifestSignatureInvalid(
-            "manifest signature does not verify (edited or forged)", reason="bad-signature"
-        )
+        raise ManifestSignatureInvalid("manifest signature does not verify (edited or forged)", reason="bad-signature")
     if manifest.comment["product"] != PRODUCT:
         raise ManifestInvalid(f"manifest is for product {manifest.comment['product']!r}", reason="product")
     if now >= int(manifest.comment["expires"]):  # type: ignore[arg-type]
         raise ManifestExpired("manifest signature has expired; download the current distribution")
 
 
-def check_files(
-    source: Source, rows: tuple[Row, ...], report: Report, *, only: set[str] | None = None
-) -> None:
+def check_files(source: Source, rows: tuple[Row, ...], report: Report, *, only: set[str] | None = None) -> None:
     """Compare files with rows: missing, symlinked, wrong size, wrong hash, extra, unsafe."""
     listed = {r.path: r for r in rows}
     present = {}
@@ -106,24 +102,18 @@ def check_files(
             except ManifestError as exc:
                 report.problems.append(exc)
                 continue
-            report.problems.append(
-                ManifestExtraFile(f"{entry.path} is not listed in the manifest", reason="extra")
-            )
+            report.problems.append(ManifestExtraFile(f"{entry.path} is not listed in the manifest", reason="extra"))
     for row in rows:
         if only is not None and row.path not in only:
             continue
         entry = present.get(row.path)
         if entry is None or entry.is_symlink:
             if entry is None:
-                report.problems.append(
-                    ManifestFileMissing(f"{row.path} is listed but missing", reason="missing")
-                )
+                report.problems.append(ManifestFileMissing(f"{row.path} is listed but missing", reason="missing"))
             continue
         if entry.size != row.size:
             report.problems.append(
-                ManifestSizeMismatch(
-                    f"{row.path}: size {entry.size} bytes, manifest says {row.size}", reason="size"
-                )
+                ManifestSizeMismatch(f"{row.path}: size {entry.size} bytes, manifest says {row.size}", reason="size")
             )
             continue
         try:
@@ -132,9 +122,7 @@ def check_files(
             report.problems.append(exc)
             continue
         if len(data) != row.size:
-            report.problems.append(
-                ManifestSizeMismatch(f"{row.path}: size changed while reading", reason="size")
-            )
+            report.problems.append(ManifestSizeMismatch(f"{row.path}: size changed while reading", reason="size"))
         elif hashlib.sha256(data).hexdigest() != row.sha256:
             report.problems.append(
                 ManifestHashMismatch(f"{row.path}: SHA-256 differs from the manifest", reason="hash")
