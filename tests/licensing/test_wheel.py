@@ -53,7 +53,8 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
 
 
-def _build_wheel(tmp: Path, env: dict[str, str], prepare=None) -> Path:
+def _copy_checkout(tmp: Path) -> Path:
+    """The checkout's tracked + untracked-not-ignored files (no build outputs, no venvs)."""
     src = tmp / "src"
     src.mkdir()
     files = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"]).stdout.split()
@@ -61,8 +62,11 @@ def _build_wheel(tmp: Path, env: dict[str, str], prepare=None) -> Path:
         if (REPO / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes((REPO / rel).read_bytes())
-    if prepare is not None:
-        prepare(src)
+    return src
+
+
+def _build_wheel(tmp: Path, env: dict[str, str]) -> Path:
+    src = _copy_checkout(tmp)
     res = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp / "out"), str(src)],
                env=env)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -144,11 +148,12 @@ def _rerelease(vendor, src: Path, home: Path) -> None:
 def test_release_wheel_trusts_only_its_vendor(tmp_path):
     """A wheel released by a real vendor trusts only that vendor: no dev identity, no LM_DEV_TRUSTED_KEYS."""
     vendor, stranger = make_vendor("Release Vendor"), make_vendor("Stranger")
-    root_file = tmp_path / "trust.json"
-    root_file.write_text(json.dumps({"vendor_keys": {vendor.kid: vendor.trust_entry().split(":")[1]}}))
+    from liquid_memory_vendor.release import build_wheel
+
     (tmp_path / "home").mkdir()
-    wheel = _build_wheel(tmp_path, _clean_env(LM_RELEASE_TRUST_ROOT=str(root_file)),
-                         prepare=lambda src: _rerelease(vendor, src, tmp_path / "home"))  # fmt: skip
+    src = _copy_checkout(tmp_path)
+    _rerelease(vendor, src, tmp_path / "home")
+    wheel = build_wheel(vendor, src, tmp_path / "out", release_build=True)  # the code `lm-vendor release` runs
     bin_dir = _install(wheel, tmp_path / "venv")
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
