@@ -103,6 +103,7 @@ def sign_manifest(vk: VendorKey, root: Path, *, valid_days: int = 730, now: int 
 def build_wheel(vk: VendorKey, repo: Path, out_dir: Path, *, release_build: bool) -> Path:
     """``python -m build --wheel --no-isolation``; a release build bakes in only ``vk``'s public key."""
     env = dict(os.environ)
+    env.setdefault("MAX_JOBS", "2")  # the C++ extension build: stay within a small machine's cores
     with tempfile.TemporaryDirectory() as tmp:
         if release_build:
             root_file = Path(tmp) / "trust_root.json"

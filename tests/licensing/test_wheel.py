@@ -97,7 +97,7 @@ def _install(wheel: Path, where: Path) -> Path:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LM_") and k != "PYTHONPATH"}
-    env.update(OMP_NUM_THREADS="2", **extra)
+    env.update(OMP_NUM_THREADS="2", MAX_JOBS="2", **extra)
     return env
 
 
