@@ -1,4 +1,4 @@
-"""``liquid-memory``: the customer CLI (minimal version from the licensing branch; the lead owns it)."""
+"""``liquid-memory``: the customer CLI — ``bench``, ``verify PATH``, ``license``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,60 @@ import sys
 
 from liquid_memory.cli_licensing import add_subcommands, run
 
+DEFAULT_LENGTHS = "1024,2048,4096,8192,16384,32768,65536,131072"
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark LiquidMemory against nn.MultiheadAttention and an SDPA layer",
+        description="Prints the layer table (forward time and memory, forward+backward, decode per token), "
+        "writes JSON and a PNG plot. --mixer runs the liquid_scan kernel benchmark instead.",
+    )
+    bench.add_argument("--embed-dim", type=int, default=1024)
+    bench.add_argument("--heads", type=int, default=16)
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--seq-lens", default=DEFAULT_LENGTHS, help="comma-separated sequence lengths")
+    bench.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--out-dir", default="bench_results", help="where the JSON and PNG go")
+    bench.add_argument("--time-budget", type=float, default=90.0, help="seconds a single measurement may take")
+    bench.add_argument("--memory-budget-gb", type=float, default=12.0, help="skip peers predicted to need more")
+    bench.add_argument("--no-backward", action="store_true", help="skip the forward+backward columns")
+    bench.add_argument("--no-decode", action="store_true", help="skip the decode columns")
+    bench.add_argument("--backend", default=None, help="force a liquid_scan backend (default: LM_BACKEND or cpp)")
+    bench.add_argument("--mixer", action="store_true", help="run the mixer-only liquid_scan benchmark")
+
+
+def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.mixer:
+        from liquid_memory.benchmarks.mixer import main as mixer_main
+
+        return mixer_main(extra)
+    if extra:
+        print(f"liquid-memory bench: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
+        return 2
+    from liquid_memory.benchmark import run_benchmark
+
+    lengths = [int(part) for part in args.seq_lens.split(",") if part.strip()]
+    run_benchmark(
+        args.embed_dim, args.heads, args.batch, lengths, args.dtype, args.device,
+        out_dir=args.out_dir, time_budget_s=args.time_budget, memory_budget_gb=args.memory_budget_gb,
+        backward=not args.no_backward, decode=not args.no_decode, backend=args.backend,
+    )  # fmt: skip
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="liquid-memory", description="Liquid Memory customer tools.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_bench(sub)
     add_subcommands(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _run_bench(args, extra)
+    if extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
     return run(args)
 
 

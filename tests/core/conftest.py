@@ -1,7 +1,13 @@
-"""Core test fixtures: which liquid_scan backends the module tests run on."""
+"""Core test fixtures: the liquid_scan backends the module tests run on, and a development licence.
+
+The compiled ``cpp`` backend runs only under a verified licence, so the tests issue one from the
+committed DEVELOPMENT vendor identity (trusted by development builds only) — the same path the
+README demo takes. If the C++ extension is not built, the cpp cases fail: they are not skipped.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -9,9 +15,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-MODULE_BACKENDS = ["chunked"]
+MODULE_BACKENDS = ["chunked", "cpp"]
+
+
+@functools.cache
+def _dev_licence() -> str:
+    from liquid_memory_vendor.dev import issue_dev_licence
+
+    return issue_dev_licence(("kernel",), licensee="Liquid Memory core tests")
+
+
+@pytest.fixture
+def licensed(monkeypatch):
+    """A valid development licence in LM_PRIVATE_KEY for the duration of one test."""
+    from liquid_memory.licensing import reset_cache
+
+    monkeypatch.setenv("LM_PRIVATE_KEY", _dev_licence())
+    monkeypatch.delenv("LM_BACKEND", raising=False)
+    reset_cache()
+    yield
+    reset_cache()
 
 
 @pytest.fixture(params=MODULE_BACKENDS)
 def backend(request) -> str:
+    if request.param != "chunked":
+        request.getfixturevalue("licensed")
     return request.param

@@ -19,9 +19,10 @@ DECAYS = {
     "weak": lambda shape, g: -0.02 * torch.rand(shape, generator=g),
     "strong": lambda shape, g: -20.0 * torch.rand(shape, generator=g),
     # per channel: half-lives from 1 to ~1e4 tokens, plus rare -20 steps (one token wipes a channel)
-    "mixed": lambda shape, g: -(10.0 ** (-4 * torch.rand(shape[-1:], generator=g)))
-    * torch.ones(shape)
-    - 20.0 * (torch.rand(shape, generator=g) < 0.02),
+    "mixed": lambda shape, g: (
+        -(10.0 ** (-4 * torch.rand(shape[-1:], generator=g))) * torch.ones(shape)
+        - 20.0 * (torch.rand(shape, generator=g) < 0.02)
+    ),
 }
 
 

@@ -313,6 +313,21 @@ class LiquidMemory(nn.Module):
             weights = weights.mean(dim=1)
         return weights.squeeze(0) if unbatched else weights
 
+    @staticmethod
+    def benchmark(
+        embed_dim: int = 1024,
+        num_heads: int = 16,
+        batch_size: int = 1,
+        seq_lengths=(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
+        dtype=torch.float32,
+        device: str = "cpu",
+        **kwargs,
+    ) -> dict:
+        """The layer benchmark vs ``nn.MultiheadAttention`` and an SDPA layer (see ``liquid_memory.benchmark``)."""
+        from liquid_memory.benchmark import run_benchmark
+
+        return run_benchmark(embed_dim, num_heads, batch_size, seq_lengths, dtype, device, **kwargs)
+
     # ------------------------------------------------------------------ decode
 
     def prefill(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:

@@ -58,17 +58,17 @@ def _require() -> Any:
 def _register_python_side() -> None:
     @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd")
     def _fwd_fake(q, k, v, log_a, initial_state, reverse, precision_safe):
-        b, h, _, d = q.shape
-        return torch.empty_like(q), q.new_empty((b, h, d, d), dtype=torch.float32)
+        b, h, _, d = q.shape  # the kernels return contiguous tensors whatever the input strides
+        return q.new_empty(q.shape), q.new_empty((b, h, d, d), dtype=torch.float32)
 
     @torch.library.register_fake(f"{_OPS}::liquid_scan_bwd")
     def _bwd_fake(q, k, v, log_a, initial_state, grad_o, grad_final_state, reverse, precision_safe):
         b, h, _, d = q.shape
         return (
-            torch.empty_like(q),
-            torch.empty_like(k),
-            torch.empty_like(v),
-            torch.empty_like(log_a, dtype=torch.float32),
+            q.new_empty(q.shape),
+            k.new_empty(k.shape),
+            v.new_empty(v.shape),
+            log_a.new_empty(log_a.shape, dtype=torch.float32),
             q.new_empty((b, h, d, d), dtype=torch.float32),
         )
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install Liquid Memory from this checkout (builds the C++ extension).
+#   scripts/setup.sh        -> the SDK + benchmark extras (README command 1)
+#   scripts/setup.sh test   -> everything, including the proxy and test tools (README command 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="bench"
+[ "${1:-}" = "test" ] && extras="bench,proxy,test"
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade "pip>=24"
+# torch first (the pinned CPU wheel), then build against it without isolation.
+.venv/bin/python -m pip install -q "torch==2.13.0" "setuptools==80.9.0" "wheel==0.48.0" "ninja==1.13.2"
+MAX_JOBS=2 .venv/bin/python -m pip install -q --no-build-isolation -e ".[${extras}]"

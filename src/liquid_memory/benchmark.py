@@ -1,0 +1,60 @@
+"""``LiquidMemory.benchmark()`` and ``liquid-memory bench``: the layer table, JSON and plot in one call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from liquid_memory.benchmarks.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
+from liquid_memory.benchmarks.report import format_table, format_targets, target_checks, write_json, write_plot
+
+
+def run_benchmark(
+    embed_dim: int = 1024,
+    num_heads: int = 16,
+    batch_size: int = 1,
+    seq_lengths: Sequence[int] = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
+    dtype: torch.dtype | str = torch.float32,
+    device: str = "cpu",
+    *,
+    out_dir: str | Path | None = "bench_results",
+    time_budget_s: float = 90.0,
+    memory_budget_gb: float = 12.0,
+    backward: bool = True,
+    decode: bool = True,
+    backend: str | None = None,
+    progress: bool = True,
+    echo: bool = True,
+) -> dict:
+    """Measure LiquidMemory against nn.MultiheadAttention and an SDPA layer; print, save JSON + PNG.
+
+    Returns ``{"rows": [...], "targets": [...], "json": path, "plot": path}``.
+    """
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    config = LayerBenchConfig(
+        embed_dim=embed_dim, num_heads=num_heads, batch_size=batch_size, seq_lengths=tuple(seq_lengths),
+        dtype=dtype, device=device, time_budget_s=time_budget_s, memory_budget_bytes=int(memory_budget_gb * 2**30),
+        backward=backward, decode=decode, backend=backend,
+    )  # fmt: skip
+    rows = LayerBenchmark(config).run(progress=progress)
+    checks = target_checks(rows)
+    result: dict = {"rows": rows_to_dicts(rows), "targets": checks, "json": None, "plot": None}
+    title = f"LiquidMemory vs softmax attention: E={embed_dim}, H={num_heads}, B={batch_size}, {str(dtype)[6:]}, causal"
+    if echo:
+        print(title)
+        print(format_table(rows))
+        print(format_targets(checks))
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"layer_E{embed_dim}_H{num_heads}_B{batch_size}_{str(dtype)[6:]}_{time.strftime('%Y%m%d-%H%M%S')}"
+        result["json"], result["plot"] = out / f"{stem}.json", out / f"{stem}.png"
+        write_json(result["json"], config, rows, checks)
+        write_plot(result["plot"], rows, title)
+        if echo:
+            print(f"wrote {result['json']} and {result['plot']}")
+    return result

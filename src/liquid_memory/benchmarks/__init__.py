@@ -1,0 +1,1 @@
+"""Benchmarks: the layer table (``layer``), the mixer-only kernels (``mixer``), and their reports."""
