@@ -74,3 +74,35 @@ def test_usage_errors(home, capsys):
     assert "Traceback" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["issue", "--help"])
+
+
+def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
+    """``lm-vendor release --no-wheel`` from prebuilt packages: encrypted files, metadata, signed manifest."""
+    from pathlib import Path
+
+    from liquid_memory.artifacts.crypto import decrypt, read_key_id
+    from liquid_memory.manifest import verify_path
+    from liquid_memory_vendor.dev import dev_vendor
+
+    repo = Path(__file__).resolve().parents[2]
+    meta = json.loads((repo / "dist_public" / "AOTI_METADATA.json").read_text())
+    entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)
+    blob = (repo / entry["file"]).read_bytes()
+    plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
+    prebuilt = tmp_path / "prebuilt"
+    prebuilt.mkdir()
+    (prebuilt / entry["name"]).write_bytes(plain)
+    info = {k: v for k, v in entry.items() if k != "file"}
+    (prebuilt / f"{entry['name']}.json").write_text(json.dumps(info))
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    args = ["release", "--dev", "--no-wheel", "--repo", str(out), "--prebuilt", str(prebuilt), "--home", str(home)]
+    assert main(args) == 0
+    assert verify_path(out).ok
+    files = sorted(p.name for p in (out / "dist_public").iterdir())
+    assert files == ["AOTI_METADATA.json", f"{entry['name']}.enc", "revocations.lmr"]
+    assert plain[:4096] not in (out / "dist_public" / f"{entry['name']}.enc").read_bytes()
+    (prebuilt / entry["name"]).write_bytes(plain[:-1])  # a damaged build output is refused
+    assert main(args) == 2 and "does not match its build info" in capsys.readouterr().err
