@@ -80,9 +80,10 @@ def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
     """``lm-vendor release --no-wheel`` from prebuilt packages: encrypted files, metadata, signed manifest."""
     from pathlib import Path
 
+    from liquid_memory_vendor.dev import dev_vendor
+
     from liquid_memory.artifacts.crypto import decrypt, read_key_id
     from liquid_memory.manifest import verify_path
-    from liquid_memory_vendor.dev import dev_vendor
 
     repo = Path(__file__).resolve().parents[2]
     meta = json.loads((repo / "dist_public" / "AOTI_METADATA.json").read_text())
