@@ -108,6 +108,13 @@ def load(path: Path, passphrase: bytes) -> VendorKey:
         raise _err(f"{path} is not JSON", "bad-json") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _err(f"{path} is not a {FORMAT} file", "bad-format")
+    try:
+        return _unseal(doc, passphrase)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _err(f"{path} has missing or malformed fields", "bad-format") from None
+
+
+def _unseal(doc: dict, passphrase: bytes) -> VendorKey:
     kdf = doc["kdf"]
     salt = b64d(kdf["salt"], "salt", _err, size=nacl.pwhash.argon2id.SALTBYTES)
     box_key = nacl.pwhash.argon2id.kdf(

@@ -107,3 +107,13 @@ def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
     assert plain[:4096] not in (out / "dist_public" / f"{entry['name']}.enc").read_bytes()
     (prebuilt / entry["name"]).write_bytes(plain[:-1])  # a damaged build output is refused
     assert main(args) == 2 and "does not match its build info" in capsys.readouterr().err
+
+
+def test_damaged_vendor_key_file(tmp_path, capsys):
+    (tmp_path / "pass").write_text("pw")
+    for content in ("not json", '{"format": "lm-vendor-key-v1"}', '{"format": "lm-vendor-key-v1", "kdf": 3}'):
+        (tmp_path / "vendor.key").write_text(content)
+        args = ["issue", "--home", str(tmp_path), "--passphrase-file", str(tmp_path / "pass"), "--licensee", "X"]
+        assert main([*args, "--expires", "2099-01-01", "--features", "kernel"]) == 1
+        err = capsys.readouterr().err
+        assert E.VendorKeyInvalid.code in err and "Traceback" not in err
