@@ -64,6 +64,8 @@ class BuildPyWithDistribution(build_py):
                 f"VENDOR_KEYS: dict[str, str] = {keys!r}\n",
                 encoding="utf-8",
             )
+        else:  # never let a stale release trust root in build/ leak into a development build (or back)
+            shutil.copy2(ROOT / "src" / "liquid_memory" / "licensing" / "_trust_root.py", pkg / "licensing")
 
 
 PACKAGE_DIRS = {"": "src", "liquid_memory_proxy": "proxy", "liquid_memory_vendor": "licensing"}

@@ -57,9 +57,7 @@ def artifact_name(dtype: str, head_dim: int, isa: str) -> str:
     return f"liquid_scan_{dtype}_d{head_dim}_{isa}.pt2"
 
 
-def example_inputs(
-    dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK
-):
+def example_inputs(dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(batch, heads, length, head_dim, generator=g).to(dtype) for _ in range(3))
     log_a = -torch.rand(batch, heads, length, head_dim, generator=g)
@@ -91,9 +89,7 @@ def _strip_package(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build(
-    dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024
-) -> Built:
+def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024) -> Built:
     """Export + AOT-compile one variant; returns the stripped package bytes and its metadata."""
     from torch.export import Dim
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 
 from liquid_memory import errors as E
 from liquid_memory.artifacts import aoti_liquid_scan, available, loader
 from liquid_memory.ops.naive import naive_liquid_scan
-from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 from tests.licensing.helpers import make_licence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,9 +124,10 @@ def test_tampered_distribution_never_loads(dev_licence, tmp_path, monkeypatch):
 
 def test_init_issue_release_load_round_trip(trusted_vendor, tmp_path, monkeypatch):
     """A fresh vendor releases the (dev-decrypted) plaintext packages under its own keys; its licence loads them."""
+    from liquid_memory_vendor import release
+
     from liquid_memory.artifacts.crypto import decrypt, read_key_id
     from liquid_memory.artifacts.metadata import parse_metadata
-    from liquid_memory_vendor import release
 
     meta = parse_metadata((REPO / "dist_public" / "AOTI_METADATA.json").read_bytes())
     art = next(a for a in meta.artifacts if a.dtype == "float32" and a.head_dim == 64)
