@@ -145,13 +145,17 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
   const int64_t T_len = a.T, per = a.T * d;
   const int64_t nc = (T_len + CH - 1) / CH;
   std::atomic<bool> positive{false};
-  at::parallel_for(0, a.BH, 1, [&](int64_t begin, int64_t end) {
+  // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
+  // OS deschedules (busy machine) does not hold back the others as a static split would.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(a.BH, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     DenormalGuard guard;
     BwdWorkspace ws(dp);
     const int64_t sz = int64_t(dp) * dp;
     std::vector<float> states((nc + 1) * sz), S(sz), comp(sz), dS(sz), dScomp(sz);
     std::vector<float> dQ(CH * dp), dK(CH * dp), dV(CH * dp), dLA(CH * dp);
-    for (int64_t bh = begin; bh < end; ++bh) {
+    for (int64_t bh = next++; bh < a.BH; bh = next++) {
       const bool rev = a.reverse;
       load_state(init ? init + bh * d * d : nullptr, d, dp, S.data());
       std::fill(comp.begin(), comp.end(), 0.0f);

@@ -151,11 +151,15 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
   const int d = a.d, dp = round_up8(d);
   const int64_t T_len = a.T, per = a.T * d;
   std::atomic<bool> positive{false};
-  at::parallel_for(0, a.BH, 1, [&](int64_t begin, int64_t end) {
+  // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
+  // OS deschedules (busy machine) does not hold back the others as a static split would.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(a.BH, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     DenormalGuard guard;
     Workspace ws(dp);
     std::vector<float> S(dp * dp), comp(dp * dp);
-    for (int64_t bh = begin; bh < end; ++bh) {
+    for (int64_t bh = next++; bh < a.BH; bh = next++) {
       load_state(init ? init + bh * d * d : nullptr, d, dp, S.data());
       std::fill(comp.begin(), comp.end(), 0.0f);
       for (int64_t t0 = 0; t0 < T_len; t0 += CH) {
