@@ -84,6 +84,9 @@ def test_available_and_input_checks(dev_licence):
     with pytest.raises(E.ArtifactIncompatible) as info:
         aoti_liquid_scan(q.requires_grad_(), k, v, log_a)
     assert info.value.reason == "autograd"
+    with pytest.raises(E.ArtifactIncompatible) as info:  # beyond the exported dynamic range: refused, not OOB
+        aoti_liquid_scan(*random_inputs(1, 1025, 1, 64, torch.float32)[:4])
+    assert info.value.reason == "inputs" and "exceed" in str(info.value)
 
 
 def test_refuses_other_cpu_isa_and_torch(dev_licence, monkeypatch):
