@@ -64,8 +64,9 @@ def _copy_checkout(tmp: Path) -> Path:
     listing = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"])
     if listing.returncode != 0:  # not a git checkout (e.g. an unpacked archive): copy minus build outputs
         src.rmdir()
-        skip = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__",
-                                      ".lm-build", "bench_results", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.so")  # fmt: skip
+        outputs = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".lm-build")
+        caches = ("bench_results", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.so")
+        skip = shutil.ignore_patterns(*outputs, *caches)
         shutil.copytree(REPO, src, ignore=skip)
         return src
     for rel in listing.stdout.split():
