@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 CHUNK = 64
+MAX_CHUNKS = 1 << 16  # length up to 4M tokens
 ISA_MARCH = {"avx2": "x86-64-v3", "avx512": "x86-64-v4"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -95,7 +96,7 @@ def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096
 
     tdtype = DTYPES[dtype]
     batch, heads = Dim("batch", min=1, max=max_batch), Dim("heads", min=1, max=max_heads)
-    chunks = Dim("chunks", min=1, max=1 << 16)
+    chunks = Dim("chunks", min=1, max=MAX_CHUNKS)
     t = CHUNK * chunks
     act = {0: batch, 1: heads, 2: t}
     dyn = (act, act, act, act, {0: batch, 1: heads})
@@ -117,7 +118,12 @@ def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096
         "chunk_size": CHUNK,
         "isa": isa,
         "march": ISA_MARCH[isa],
-        "dynamic": {"batch": [1, max_batch], "heads": [1, max_heads], "length_multiple": CHUNK},
+        "dynamic": {
+            "batch": [1, max_batch],
+            "heads": [1, max_heads],
+            "length_multiple": CHUNK,
+            "length": [1, CHUNK * MAX_CHUNKS],
+        },
         "precision_safe": False,
         "plaintext_size": len(plaintext),
         "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,8 +61,15 @@ def _copy_checkout(tmp: Path) -> Path:
     """The checkout's tracked + untracked-not-ignored files (no build outputs, no venvs)."""
     src = tmp / "src"
     src.mkdir()
-    files = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"]).stdout.split()
-    for rel in files:
+    listing = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"])
+    if listing.returncode != 0:  # not a git checkout (e.g. an unpacked archive): copy minus build outputs
+        src.rmdir()
+        outputs = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".lm-build")
+        caches = ("bench_results", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.so")
+        skip = shutil.ignore_patterns(*outputs, *caches)
+        shutil.copytree(REPO, src, ignore=skip)
+        return src
+    for rel in listing.stdout.split():
         if (REPO / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes((REPO / rel).read_bytes())
