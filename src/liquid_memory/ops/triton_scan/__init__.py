@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 
 import torch
 from torch import Tensor
@@ -25,7 +26,15 @@ class TritonUnavailable(RuntimeError):
 
 
 def interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """Whether the kernels run (or will run, once first imported) in the Triton interpreter.
+
+    Triton decides at decoration time, i.e. when ``kernels.py`` is first imported, so once loaded the
+    kernels' own kind is the truth; before that, ``TRITON_INTERPRET``.
+    """
+    launch = sys.modules.get("liquid_memory.ops.triton_scan.launch")
+    if launch is not None:
+        return launch.INTERPRETED
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def triton_available() -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 import triton
 from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
 
 from liquid_memory.ops.triton_scan import kernels
 
+INTERPRETED = isinstance(kernels.chunk_fwd_kernel, InterpretedFunction)
 SUB_CHUNK = 16  # BC: tl.dot needs every dimension ≥ 16 on a GPU
 
 
