@@ -9,7 +9,6 @@ run only under the Triton interpreter (``TRITON_INTERPRET=1`` set before this pa
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 
@@ -39,7 +38,9 @@ def interpreter_enabled() -> bool:
 
 def triton_available() -> bool:
     """True when ``triton`` is installed and there is somewhere to run it: a CUDA device or the interpreter."""
-    if importlib.util.find_spec("triton") is None:
+    try:
+        import triton  # noqa: F401  (importing triton does not decorate our kernels: TRITON_INTERPRET may come later)
+    except ImportError:
         return False
     return torch.cuda.is_available() or interpreter_enabled()
 
@@ -58,7 +59,9 @@ def _launch():
 def _check_device(*tensors: Tensor) -> None:
     device = tensors[0].device
     if any(t.device != device for t in tensors):
-        raise ValueError(f"all liquid_scan inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")
+        raise ValueError(
+            f"all liquid_scan inputs must be on one device, got {sorted({str(t.device) for t in tensors})}"
+        )
     if device.type == "cuda":
         return
     if device.type == "cpu" and interpreter_enabled():
@@ -120,9 +123,7 @@ def triton_liquid_scan(
     return o, (final if output_final_state else None)
 
 
-def triton_liquid_step(
-    q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor
-) -> tuple[Tensor, Tensor]:
+def triton_liquid_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """One decode token: inputs ``[B, H, d]``, state ``[B, H, d, dv]`` fp32 → ``(o_t in q_t's dtype, new_state)``.
 
     The input state is not modified (inference only: no autograd through this kernel).

@@ -22,7 +22,6 @@ import triton
 import triton.language as tl
 
 
-
 @triton.jit
 def _load_rows(ptr, rows, cols, T, C: tl.constexpr):
     """Load a [rows, cols] tile of a row-major [T, C] matrix as fp32; rows ≥ T and cols ≥ C read 0."""
