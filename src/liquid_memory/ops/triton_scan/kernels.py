@@ -53,10 +53,13 @@ def chunk_fwd_kernel(
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HS: tl.constexpr, SAFE: tl.constexpr,
 ):  # fmt: skip
-    """Outputs ``o`` (input dtype), the state entering each chunk ``hs`` (if ``STORE_HS``) and the final ``ht``."""
-    bh = tl.program_id(0)
+    """Outputs ``o`` (input dtype), the state entering each chunk ``hs`` (if ``STORE_HS``) and the final ``ht``.
+
+    Grid (B*H, cdiv(V, BV)): value columns are independent, so each program owns ``BV`` of them.
+    """
+    bh, iv = tl.program_id(0), tl.program_id(1)
     NC: tl.constexpr = BT // BC
-    ck, cv, oc = tl.arange(0, BK), tl.arange(0, BV), tl.arange(0, BC)
+    ck, cv, oc = tl.arange(0, BK), iv * BV + tl.arange(0, BV), tl.arange(0, BC)
     mk = ck < K
     mkv = mk[:, None] & (cv[None, :] < V)
     kv_off = ck[:, None] * V + cv[None, :]
@@ -73,19 +76,18 @@ def chunk_fwd_kernel(
         h_in = h + comp
         if STORE_HS:
             tl.store(hs + (bh * NT + n) * K * V + kv_off, h_in, mask=mkv)
-        for i in tl.static_range(NC):
+        for i in range(NC):
             ti = t0 + i * BC + oc
             q_i = _load_rows(q, ti, ck, T, K)
             g_i = _load_rows(g, ti, ck, NT * BT, K)
             acc = tl.dot(q_i * tl.exp(g_i), h_in, input_precision="ieee")
-            if i > 0:
-                r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk, other=0.0)
-                q_s = q_i * tl.exp(g_i - r[None, :])
-                for j in tl.static_range(i):
-                    tj = t0 + j * BC + oc
-                    k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, NT * BT, K))
-                    a = tl.dot(q_s, tl.trans(k_s), input_precision="ieee")
-                    acc += tl.dot(a, _load_rows(v, tj, cv, T, V), input_precision="ieee")
+            r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk & (i > 0), other=0.0)
+            q_s = q_i * tl.exp(g_i - r[None, :])
+            for j in range(i):  # off-diagonal sub-blocks (none for i = 0)
+                tj = t0 + j * BC + oc
+                k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, NT * BT, K))
+                a = tl.dot(q_s, tl.trans(k_s), input_precision="ieee")
+                acc += tl.dot(a, _load_rows(v, tj, cv, T, V), input_precision="ieee")
             k_i = _load_rows(k, ti, ck, T, K)
             a = tl.sum(q_i[:, None, :] * k_i[None, :, :] * _pair_decay(g_i, causal), axis=2)
             acc += tl.dot(a, _load_rows(v, ti, cv, T, V), input_precision="ieee")
@@ -94,7 +96,7 @@ def chunk_fwd_kernel(
 
         g_last = tl.load(g + (t0 + BT - 1) * K + ck, mask=mk, other=0.0)
         u = tl.zeros((BK, BV), dtype=tl.float32)
-        for j in tl.static_range(NC):
+        for j in range(NC):
             tj = t0 + j * BC + oc
             k_s = _load_rows(k, tj, ck, T, K) * tl.exp(g_last[None, :] - _load_rows(g, tj, ck, NT * BT, K))
             u += tl.dot(tl.trans(k_s), _load_rows(v, tj, cv, T, V), input_precision="ieee")
@@ -117,16 +119,18 @@ def chunk_bwd_kernel(
     """Reverse-time chunk loop carrying ``dH`` (the gradient of the state at the end of the chunk).
 
     ``dq_t = S_t do_t``; ``dk_s = dS_s v_s``; ``dv_s = dS_s^T k_s`` with ``dS_s = Σ_{t≥s} decay ⊙ q_t do_t^T``.
-    Writes fp32 ``dq, dk, dv`` and ``dh0`` (the gradient of the initial state).
+    Grid (B*H, NV = cdiv(V, BV)): writes fp32 ``dv`` and ``dh0`` (gradient of the initial state) for its
+    value columns, and this block's partial sums of ``dq, dk`` (``[NV, B*H, T, K]``, summed by the caller).
     """
-    bh = tl.program_id(0)
+    bh, iv = tl.program_id(0), tl.program_id(1)
     NC: tl.constexpr = BT // BC
     TP = NT * BT
-    ck, cv, oc = tl.arange(0, BK), tl.arange(0, BV), tl.arange(0, BC)
+    ck, cv, oc = tl.arange(0, BK), iv * BV + tl.arange(0, BV), tl.arange(0, BC)
     mk = ck < K
     mkv = mk[:, None] & (cv[None, :] < V)
     kv_off = ck[:, None] * V + cv[None, :]
-    q, k, g, dq, dk = q + bh * T * K, k + bh * T * K, g + bh * TP * K, dq + bh * T * K, dk + bh * T * K
+    part = (iv * tl.num_programs(0) + bh) * T * K
+    q, k, g, dq, dk = q + bh * T * K, k + bh * T * K, g + bh * TP * K, dq + part, dk + part
     v, do, dv = v + bh * T * V, do + bh * T * V, dv + bh * T * V
     causal = oc[:, None] >= oc[None, :]
 
@@ -141,26 +145,25 @@ def chunk_bwd_kernel(
         g_last = tl.load(g + (t0 + BT - 1) * K + ck, mask=mk, other=0.0)
         dh_end = dh + comp
         # dq: queries of sub-block i against the entering state and keys of sub-blocks j ≤ i
-        for i in tl.static_range(NC):
+        for i in range(NC):
             ti = t0 + i * BC + oc
             do_i = _load_rows(do, ti, cv, T, V)
             g_i = _load_rows(g, ti, ck, TP, K)
             acc = tl.dot(do_i, tl.trans(h_in), input_precision="ieee") * tl.exp(g_i)
-            if i > 0:
-                r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk, other=0.0)
-                inner = tl.zeros((BC, BK), dtype=tl.float32)
-                for j in tl.static_range(i):
-                    tj = t0 + j * BC + oc
-                    b = tl.dot(do_i, tl.trans(_load_rows(v, tj, cv, T, V)), input_precision="ieee")
-                    k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, TP, K))
-                    inner += tl.dot(b, k_s, input_precision="ieee")
-                acc += inner * tl.exp(g_i - r[None, :])
+            r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk & (i > 0), other=0.0)
+            inner = tl.zeros((BC, BK), dtype=tl.float32)
+            for j in range(i):  # off-diagonal sub-blocks (none for i = 0)
+                tj = t0 + j * BC + oc
+                b = tl.dot(do_i, tl.trans(_load_rows(v, tj, cv, T, V)), input_precision="ieee")
+                k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, TP, K))
+                inner += tl.dot(b, k_s, input_precision="ieee")
+            acc += inner * tl.exp(g_i - r[None, :])
             b = tl.dot(do_i, tl.trans(_load_rows(v, ti, cv, T, V)), input_precision="ieee")
             k_i = _load_rows(k, ti, ck, T, K)
             acc += tl.sum(b[:, :, None] * k_i[None, :, :] * _pair_decay(g_i, causal), axis=1)
             tl.store(dq + ti[:, None] * K + ck[None, :], acc, mask=(ti[:, None] < T) & mk[None, :])
         # dk, dv: keys/values of sub-block j against dH and the queries of sub-blocks i ≥ j
-        for j in tl.static_range(NC):
+        for j in range(NC):
             tj = t0 + j * BC + oc
             k_j, v_j = _load_rows(k, tj, ck, T, K), _load_rows(v, tj, cv, T, V)
             g_j = _load_rows(g, tj, ck, TP, K)
@@ -173,7 +176,7 @@ def chunk_bwd_kernel(
             dk_acc += tl.sum(b[:, :, None] * q_j[:, None, :] * e, axis=0)
             a = tl.sum(q_j[:, None, :] * k_j[None, :, :] * e, axis=2)  # a[t, s] = forward score
             dv_acc += tl.dot(tl.trans(a), do_j, input_precision="ieee")
-            for i in tl.static_range(j + 1, NC):
+            for i in range(j + 1, NC):
                 ti = t0 + i * BC + oc
                 r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk, other=0.0)
                 do_i = _load_rows(do, ti, cv, T, V)
@@ -187,7 +190,7 @@ def chunk_bwd_kernel(
             tl.store(dv + tj[:, None] * V + cv[None, :], dv_acc, mask=(tj[:, None] < T) & (cv[None, :] < V))
         # dH for the end of the previous chunk
         u = tl.zeros((BK, BV), dtype=tl.float32)
-        for i in tl.static_range(NC):
+        for i in range(NC):
             ti = t0 + i * BC + oc
             q_s = _load_rows(q, ti, ck, T, K) * tl.exp(_load_rows(g, ti, ck, TP, K))
             u += tl.dot(tl.trans(q_s), _load_rows(do, ti, cv, T, V), input_precision="ieee")
@@ -217,12 +220,13 @@ def dlog_a_kernel(
     q, k, dq, dk, dla = q + bh * T * K, k + bh * T * K, dq + bh * T * K, dk + bh * T * K, dla + bh * T * K
     final_term = tl.zeros((BK,), dtype=tl.float32)
     if HAS_DHT:
-        cv = tl.arange(0, BV)
-        off = bh * K * V + ck[:, None] * V + cv[None, :]
-        mkv = (ck[:, None] < K) & (cv[None, :] < V)
-        s_t = tl.load(ht + off, mask=mkv, other=0.0)
-        ds_t = tl.load(dht + off, mask=mkv, other=0.0).to(tl.float32)
-        final_term = tl.sum(s_t * ds_t, axis=1)
+        for c0 in range(0, V, BV):
+            cv = c0 + tl.arange(0, BV)
+            off = bh * K * V + ck[:, None] * V + cv[None, :]
+            mkv = (ck[:, None] < K) & (cv[None, :] < V)
+            s_t = tl.load(ht + off, mask=mkv, other=0.0)
+            ds_t = tl.load(dht + off, mask=mkv, other=0.0).to(tl.float32)
+            final_term += tl.sum(s_t * ds_t, axis=1)
     carry = tl.zeros((BK,), dtype=tl.float32)
     for m in range(NT):
         rows = (NT - 1 - m) * BT + tl.arange(0, BT)
@@ -238,9 +242,9 @@ def dlog_a_kernel(
 def step_kernel(
     q, k, v, la, s, o, s_out, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr
 ):  # fmt: skip
-    """One decode token: ``S ← diag(exp(log_a)) S + k v^T``; ``o = S^T q``. Grid (B*H,)."""
-    bh = tl.program_id(0)
-    ck, cv = tl.arange(0, BK), tl.arange(0, BV)
+    """One decode token: ``S ← diag(exp(log_a)) S + k v^T``; ``o = S^T q``. Grid (B*H, cdiv(V, BV))."""
+    bh, iv = tl.program_id(0), tl.program_id(1)
+    ck, cv = tl.arange(0, BK), iv * BV + tl.arange(0, BV)
     mk, mv = ck < K, cv < V
     mkv = mk[:, None] & mv[None, :]
     off = bh * K * V + ck[:, None] * V + cv[None, :]

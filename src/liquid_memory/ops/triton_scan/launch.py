@@ -15,6 +15,7 @@ from liquid_memory.ops.triton_scan import kernels
 
 INTERPRETED = isinstance(kernels.chunk_fwd_kernel, InterpretedFunction)
 SUB_CHUNK = 16  # BC: tl.dot needs every dimension ≥ 16 on a GPU
+MAX_BLOCK_V = 64  # value columns per program: bounds the fp32 state tile [BK, BV] held in registers
 
 
 def _block(dim: int) -> int:
@@ -24,9 +25,11 @@ def _block(dim: int) -> int:
 
 def _geometry(q: Tensor, v: Tensor, chunk_size: int) -> dict:
     batch, heads, length, dk = q.shape
+    dv = v.shape[-1]
+    block_v = min(_block(dv), MAX_BLOCK_V)
     return dict(
         bh=batch * heads, T=length, NT=max(1, triton.cdiv(length, chunk_size)),
-        K=dk, V=v.shape[-1], BT=chunk_size, BK=_block(dk), BV=_block(v.shape[-1]),
+        K=dk, V=dv, BT=chunk_size, BK=_block(dk), BV=block_v, NV=triton.cdiv(dv, block_v),
     )  # fmt: skip
 
 
@@ -47,7 +50,7 @@ def scan_forward(
     o = torch.empty(v.shape, dtype=q.dtype, device=q.device)
     ht = torch.empty((bh, K, V), dtype=torch.float32, device=q.device)
     hs = torch.empty((bh, NT, K, V) if store_states else (1,), dtype=torch.float32, device=q.device)
-    kernels.chunk_fwd_kernel[(bh,)](
+    kernels.chunk_fwd_kernel[(bh, geo["NV"])](
         q, k, v, g, ht if h0 is None else h0, o, hs, ht, geo["T"], NT,
         K=K, V=V, BT=geo["BT"], BC=SUB_CHUNK, BK=geo["BK"], BV=geo["BV"],
         HAS_H0=h0 is not None, STORE_HS=store_states, SAFE=safe,
@@ -61,13 +64,15 @@ def scan_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """Returns fp32 ``(dq, dk, dv, dlog_a, dh0)``."""
     bh, K, V, NT, T = geo["bh"], geo["K"], geo["V"], geo["NT"], geo["T"]
-    dq, dk = torch.empty_like(q, dtype=torch.float32), torch.empty_like(k, dtype=torch.float32)
+    dq_parts = torch.empty((geo["NV"], *q.shape), dtype=torch.float32, device=q.device)
+    dk_parts = torch.empty_like(dq_parts)
     dv = torch.empty_like(v, dtype=torch.float32)
     dh0 = torch.empty((bh, K, V), dtype=torch.float32, device=q.device)
-    kernels.chunk_bwd_kernel[(bh,)](
-        q, k, v, g, hs, do, dh0 if dht is None else dht, dq, dk, dv, dh0, T, NT,
+    kernels.chunk_bwd_kernel[(bh, geo["NV"])](
+        q, k, v, g, hs, do, dh0 if dht is None else dht, dq_parts, dk_parts, dv, dh0, T, NT,
         K=K, V=V, BT=geo["BT"], BC=SUB_CHUNK, BK=geo["BK"], BV=geo["BV"], HAS_DHT=dht is not None, SAFE=safe,
     )  # fmt: skip
+    dq, dk = dq_parts.sum(0), dk_parts.sum(0)  # one partial per block of value columns
     dla = torch.empty_like(dq)
     kernels.dlog_a_kernel[(bh,)](
         q, k, dq, dk, ht, ht if dht is None else dht, dla, T, NT,
@@ -110,7 +115,8 @@ def step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor) 
     dk, dv = q_t.shape[-1], v_t.shape[-1]
     o_t = torch.empty(v_t.shape, dtype=q_t.dtype, device=q_t.device)
     new_state = torch.empty_like(state)
-    kernels.step_kernel[(q_t.shape[0] * q_t.shape[1],)](
-        q_t, k_t, v_t, log_a_t, state, o_t, new_state, K=dk, V=dv, BK=_block(dk), BV=_block(dv)
+    block_v = min(_block(dv), MAX_BLOCK_V)
+    kernels.step_kernel[(q_t.shape[0] * q_t.shape[1], triton.cdiv(dv, block_v))](
+        q_t, k_t, v_t, log_a_t, state, o_t, new_state, K=dk, V=dv, BK=_block(dk), BV=block_v
     )
     return o_t, new_state
