@@ -7,8 +7,8 @@ chunk (fp32, non-increasing), and every exponent evaluated is ≤ 0:
 * inter-chunk read-out ``exp(g_t)``; chunk contribution to the state ``exp(g_last - g_s)``;
 * off-diagonal sub-blocks (i > j) factor through ``r`` = ``g`` on the row just before sub-block ``i``:
   ``exp(g_t - r)`` and ``exp(r - g_s)``;
-* diagonal sub-blocks evaluate ``exp(g_t - g_s)`` pairwise with ``s > t`` masked to ``-inf`` *before*
-  the exponential.
+* diagonal sub-blocks evaluate ``exp(g_t - g_s)`` one row at a time (as fla does, so every tile stays
+  2-D and fits registers) with ``s > t`` masked to ``-inf`` *before* the exponential.
 
 The d×d state is carried in fp32 registers across chunks (with a Kahan compensation term when
 ``SAFE``). fp32 dot products use ``input_precision="ieee"`` so a GPU does not silently fall back to TF32.
@@ -30,10 +30,16 @@ def _load_rows(ptr, rows, cols, T, C: tl.constexpr):
 
 
 @triton.jit
-def _pair_decay(g_i, causal):
-    """``E[t, s, c] = exp(g_tc - g_sc)`` for s ≤ t, 0 above the diagonal (masked before the exponential)."""
-    diff = g_i[:, None, :] - g_i[None, :, :]
-    return tl.exp(tl.where(causal[:, :, None], diff, float("-inf")))
+def _load_row(ptr, row, cols, T, C: tl.constexpr):
+    """Load row ``row`` of a row-major [T, C] matrix as fp32 (zeros past ``T`` or ``C``)."""
+    rows = row + tl.zeros_like(cols)  # a tensor, so the mask is one even when ``row`` is a plain int
+    return tl.load(ptr + rows * C + cols, mask=(cols < C) & (rows < T), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _masked_decay(g_late, g_early, keep):
+    """``exp(g_late - g_early)`` where ``keep`` (there the exponent is ≤ 0), 0 elsewhere; masked *before* exp."""
+    return tl.exp(tl.where(keep, g_late - g_early, float("-inf")))
 
 
 @triton.jit
@@ -65,7 +71,6 @@ def chunk_fwd_kernel(
     kv_off = ck[:, None] * V + cv[None, :]
     q, k, g = q + bh * T * K, k + bh * T * K, g + bh * NT * BT * K
     v, o = v + bh * T * V, o + bh * T * V
-    causal = oc[:, None] >= oc[None, :]
 
     h = tl.zeros((BK, BV), dtype=tl.float32)
     comp = tl.zeros((BK, BV), dtype=tl.float32)
@@ -88,9 +93,11 @@ def chunk_fwd_kernel(
                 k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, NT * BT, K))
                 a = tl.dot(q_s, tl.trans(k_s), input_precision="ieee")
                 acc += tl.dot(a, _load_rows(v, tj, cv, T, V), input_precision="ieee")
-            k_i = _load_rows(k, ti, ck, T, K)
-            a = tl.sum(q_i[:, None, :] * k_i[None, :, :] * _pair_decay(g_i, causal), axis=2)
-            acc += tl.dot(a, _load_rows(v, ti, cv, T, V), input_precision="ieee")
+            for jj in range(BC):  # diagonal sub-block, one key row at a time (2-D tiles only)
+                row = t0 + i * BC + jj
+                e = _masked_decay(g_i, _load_row(g, row, ck, NT * BT, K)[None, :], oc[:, None] >= jj)
+                a_col = tl.sum(q_i * _load_row(k, row, ck, T, K)[None, :] * e, axis=1)
+                acc += a_col[:, None] * _load_row(v, row, cv, T, V)[None, :]
             o_mask = (ti[:, None] < T) & (cv[None, :] < V)
             tl.store(o + ti[:, None] * V + cv[None, :], acc.to(o.dtype.element_ty), mask=o_mask)
 
@@ -132,7 +139,6 @@ def chunk_bwd_kernel(
     part = (iv * tl.num_programs(0) + bh) * T * K
     q, k, g, dq, dk = q + bh * T * K, k + bh * T * K, g + bh * TP * K, dq + part, dk + part
     v, do, dv = v + bh * T * V, do + bh * T * V, dv + bh * T * V
-    causal = oc[:, None] >= oc[None, :]
 
     dh = tl.zeros((BK, BV), dtype=tl.float32)
     comp = tl.zeros((BK, BV), dtype=tl.float32)
@@ -158,9 +164,11 @@ def chunk_bwd_kernel(
                 k_s = _load_rows(k, tj, ck, T, K) * tl.exp(r[None, :] - _load_rows(g, tj, ck, TP, K))
                 inner += tl.dot(b, k_s, input_precision="ieee")
             acc += inner * tl.exp(g_i - r[None, :])
-            b = tl.dot(do_i, tl.trans(_load_rows(v, ti, cv, T, V)), input_precision="ieee")
-            k_i = _load_rows(k, ti, ck, T, K)
-            acc += tl.sum(b[:, :, None] * k_i[None, :, :] * _pair_decay(g_i, causal), axis=1)
+            for jj in range(BC):  # diagonal sub-block, one key row at a time
+                row = t0 + i * BC + jj
+                e = _masked_decay(g_i, _load_row(g, row, ck, TP, K)[None, :], oc[:, None] >= jj)
+                b_col = tl.sum(do_i * _load_row(v, row, cv, T, V)[None, :], axis=1)
+                acc += b_col[:, None] * _load_row(k, row, ck, T, K)[None, :] * e
             tl.store(dq + ti[:, None] * K + ck[None, :], acc, mask=(ti[:, None] < T) & mk[None, :])
         # dk, dv: keys/values of sub-block j against dH and the queries of sub-blocks i ≥ j
         for j in range(NC):
@@ -170,12 +178,14 @@ def chunk_bwd_kernel(
             to_end = tl.exp(g_last[None, :] - g_j)
             dk_acc = tl.dot(v_j, tl.trans(dh_end), input_precision="ieee") * to_end
             dv_acc = tl.dot(k_j * to_end, dh_end, input_precision="ieee")
-            q_j, do_j = _load_rows(q, tj, ck, T, K), _load_rows(do, tj, cv, T, V)
-            e = _pair_decay(g_j, causal)
-            b = tl.dot(do_j, tl.trans(v_j), input_precision="ieee")  # b[t, s] = do_t · v_s
-            dk_acc += tl.sum(b[:, :, None] * q_j[:, None, :] * e, axis=0)
-            a = tl.sum(q_j[:, None, :] * k_j[None, :, :] * e, axis=2)  # a[t, s] = forward score
-            dv_acc += tl.dot(tl.trans(a), do_j, input_precision="ieee")
+            for tt in range(BC):  # diagonal sub-block, one query row t at a time: keys s ≤ t
+                row = t0 + j * BC + tt
+                q_r, do_r = _load_row(q, row, ck, T, K), _load_row(do, row, cv, T, V)
+                e = _masked_decay(_load_row(g, row, ck, TP, K)[None, :], g_j, oc[:, None] <= tt)
+                b_row = tl.sum(v_j * do_r[None, :], axis=1)  # b[t, s] = do_t · v_s
+                dk_acc += b_row[:, None] * q_r[None, :] * e
+                a_row = tl.sum(q_r[None, :] * k_j * e, axis=1)  # a[t, s] = forward score
+                dv_acc += a_row[:, None] * do_r[None, :]
             for i in range(j + 1, NC):
                 ti = t0 + i * BC + oc
                 r = tl.load(g + (t0 + i * BC - 1) * K + ck, mask=mk, other=0.0)
