@@ -3,7 +3,7 @@
 The interpreter checks the kernels' arithmetic but not whether they compile, nor whether they fit a GPU's
 shared memory and registers. Triton's NVIDIA toolchain (bundled ``ptxas``) needs no device, so this module
 compiles every kernel down to a cubin for a given ``sm_XX`` and reads back the shared memory Triton
-allocated and ``ptxas -v``'s registers and spills.
+allocated and ``ptxas -v``'s registers and spills. Run it in a process without ``TRITON_INTERPRET=1``.
 
     python -m liquid_memory.ops.triton_scan.gpu_compile --dims 32 64 128 --archs 80 90 [--json out.json]
 """
@@ -11,7 +11,6 @@ allocated and ``ptxas -v``'s registers and spills.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -25,21 +24,16 @@ SHARED_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
 NUM_WARPS = 4
 
 
-def _fresh_kernels():
-    """A private copy of ``kernels.py`` decorated for compilation even if the interpreter is on."""
-    path = Path(__file__).with_name("kernels.py")
-    spec = importlib.util.spec_from_file_location("liquid_memory.ops.triton_scan._kernels_compiled", path)
-    module = importlib.util.module_from_spec(spec)
-    saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = saved
-    return module
+def _require_compiler_mode() -> None:
+    """Triton decorates its own library functions (``tl.cumsum``'s combine, ...) at import time, so a process
+    that imported it with ``TRITON_INTERPRET=1`` can never compile: run this in a separate process."""
+    from triton import knobs
+
+    if knobs.runtime.interpret:
+        raise RuntimeError(
+            "gpu_compile needs a process without TRITON_INTERPRET=1 (Triton was imported in interpreter mode); "
+            "run `python -m liquid_memory.ops.triton_scan.gpu_compile` in a fresh process"
+        )
 
 
 def _specs(kernels, dim: int, chunk: int, dtype: str, block_v: int) -> dict:
@@ -53,13 +47,19 @@ def _specs(kernels, dim: int, chunk: int, dtype: str, block_v: int) -> dict:
     dla_sig = dict(q=ptr, k=ptr, dq=f32, dk=f32, ht=f32, dht=f32, dla=f32, T=i32, NT=i32)
     step_sig = dict(q=ptr, k=ptr, v=ptr, la=f32, s=f32, o=ptr, s_out=f32)
     return {
-        "chunk_cumsum": (kernels.chunk_cumsum_kernel, dict(la=f32, g=f32, T=i32, NT=i32), dict(K=dim, BT=chunk, BK=block)),
+        "chunk_cumsum": (
+            kernels.chunk_cumsum_kernel,
+            dict(la=f32, g=f32, T=i32, NT=i32),
+            dict(K=dim, BT=chunk, BK=block),
+        ),
         "chunk_fwd": (
-            kernels.chunk_fwd_kernel, fwd_sig,
+            kernels.chunk_fwd_kernel,
+            fwd_sig,
             dict(common, BC=16, HAS_H0=True, STORE_HS=True, SAFE=True),
         ),  # fmt: skip
         "chunk_bwd": (
-            kernels.chunk_bwd_kernel, dict(bwd_sig, T=i32, NT=i32),
+            kernels.chunk_bwd_kernel,
+            dict(bwd_sig, T=i32, NT=i32),
             dict(common, BC=16, HAS_DHT=True, SAFE=True),
         ),  # fmt: skip
         "dlog_a": (kernels.dlog_a_kernel, dla_sig, dict(common, HAS_DHT=True)),
@@ -94,7 +94,9 @@ def compile_report(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    kernels = _fresh_kernels()
+    _require_compiler_mode()
+    from liquid_memory.ops.triton_scan import kernels
+
     rows = []
     for name, (fn, signature, constexprs) in _specs(kernels, dim, chunk, dtype, block_v).items():
         if kernels_only and name not in kernels_only:
