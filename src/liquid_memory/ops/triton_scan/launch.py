@@ -14,6 +14,14 @@ from triton.runtime.interpreter import InterpretedFunction
 from liquid_memory.ops.triton_scan import kernels
 
 INTERPRETED = isinstance(kernels.chunk_fwd_kernel, InterpretedFunction)
+if INTERPRETED != isinstance(triton.language.standard.sum, InterpretedFunction):
+    # Triton fixes interpreter-vs-compiler per function when it is decorated; its own library (tl.sum,
+    # tl.cumsum) is decorated when triton is first imported — which `import torch._dynamo` already does.
+    raise ImportError(
+        "TRITON_INTERPRET changed after triton was imported (importing torch._dynamo or liquid_memory imports "
+        "triton), so the kernels and triton's own library disagree on interpreter mode; set TRITON_INTERPRET "
+        "in the environment before Python starts (tests: tests/core/conftest.py sets it)"
+    )
 SUB_CHUNK = 16  # BC: tl.dot needs every dimension ≥ 16 on a GPU
 MAX_BLOCK_V = 64  # value columns per program: bounds the fp32 state tile [BK, BV] held in registers
 
