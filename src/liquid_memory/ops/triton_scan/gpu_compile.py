@@ -21,7 +21,6 @@ from pathlib import Path
 
 # Per-block shared-memory limits (bytes) of common targets: opt-in maximum per thread block.
 SHARED_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
-NUM_WARPS = 4
 
 
 def _require_compiler_mode() -> None:
@@ -36,11 +35,10 @@ def _require_compiler_mode() -> None:
         )
 
 
-def _specs(kernels, dim: int, chunk: int, dtype: str, block_v: int) -> dict:
+def _specs(kernels, dim: int, chunk: int, dtype: str, bv: int) -> dict:
     """(kernel, signature, constexprs) for every kernel at head dim ``dim`` (dk = dv), as the launchers use them."""
     ptr, f32, i32 = f"*{dtype}", "*fp32", "i32"
     block = max(16, 1 << (dim - 1).bit_length())
-    bv = min(block, block_v)
     common = dict(K=dim, V=dim, BT=chunk, BK=block, BV=bv)
     fwd_sig = dict(q=ptr, k=ptr, v=ptr, g=f32, h0=f32, o=ptr, hs=f32, ht=f32, T=i32, NT=i32)
     bwd_sig = dict(q=ptr, k=ptr, v=ptr, g=f32, hs=f32, do=ptr, dht=f32, dq=f32, dk=f32, dv=f32, dh0=f32)
@@ -87,16 +85,28 @@ def _ptxas_usage(ptx: str, arch: int) -> dict:
 
 
 def compile_report(
-    dim: int, arch: int = 80, *, chunk: int = 64, dtype: str = "fp32", block_v: int = 64, kernels_only=None
+    dim: int,
+    arch: int = 80,
+    *,
+    chunk: int = 64,
+    dtype: str = "fp32",
+    block_v: int | None = None,
+    num_warps: int | None = None,
+    kernels_only=None,
 ) -> list[dict]:
-    """Compile every kernel for ``sm_{arch}``; one row per kernel with shared memory, registers, spills."""
+    """Compile every kernel for ``sm_{arch}``; one row per kernel with shared memory, registers, spills.
+
+    ``block_v``/``num_warps`` default to what the launchers use (``launch.launch_config``)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     _require_compiler_mode()
     from liquid_memory.ops.triton_scan import kernels
+    from liquid_memory.ops.triton_scan.launch import launch_config
 
+    default_bv, default_warps = launch_config(dim, dim)
+    block_v, num_warps = block_v or default_bv, num_warps or default_warps
     rows = []
     for name, (fn, signature, constexprs) in _specs(kernels, dim, chunk, dtype, block_v).items():
         if kernels_only and name not in kernels_only:
@@ -105,14 +115,15 @@ def compile_report(
         compiled = triton.compile(
             ASTSource(fn=fn, signature=signature, constexprs=constexprs),
             target=GPUTarget("cuda", arch, 32),
-            options={"num_warps": NUM_WARPS},
+            options={"num_warps": num_warps},
         )
         usage = _ptxas_usage(compiled.asm["ptx"], arch)
         shared = compiled.metadata.shared
         limit = SHARED_LIMIT.get(arch)
         rows.append(
             dict(
-                kernel=name, d=dim, arch=f"sm_{arch}", dtype=dtype, shared_bytes=shared,
+                kernel=name, d=dim, arch=f"sm_{arch}", dtype=dtype, block_v=block_v, num_warps=num_warps,
+                shared_bytes=shared,
                 fits_shared=None if limit is None else shared <= limit, **usage,
             )
         )  # fmt: skip
@@ -128,12 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     rows = [row for arch in args.archs for dim in args.dims for row in compile_report(dim, arch, dtype=args.dtype)]
-    header = f"{'kernel':<14}{'d':>5}{'arch':>7}{'shared B':>10}{'fits':>6}{'regs':>6}{'spill B':>9}"
-    print(header)
+    print(f"{'kernel':<14}{'d':>5}{'arch':>7}{'BV':>5}{'warps':>6}{'shared B':>10}{'fits':>6}{'regs':>6}{'spill B':>9}")
     for r in rows:
         print(
-            f"{r['kernel']:<14}{r['d']:>5}{r['arch']:>7}{r['shared_bytes']:>10}{str(r['fits_shared']):>6}"
-            f"{r['registers'] or '?':>6}{r['spill_bytes']:>9}"
+            f"{r['kernel']:<14}{r['d']:>5}{r['arch']:>7}{r['block_v']:>5}{r['num_warps']:>6}{r['shared_bytes']:>10}"
+            f"{str(r['fits_shared']):>6}{r['registers'] or '?':>6}{r['spill_bytes']:>9}"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

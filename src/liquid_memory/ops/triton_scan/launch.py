@@ -31,13 +31,22 @@ def _block(dim: int) -> int:
     return max(16, triton.next_power_of_2(dim))
 
 
+def launch_config(dk: int, dv: int) -> tuple[int, int]:
+    """``(BV, num_warps)`` for head dims ``dk``/``dv``, chosen from ``gpu_compile`` reports (no GPU timings):
+    8 warps from d = 64 removed the register spills of the chunk kernels at d = 64 on sm_80, and 32 value
+    columns per program at d = 128 halved them there."""
+    block_k = _block(dk)
+    block_v = min(_block(dv), MAX_BLOCK_V if block_k <= 64 else min(MAX_BLOCK_V, 32))
+    return block_v, (4 if block_k <= 32 else 8)
+
+
 def _geometry(q: Tensor, v: Tensor, chunk_size: int) -> dict:
     batch, heads, length, dk = q.shape
     dv = v.shape[-1]
-    block_v = min(_block(dv), MAX_BLOCK_V)
+    block_v, num_warps = launch_config(dk, dv)
     return dict(
-        bh=batch * heads, T=length, NT=max(1, triton.cdiv(length, chunk_size)),
-        K=dk, V=dv, BT=chunk_size, BK=_block(dk), BV=block_v, NV=triton.cdiv(dv, block_v),
+        bh=batch * heads, T=length, NT=max(1, triton.cdiv(length, chunk_size)), K=dk, V=dv,
+        BT=chunk_size, BK=_block(dk), BV=block_v, NV=triton.cdiv(dv, block_v), num_warps=num_warps,
     )  # fmt: skip
 
 
@@ -45,7 +54,7 @@ def chunk_cumsum(log_a: Tensor, geo: dict) -> Tensor:
     """Chunk-local cumulative log-decay, fp32, ``[B*H, NT*BT, d]`` (padded rows repeat the chunk's last value)."""
     g = torch.empty((geo["bh"], geo["NT"] * geo["BT"], geo["K"]), dtype=torch.float32, device=log_a.device)
     kernels.chunk_cumsum_kernel[(geo["bh"], geo["NT"])](
-        log_a, g, geo["T"], geo["NT"], K=geo["K"], BT=geo["BT"], BK=geo["BK"]
+        log_a, g, geo["T"], geo["NT"], K=geo["K"], BT=geo["BT"], BK=geo["BK"], num_warps=geo["num_warps"]
     )
     return g
 
@@ -61,7 +70,7 @@ def scan_forward(
     kernels.chunk_fwd_kernel[(bh, geo["NV"])](
         q, k, v, g, ht if h0 is None else h0, o, hs, ht, geo["T"], NT,
         K=K, V=V, BT=geo["BT"], BC=SUB_CHUNK, BK=geo["BK"], BV=geo["BV"],
-        HAS_H0=h0 is not None, STORE_HS=store_states, SAFE=safe,
+        HAS_H0=h0 is not None, STORE_HS=store_states, SAFE=safe, num_warps=geo["num_warps"],
     )  # fmt: skip
     return o, ht, (hs if store_states else None)
 
@@ -79,12 +88,13 @@ def scan_backward(
     kernels.chunk_bwd_kernel[(bh, geo["NV"])](
         q, k, v, g, hs, do, dh0 if dht is None else dht, dq_parts, dk_parts, dv, dh0, T, NT,
         K=K, V=V, BT=geo["BT"], BC=SUB_CHUNK, BK=geo["BK"], BV=geo["BV"], HAS_DHT=dht is not None, SAFE=safe,
+        num_warps=geo["num_warps"],
     )  # fmt: skip
     dq, dk = dq_parts.sum(0), dk_parts.sum(0)  # one partial per block of value columns
     dla = torch.empty_like(dq)
     kernels.dlog_a_kernel[(bh,)](
         q, k, dq, dk, ht, ht if dht is None else dht, dla, T, NT,
-        K=K, V=V, BT=geo["BT"], BK=geo["BK"], BV=geo["BV"], HAS_DHT=dht is not None,
+        K=K, V=V, BT=geo["BT"], BK=geo["BK"], BV=geo["BV"], HAS_DHT=dht is not None, num_warps=geo["num_warps"],
     )  # fmt: skip
     return dq, dk, dv, dla, dh0
 
@@ -123,8 +133,8 @@ def step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor) 
     dk, dv = q_t.shape[-1], v_t.shape[-1]
     o_t = torch.empty(v_t.shape, dtype=q_t.dtype, device=q_t.device)
     new_state = torch.empty_like(state)
-    block_v = min(_block(dv), MAX_BLOCK_V)
+    block_v, num_warps = launch_config(dk, dv)
     kernels.step_kernel[(q_t.shape[0] * q_t.shape[1], triton.cdiv(dv, block_v))](
-        q_t, k_t, v_t, log_a_t, state, o_t, new_state, K=dk, V=dv, BK=_block(dk), BV=block_v
+        q_t, k_t, v_t, log_a_t, state, o_t, new_state, K=dk, V=dv, BK=_block(dk), BV=block_v, num_warps=num_warps
     )
     return o_t, new_state
