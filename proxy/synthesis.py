@@ -18,7 +18,9 @@ from typing import Any
 # Must be set before LiteLLM is imported: never fetch the model price map from the internet at start-up.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import httpx  # noqa: E402
 import litellm  # noqa: E402
+import openai  # noqa: E402
 from liquid_memory_proxy.errors import ProxyError  # noqa: E402
 from liquid_memory_proxy.settings import PUBLIC_MODEL_ALIAS, ProxySettings  # noqa: E402
 from litellm import exceptions as llm_exc  # noqa: E402
@@ -137,7 +139,7 @@ def map_provider_error(exc: Exception) -> ProxyError:
         return ProxyError(
             400, f"The synthesis provider rejected the request: {_short(exc)}", code="upstream_bad_request"
         )
-    if isinstance(exc, llm_exc.APIConnectionError):
+    if isinstance(exc, llm_exc.APIConnectionError) or _is_connection_error(exc):
         return ProxyError(
             502,
             "Cannot reach the synthesis model; retry later.",
@@ -150,6 +152,20 @@ def map_provider_error(exc: Exception) -> ProxyError:
         code="upstream_error",
         type="server_error",
     )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """LiteLLM reports 'connection refused' as a 500 InternalServerError; find the cause in the chain."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, httpx.ConnectError | openai.APIConnectionError) and not isinstance(
+            seen, openai.APITimeoutError
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "connection error" in str(exc).lower()
 
 
 def _short(exc: Exception, limit: int = 300) -> str:
