@@ -87,8 +87,10 @@ def make_document(n_paragraphs: int = 60, seed: int = 0, facts: list[str] | None
     facts = [fact for fact, _ in PLANTED.values()] if facts is None else facts
     paragraphs = []
     for _ in range(n_paragraphs):
-        sentences = [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_TAILS)}"
-                     for _ in range(rng.randint(4, 8))]  # fmt: skip
+        sentences = [
+            " ".join((rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS), rng.choice(_TAILS)))
+            for _ in range(rng.randint(4, 8))
+        ]
         paragraphs.append(" ".join(sentences))
     positions = sorted(rng.sample(range(1, n_paragraphs - 1), len(facts)))
     for pos, fact in zip(positions, facts, strict=True):

@@ -25,7 +25,7 @@ def test_fifty_concurrent_requests(proxy_url, upstream):
                         "content": f"Request {i}: what is the access code of the northern vault?",
                     },
                 ],
-            )  # fmt: skip
+            )
             for i in range(N)
         ]
         try:

@@ -1,4 +1,4 @@
-"""Bad inputs each get the right status and OpenAI's error shape (never FastAPI's default, never a traceback)."""
+"""Bad inputs get the right status and OpenAI's error shape (not FastAPI's default, never a traceback)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,11 @@ def post(url: str, body=None, *, content=None, headers=None) -> httpx.Response:
         ({"model": "m"}, "messages", "missing_required_parameter"),
         ({"messages": GOOD_MESSAGES}, "model", "missing_required_parameter"),
         ({"model": "m", "messages": [{"role": "user", "content": 42}]}, "messages.0.content", "invalid_type"),
-        ({"model": "m", "messages": [{"role": "user", "content": {"a": 1}}]}, "messages.0.content", "invalid_type"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": {"a": 1}}]},
+            "messages.0.content",
+            "invalid_type",
+        ),
         ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "invalid_type"),
         ({"model": "m", "messages": "hello"}, "messages", "invalid_type"),
         ({"model": 5, "messages": GOOD_MESSAGES}, "model", "invalid_type"),
@@ -47,12 +51,21 @@ def post(url: str, body=None, *, content=None, headers=None) -> httpx.Response:
         ({"model": "m", "messages": GOOD_MESSAGES, "max_tokens": 0}, "max_tokens", "invalid_type"),
         ({"model": "m", "messages": GOOD_MESSAGES, "stream": "yes"}, "stream", "invalid_type"),
         ({"model": "m", "messages": GOOD_MESSAGES, "stop": 3}, "stop", "invalid_type"),
-        ({"model": "m", "messages": [{"role": "system", "content": "only system"}]}, "messages",
-         "missing_user_message"),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-         "messages.0.content.0", "unsupported_content_type"),
+        (
+            {"model": "m", "messages": [{"role": "system", "content": "only system"}]},
+            "messages",
+            "missing_user_message",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+            },
+            "messages.0.content.0",
+            "unsupported_content_type",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_bodies_are_400_with_param(proxy_url, upstream, body, param, code):
     assert_openai_error(post(proxy_url, body), 400, param=param, code=code)
     assert upstream.requests == []

@@ -35,8 +35,11 @@ def test_hybrid_chat_full(proxy_url, upstream, document):
 
 
 def test_hybrid_chat_dry_run_makes_no_upstream_call(proxy_url, upstream, document):
-    body = {"large_document": document, "extraction_task": "How much did the Orion refurbishment cost?",
-            "dry_run": True}  # fmt: skip
+    body = {
+        "large_document": document,
+        "extraction_task": "How much did the Orion refurbishment cost?",
+        "dry_run": True,
+    }
     r = httpx.post(proxy_url + "/v1/hybrid_chat", json=body, timeout=60)
     assert r.status_code == 200, r.text
     out = r.json()

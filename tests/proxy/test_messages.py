@@ -58,8 +58,12 @@ def test_single_message_without_break_has_no_document():
 
 
 def test_text_parts_last_part_is_question():
-    m = ChatMessage(role="user", content=[{"type": "text", "text": "DOC A"}, {"type": "text", "text": "DOC B"},
-                                          {"type": "text", "text": "q?"}])  # fmt: skip
+    parts = [
+        {"type": "text", "text": "DOC A"},
+        {"type": "text", "text": "DOC B"},
+        {"type": "text", "text": "q?"},
+    ]
+    m = ChatMessage(role="user", content=parts)
     split = split_messages([m])
     assert split.document == "DOC A\nDOC B" and split.question == "q?"
 

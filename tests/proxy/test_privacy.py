@@ -19,9 +19,12 @@ def broken_vllm():
     llm = FakeLLM(behaviour=Behaviour(fail_status=500, fail_times=10**6))
     with ServerThread(llm.app()) as server:
         settings = ProxySettings(
-            _env_file=None, extractor="vllm", vllm_base_url=server.url + "/v1", vllm_model="broken",
+            _env_file=None,
+            extractor="vllm",
+            vllm_base_url=server.url + "/v1",
+            vllm_model="broken",
             extractor_timeout_s=5,
-        )  # fmt: skip
+        )
         yield build_extractor_from_settings(settings), llm
 
 
