@@ -18,7 +18,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         prog="liquid-memory-proxy",
         description="OpenAI-compatible proxy that compresses long documents before calling the LLM. "
         "Configuration comes from environment variables (`liquid-memory-proxy env` lists them). "
-        "Subcommands: `bench` (extraction benchmark), `env` (settings table).",
+        "Subcommands: `bench` (extraction benchmark), `overhead` (proxy overhead benchmark), "
+        "`env` (settings table).",
     )
     parser.add_argument(
         "--host", default=None, help="interface to listen on (default PROXY_HOST or 127.0.0.1)"
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from liquid_memory_proxy.bench import main as bench_main
 
         return int(bench_main(argv[1:]) or 0)
+    if argv and argv[0] == "overhead":
+        from liquid_memory_proxy.overhead_bench import main as overhead_main
+
+        return overhead_main(argv[1:])
     if argv and argv[0] == "env":
         return _print_env()
     if argv and argv[0] == "serve":
