@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from liquid_memory_proxy import __version__
+from liquid_memory_proxy.compression import config_from_settings
 from liquid_memory_proxy.errors import install_error_handlers
 from liquid_memory_proxy.health import router as health_router
 from liquid_memory_proxy.limits import BodySizeLimitMiddleware
@@ -28,18 +29,24 @@ def build_extractor_from_settings(settings: ProxySettings) -> Any:
     """The configured extractor (imported lazily: the built-in one loads a small embedding model)."""
     from liquid_memory_proxy.extractors import build_extractor
 
-    options = {
-        "base_url": settings.vllm_base_url,
-        "model": settings.vllm_model,
-        "api_key": settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None,
-        "timeout_s": settings.extractor_timeout_s,
-    }
-    return build_extractor(settings.extractor, **options)
+    kind = settings.extractor.strip().lower().replace("_", "-")
+    options: dict[str, Any] = {}
+    if kind in ("vllm", "vllm-http", "openai-http"):
+        options = {
+            "base_url": settings.vllm_base_url,
+            "model": settings.vllm_model,
+            "api_key": settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None,
+            "timeout_s": settings.extractor_timeout_s,
+        }
+    elif kind == "vllm-engine":
+        options = {"model": settings.vllm_model}
+    return build_extractor(settings.extractor, **{k: v for k, v in options.items() if v is not None})
 
 
 def create_app(settings: ProxySettings | None = None, extractor: Any | None = None) -> FastAPI:
     """Build the ASGI app. The extractor is built at start-up (lifespan) unless one is given."""
     settings = settings or ProxySettings()
+    config_from_settings(settings).validate()  # inconsistent knobs fail at start-up, not per request
     configure_logging(settings.log_level)
     metrics = Metrics()
 

@@ -19,6 +19,7 @@ from liquid_memory_proxy.pipeline import (
     CompressionResult,
     ExtractionFailed,
     InputTooLarge,
+    InvalidInput,
     compress,
     count_tokens,
 )
@@ -76,6 +77,8 @@ async def compress_document(
         raise ProxyError(
             400, f"{exc} Split the document into smaller requests.", code="document_too_large"
         ) from None
+    except InvalidInput as exc:
+        raise ProxyError(400, f"{exc}.", code="invalid_document") from None
     except ExtractionFailed as exc:
         metrics.extraction_failures.inc()
         failed_stats = dict(getattr(exc, "stats", {}) or {})

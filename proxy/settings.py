@@ -55,7 +55,9 @@ class ProxySettings(BaseSettings):
     )
 
     # --- extraction ------------------------------------------------------------------------------------
-    extractor: str = Field("builtin", description="Extractor backend: builtin | smollm | vllm | vllm_engine.")
+    extractor: str = Field(
+        "builtin", description="Extractor backend: builtin | bm25 | smollm2 | vllm-http | vllm-engine."
+    )
     vllm_base_url: str | None = Field(None, description="vLLM OpenAI-compatible base URL (extractor=vllm).")
     vllm_model: str | None = Field(None, description="Model name served by vLLM (extractor=vllm).")
     vllm_api_key: SecretStr | None = Field(None, description="API key for the vLLM server, if it needs one.")
@@ -90,8 +92,8 @@ class ProxySettings(BaseSettings):
     @classmethod
     def _overlap_smaller_than_chunk(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
         chunk = info.data.get("chunk_tokens", 512)
-        if value >= chunk:
-            raise ValueError(f"CHUNK_OVERLAP_TOKENS ({value}) must be smaller than CHUNK_TOKENS ({chunk})")
+        if value * 2 >= chunk:
+            raise ValueError(f"CHUNK_OVERLAP_TOKENS ({value}) must be < half of CHUNK_TOKENS ({chunk})")
         return value
 
     @cached_property
