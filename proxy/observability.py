@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+from liquid_memory_proxy.errors import ProxyError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -164,9 +165,11 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         status_holder = {"status": 500}
+        started = {"yes": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started["yes"] = True
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -175,6 +178,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback to client or log
+            # Only the type is logged: exception messages may quote document text.
+            extra = {"request_id": request_id, "error_type": type(exc).__name__}
+            self.log.error("unhandled_error", extra=extra)
+            if not started["yes"]:
+                error = ProxyError(
+                    500,
+                    f"Internal error in the proxy (request id {request_id}); see the proxy logs.",
+                    code="internal_error",
+                )
+                await error.response()(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
             endpoint = _endpoint_label(scope.get("path", ""))

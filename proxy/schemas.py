@@ -41,18 +41,18 @@ class ChatCompletionRequest(BaseModel):
 
     model: StrictStr
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(None, ge=0, le=1, strict=True)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
     stop: StrictStr | list[StrictStr] | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, strict=True)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, strict=True)
+    seed: int | None = Field(None, strict=True)
     user: StrictStr | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1, strict=True)
     tools: list[Any] | None = None
     tool_choice: Any | None = None
     functions: list[Any] | None = None
@@ -89,8 +89,8 @@ class HybridChatRequest(BaseModel):
     system_prompt: StrictStr | None = None
     dry_run: StrictBool = False
     model: StrictStr | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
     stop: StrictStr | list[StrictStr] | None = None
 
     def sampling_params(self) -> dict[str, Any]:

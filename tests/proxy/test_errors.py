@@ -166,3 +166,29 @@ def test_hybrid_chat_validation(proxy_url, upstream):
     )
     assert_openai_error(r, 400, param="dry")
     assert upstream.requests == []
+
+
+def test_unexpected_exception_is_500_openai_shaped_without_traceback(upstream_server, extractor, proxy_logs):
+    from liquid_memory_proxy.app import create_app
+    from liquid_memory_proxy.settings import ProxySettings
+    from liquid_memory_proxy.testing import ServerThread
+
+    app = create_app(ProxySettings(_env_file=None), extractor=extractor)
+
+    @app.get("/v1/boom")
+    async def boom():
+        raise RuntimeError("secret document sentence that must not be logged")
+
+    with ServerThread(app) as server:
+        r = httpx.get(server.url + "/v1/boom")
+    err = assert_openai_error(r, 500, code="internal_error")
+    assert r.headers["x-request-id"] in err["message"]
+    logs = "\n".join(proxy_logs)
+    assert "RuntimeError" in logs and "secret document sentence" not in logs
+    assert "secret document sentence" not in r.text
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_tokens", "5"), ("temperature", "0.5"), ("n", "1")])
+def test_numeric_strings_are_rejected_like_openai(proxy_url, field, value):
+    body = {"model": "m", "messages": GOOD_MESSAGES, field: value}
+    assert_openai_error(post(proxy_url, body), 400, param=field, code="invalid_type")
