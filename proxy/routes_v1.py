@@ -92,6 +92,8 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):  # typ
     t0 = time.perf_counter()
     rid = _request_id(request)
     _reject_unsupported(req)
+    if req.dry_run and req.stream:
+        raise bad_request("'dry_run' cannot be combined with 'stream'; send one of them.", param="dry_run")
     model = synthesis.resolve_model(req.model, state.settings)
     messages, accounting, compressed = await _prepare_chat(request, req)
     accounting["request_id"] = rid

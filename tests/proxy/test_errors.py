@@ -192,3 +192,9 @@ def test_unexpected_exception_is_500_openai_shaped_without_traceback(upstream_se
 def test_numeric_strings_are_rejected_like_openai(proxy_url, field, value):
     body = {"model": "m", "messages": GOOD_MESSAGES, field: value}
     assert_openai_error(post(proxy_url, body), 400, param=field, code="invalid_type")
+
+
+def test_dry_run_with_stream_is_400(proxy_url, upstream):
+    body = {"model": "m", "messages": GOOD_MESSAGES, "dry_run": True, "stream": True}
+    assert_openai_error(post(proxy_url, body), 400, param="dry_run")
+    assert upstream.requests == []
