@@ -183,7 +183,9 @@ async def _with_retries(settings: ProxySettings, call):  # type: ignore[no-untyp
         except Exception as exc:  # noqa: BLE001 - every provider error is mapped below
             if attempt > settings.synthesis_max_retries or not _is_retryable(exc):
                 err = map_provider_error(exc)
-                err.attempts = attempt  # type: ignore[attr-defined]
+                if attempt > 1 and err.status >= 500:
+                    # We already retried with backoff; stop the OpenAI SDK from multiplying the attempts.
+                    err.headers["x-should-retry"] = "false"
                 raise err from None
             delay = _retry_after(exc)
             if delay is None:

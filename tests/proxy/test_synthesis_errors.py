@@ -42,6 +42,15 @@ def test_persistent_5xx_is_502(proxy_url, upstream, status):
     with pytest.raises(openai.InternalServerError) as exc:
         client(proxy_url).chat.completions.create(model="m", messages=MESSAGES)
     assert exc.value.status_code == 502 and exc.value.body["code"] == "upstream_error"
+    assert exc.value.response.headers["x-should-retry"] == "false"  # the proxy already retried
+    assert len(upstream.requests) == 3
+
+
+def test_openai_sdk_does_not_multiply_proxy_retries(proxy_url, upstream):
+    upstream.reset(Behaviour(fail_status=500, fail_times=99))
+    sdk = openai.OpenAI(base_url=proxy_url + "/v1", api_key="x", max_retries=2, timeout=30)
+    with pytest.raises(openai.InternalServerError):
+        sdk.chat.completions.create(model="m", messages=MESSAGES)
     assert len(upstream.requests) == 3
 
 
