@@ -83,3 +83,18 @@ def test_console_script_serves_on_localhost(tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def test_asgi_module_builds_app_from_env(monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("SYNTHESIS_MODEL", "openai/from-env")
+    monkeypatch.setenv("PROXY_API_KEYS", "k1")
+    sys.modules.pop("liquid_memory_proxy.asgi", None)
+    module = importlib.import_module("liquid_memory_proxy.asgi")
+    try:
+        assert module.app.state.settings.synthesis_model == "openai/from-env"
+        assert module.app.state.settings.api_keys == ("k1",)
+        assert module.app.state.extractor is None  # built in the lifespan, not at import
+    finally:
+        sys.modules.pop("liquid_memory_proxy.asgi", None)
