@@ -54,6 +54,9 @@ def create_app(settings: ProxySettings | None = None, extractor: Any | None = No
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         if app.state.extractor is None:
             app.state.extractor = build_extractor_from_settings(settings)
+        warmup = getattr(app.state.extractor, "warmup", None)
+        if warmup is not None:
+            await warmup()  # load models before the port opens, not on the first request
         log.info("ready", extra={"extractor": app.state.extractor.name, "model": settings.synthesis_model})
         yield
         close = getattr(app.state.extractor, "aclose", None)

@@ -11,7 +11,7 @@ N = 50
 
 
 def test_fifty_concurrent_requests(proxy_url, upstream):
-    document = make_document(n_paragraphs=12, seed=7)
+    document = make_document(n_paragraphs=6, seed=7)
 
     async def run() -> list:
         c = openai.AsyncOpenAI(base_url=proxy_url + "/v1", api_key="x", max_retries=0, timeout=120)
