@@ -173,6 +173,9 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                # Standard Server-Timing header: time from request arrival to response start, in ms.
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                headers.append((b"server-timing", f"proxy;dur={elapsed_ms:.3f}".encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

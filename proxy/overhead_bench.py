@@ -3,12 +3,15 @@
     liquid-memory-proxy overhead [--requests 200] [--doc-tokens 8000] [--json PATH]
 
 Runs the real app under uvicorn on 127.0.0.1 with a local OpenAI-compatible upstream (liquid_memory_proxy.
-testing.FakeLLM), sends sequential requests with a keep-alive HTTP client and reports, per scenario:
+testing.FakeLLM) in a child process, sends sequential requests from this process with a keep-alive HTTP
+client and reports, per scenario:
   client_ms        wall time seen by the client
   extraction_ms    pipeline time reported by the proxy (timings_ms.extraction)
   synthesis_ms     LiteLLM call incl. the upstream round trip (timings_ms.synthesis)
   overhead_ms      client_ms - extraction_ms - synthesis_ms  (HTTP parsing, validation, routing, message
                    handling, JSON encoding, middleware, loopback transfer of the request body)
+  server_overhead_ms  the same, but timed inside the server (Server-Timing header: request arrival → response
+                   start; excludes the client library and the loopback transfer)
   handler_ms       the part of overhead_ms measured inside the route handler (timings_ms.proxy_overhead)
   direct_ms        the same upstream called directly with httpx (so synthesis_ms - direct_ms ≈ LiteLLM's cost)
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import socket
 import statistics
@@ -58,14 +62,13 @@ def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
+def _serve(extractor: str, urls, stop) -> None:  # type: ignore[no-untyped-def]
+    """Child process: the local upstream and the proxy under uvicorn until `stop` is set."""
     from liquid_memory_proxy.app import create_app
     from liquid_memory_proxy.settings import ProxySettings
     from liquid_memory_proxy.testing import FakeLLM, ServerThread
 
-    llm = FakeLLM()
-    results: dict[str, Any] = {"requests": requests, "doc_tokens": doc_tokens, "extractor": extractor}
-    with ServerThread(llm.app()) as upstream:
+    with ServerThread(FakeLLM().app()) as upstream:
         settings = ProxySettings(
             _env_file=None,
             synthesis_model="openai/fake-model",
@@ -73,13 +76,22 @@ def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
             extractor=extractor,
             log_level="WARNING",
         )
-        # TCP_NODELAY on the client: without it, Nagle + delayed ACK add ~40 ms per request on loopback
-        # (the client writes headers and body separately), which would be measured as "overhead".
+        with ServerThread(create_app(settings)) as proxy:
+            urls.put((upstream.url, proxy.url))
+            stop.wait()
+
+
+def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
+    """Servers in a child process (so the client does not share their GIL), client here."""
+    ctx = multiprocessing.get_context("spawn")
+    urls, stop = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_serve, args=(extractor, urls, stop), daemon=True)
+    child.start()
+    results: dict[str, Any] = {"requests": requests, "doc_tokens": doc_tokens, "extractor": extractor}
+    try:
+        upstream_url, proxy_url = urls.get(timeout=600)
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        with (
-            ServerThread(create_app(settings)) as proxy,
-            httpx.Client(timeout=120, transport=transport) as http,
-        ):
+        with httpx.Client(timeout=120, transport=transport) as http:
             document = synthetic_document(doc_tokens)
             scenarios = {
                 "passthrough": [{"role": "user", "content": "What is the vault access code?"}],
@@ -92,7 +104,7 @@ def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
             for _ in range(min(requests, 50)):
                 t = time.perf_counter()
                 body = {"model": "x", "messages": scenarios["passthrough"]}
-                http.post(upstream.url + "/v1/chat/completions", json=body)
+                http.post(upstream_url + "/v1/chat/completions", json=body)
                 direct.append((time.perf_counter() - t) * 1000)
             results["direct_upstream_ms_p50"] = round(statistics.median(direct), 3)
             for name, messages in scenarios.items():
@@ -100,11 +112,12 @@ def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
                 for i in range(requests + 5):
                     t = time.perf_counter()
                     r = http.post(
-                        proxy.url + "/v1/chat/completions", json={"model": "m", "messages": messages}
+                        proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages}
                     )
                     client_ms = (time.perf_counter() - t) * 1000
                     r.raise_for_status()
                     timings = r.json()["liquid_memory"]["timings_ms"]
+                    server_ms = float(r.headers["server-timing"].split("dur=")[1])
                     if i < 5:
                         continue  # warm-up
                     rows.append(
@@ -113,24 +126,28 @@ def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
                             "extraction_ms": timings["extraction"],
                             "synthesis_ms": timings["synthesis"],
                             "overhead_ms": client_ms - timings["extraction"] - timings["synthesis"],
+                            "server_overhead_ms": server_ms - timings["extraction"] - timings["synthesis"],
                             "handler_ms": timings["proxy_overhead"],
                         }
                     )
                 results[name] = _summary(rows)
+    finally:
+        stop.set()
+        child.join(timeout=30)
     return results
 
 
 def print_table(results: dict[str, Any]) -> None:
-    cols = ("client_ms", "extraction_ms", "synthesis_ms", "overhead_ms", "handler_ms")
+    cols = ("client_ms", "extraction_ms", "synthesis_ms", "overhead_ms", "server_overhead_ms", "handler_ms")
     print(
         f"proxy overhead, {results['requests']} sequential requests, extractor={results['extractor']}, "
         f"document ≈{results['doc_tokens']} tokens; direct upstream p50 "
         f"{results['direct_upstream_ms_p50']} ms"
     )
-    print(f"{'scenario':12}" + "".join(f"{c + ' p50/p95':>26}" for c in cols))
+    print(f"{'scenario':12}" + "".join(f"{c + ' p50/p95':>30}" for c in cols))
     for name in ("passthrough", "document"):
         row = results[name]
-        print(f"{name:12}" + "".join(f"{row[c + '_p50']:>14.2f}/{row[c + '_p95']:<11.2f}" for c in cols))
+        print(f"{name:12}" + "".join(f"{row[c + '_p50']:>18.2f}/{row[c + '_p95']:<11.2f}" for c in cols))
 
 
 def main(argv: list[str] | None = None) -> int:

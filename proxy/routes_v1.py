@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from liquid_memory_proxy import synthesis
 from liquid_memory_proxy.auth import require_api_key
 from liquid_memory_proxy.compression import Compressed, compress_document
@@ -103,17 +103,23 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):  # typ
     if req.dry_run:
         content = compressed.result.fact_pack if compressed else ""
         accounting["timings_ms"] = {"extraction": round(extraction_ms, 3), "synthesis": 0.0}
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": req.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "liquid_memory": {**accounting, "dry_run": True, "upstream_messages": messages},
-        }
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": req.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "liquid_memory": {**accounting, "dry_run": True, "upstream_messages": messages},
+            }
+        )
     params = req.sampling_params()
     if req.stream:
         if req.stream_options and req.stream_options.include_usage:
@@ -152,21 +158,24 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):  # typ
             "attempts": result.attempts,
         },
     )
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": result.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.content},
-                "finish_reason": result.finish_reason,
-            }
-        ],
-        "usage": result.usage,
-        "liquid_memory": accounting,
-    }
+    # JSONResponse directly: skips FastAPI's jsonable_encoder walk over the dict (~1 ms per response).
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": result.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.content},
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": result.usage,
+            "liquid_memory": accounting,
+        }
+    )
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:

@@ -112,6 +112,7 @@ def test_models_endpoint(proxy_url):
 def test_request_id_header_is_echoed_or_generated(proxy_url):
     r = httpx.get(proxy_url + "/v1/models", headers={"x-request-id": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
+    assert r.headers["server-timing"].startswith("proxy;dur=")
     r = httpx.get(proxy_url + "/v1/models", headers={"x-request-id": "bad id with spaces"})
     assert r.headers["x-request-id"].startswith("req_")
 
