@@ -27,6 +27,8 @@ from litellm import exceptions as llm_exc  # noqa: E402
 
 litellm.telemetry = False
 litellm.suppress_debug_info = True
+# Privacy: if an operator enables LiteLLM callbacks, they must not receive prompt or answer text.
+litellm.turn_off_message_logging = True
 
 # A local OpenAI-compatible server usually needs no key, but the OpenAI SDK refuses to start without one.
 _PLACEHOLDER_KEY = "no-key-needed-for-local-server"
