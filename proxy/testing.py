@@ -70,6 +70,7 @@ class Behaviour:
     fail_times: int = 0
     delay_s: float = 0.0
     retry_after: str | None = None
+    stream_break_after: int | None = None  # streaming: drop the connection after this many chunks
 
 
 @dataclass
@@ -141,6 +142,8 @@ class FakeLLM:
             "model": body["model"],
         }
         for i, word in enumerate(words):
+            if self.behaviour.stream_break_after is not None and i >= self.behaviour.stream_break_after:
+                raise ConnectionAbortedError("fake upstream drops the stream")
             delta = {"content": (" " if i else "") + word}
             if i == 0:
                 delta["role"] = "assistant"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -61,3 +63,16 @@ def test_stream_recovers_from_one_500(proxy_url, upstream):
         model="m", messages=[{"role": "user", "content": "doc.\n\nq?"}], stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == upstream.answer
+
+
+def test_stream_broken_midway_ends_with_error_event(proxy_url, upstream):
+    upstream.reset(Behaviour(stream_break_after=2))
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "doc line.\n\nq?"}]}
+    with httpx.stream("POST", proxy_url + "/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        events = [line for line in r.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    payloads = [json.loads(e[6:]) for e in events[:-1]]
+    text = "".join(p["choices"][0]["delta"].get("content", "") for p in payloads if p.get("choices"))
+    assert text == " ".join(upstream.answer.split(" ")[:2])
+    assert "error" in payloads[-1] and payloads[-1]["error"]["type"] == "server_error"
