@@ -61,6 +61,39 @@ async def synthesis_status(settings: ProxySettings) -> dict[str, Any]:
     return out
 
 
+_VERIFY_TTL_S = 300.0
+_verify_cache: dict[str, Any] = {}
+
+
+def distribution_status() -> dict[str, Any]:
+    """The signed-manifest verification of the installed distribution (cached for 5 minutes: it hashes files).
+
+    Uses `liquid_memory.manifest.find_distribution_root` / `verify_path` when the SDK build has them.
+    """
+    now = time.monotonic()
+    if _verify_cache and now - _verify_cache["at"] < _VERIFY_TTL_S:
+        return _verify_cache["value"]
+    try:
+        from liquid_memory import manifest  # type: ignore[attr-defined]
+
+        root = manifest.find_distribution_root()
+        if root is None:
+            value: dict[str, Any] = {"status": "no_distribution"}
+        else:
+            report = manifest.verify_path(root)
+            info = report.to_dict()
+            value = {
+                "status": "verified" if report.ok else "invalid",
+                "version": info.get("version"),
+                "expires": info.get("expires"),
+                "problems": [getattr(p, "code", type(p).__name__) for p in report.problems],
+            }
+    except Exception as exc:  # noqa: BLE001 - SDK without the manifest module, or a verifier bug
+        value = {"status": "unavailable", "error": type(exc).__name__}
+    _verify_cache.update(at=now, value=value)
+    return value
+
+
 def sdk_status() -> dict[str, Any]:
     """Version and licence state through the SDK's public API; degrades gracefully if parts are missing."""
     try:
@@ -68,6 +101,7 @@ def sdk_status() -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         return {"available": False, "error": type(exc).__name__}
     out: dict[str, Any] = {"available": True, "version": getattr(liquid_memory, "__version__", "unknown")}
+    out["distribution"] = distribution_status()
     try:
         from liquid_memory import licensing  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - licensing runtime not present in this build

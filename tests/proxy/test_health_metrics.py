@@ -34,6 +34,8 @@ def test_readiness_reports_extractor_synthesis_and_sdk(proxy_url):
         "invalid",
         "unavailable",
     )
+    dist = body["sdk"]["distribution"]["status"]
+    assert dist in ("verified", "invalid", "no_distribution", "unavailable")
 
 
 def test_readiness_is_503_when_synthesis_is_down(make_proxy):
