@@ -115,7 +115,7 @@ def sdk_status() -> dict[str, Any]:
         lic = current()
     except Exception as exc:  # noqa: BLE001 - typed SDK errors carry a stable code; never the key itself
         out["licence"] = {
-            "status": "invalid",
+            "status": "missing" if type(exc).__name__ == "LicenseMissing" else "invalid",
             "error": type(exc).__name__,
             "code": getattr(exc, "code", None),
         }

@@ -31,6 +31,7 @@ def test_readiness_reports_extractor_synthesis_and_sdk(proxy_url):
     assert body["sdk"]["available"] is True and body["sdk"]["version"] == liquid_memory.__version__
     assert "licence" in body["sdk"] and body["sdk"]["licence"]["status"] in (
         "valid",
+        "missing",
         "invalid",
         "unavailable",
     )
