@@ -1,6 +1,6 @@
 """Proxy overhead benchmark: time a request spends in the proxy *excluding* extraction and synthesis.
 
-    liquid-memory-proxy overhead [--requests 200] [--doc-tokens 8000] [--json PATH]
+    liquid-memory-proxy overhead [--requests 200] [--doc-tokens 8000] [--concurrency 50] [--json PATH]
 
 Runs the real app under uvicorn on 127.0.0.1 with a local OpenAI-compatible upstream (liquid_memory_proxy.
 testing.FakeLLM) in a child process, sends sequential requests from this process with a keep-alive HTTP
@@ -14,6 +14,7 @@ client and reports, per scenario:
                    start; excludes the client library and the loopback transfer)
   handler_ms       the part of overhead_ms measured inside the route handler (timings_ms.proxy_overhead)
   direct_ms        the same upstream called directly with httpx (so synthesis_ms - direct_ms ≈ LiteLLM's cost)
+Then `--concurrency` requests of each scenario at once: errors, wall time, latency p50/p95.
 """
 
 from __future__ import annotations
@@ -81,7 +82,39 @@ def _serve(extractor: str, urls, stop) -> None:  # type: ignore[no-untyped-def]
             stop.wait()
 
 
-def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
+def _concurrent(proxy_url: str, messages: list[dict[str, str]], n: int) -> dict[str, Any]:
+    """`n` requests at once from an async client: errors, wall time, latency p50/p95."""
+    import asyncio
+
+    async def go() -> tuple[list[float], int, float]:
+        limits = httpx.Limits(max_connections=n)
+        async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+
+            async def one() -> float:
+                t = time.perf_counter()
+                r = await client.post(
+                    proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages}
+                )
+                r.raise_for_status()
+                return (time.perf_counter() - t) * 1000
+
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+            wall = (time.perf_counter() - t0) * 1000
+        ok = [x for x in out if isinstance(x, float)]
+        return ok, len(out) - len(ok), wall
+
+    latencies, errors, wall = asyncio.run(go())
+    return {
+        "requests": n,
+        "errors": errors,
+        "wall_ms": round(wall, 1),
+        "latency_ms_p50": round(statistics.median(latencies), 1) if latencies else None,
+        "latency_ms_p95": round(_pct(latencies, 0.95), 1) if latencies else None,
+    }
+
+
+def run(requests: int, doc_tokens: int, extractor: str, concurrency: int = 50) -> dict[str, Any]:
     """Servers in a child process (so the client does not share their GIL), client here."""
     ctx = multiprocessing.get_context("spawn")
     urls, stop = ctx.Queue(), ctx.Event()
@@ -131,6 +164,9 @@ def run(requests: int, doc_tokens: int, extractor: str) -> dict[str, Any]:
                         }
                     )
                 results[name] = _summary(rows)
+            results["concurrent"] = {
+                name: _concurrent(proxy_url, messages, concurrency) for name, messages in scenarios.items()
+            }
     finally:
         stop.set()
         child.join(timeout=30)
@@ -148,6 +184,11 @@ def print_table(results: dict[str, Any]) -> None:
     for name in ("passthrough", "document"):
         row = results[name]
         print(f"{name:12}" + "".join(f"{row[c + '_p50']:>18.2f}/{row[c + '_p95']:<11.2f}" for c in cols))
+    for name, row in results.get("concurrent", {}).items():
+        print(
+            f"{row['requests']} concurrent {name}: errors {row['errors']}, wall {row['wall_ms']} ms, "
+            f"latency p50 {row['latency_ms_p50']} / p95 {row['latency_ms_p95']} ms"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="measured requests per scenario")
     parser.add_argument("--doc-tokens", type=int, default=8000, help="approximate document size")
     parser.add_argument("--extractor", default="builtin", help="extractor backend (EXTRACTOR)")
+    parser.add_argument("--concurrency", type=int, default=50, help="requests sent at once (second phase)")
     parser.add_argument("--json", type=Path, default=Path("bench_results/proxy_overhead.json"))
     args = parser.parse_args(argv)
-    results = run(args.requests, args.doc_tokens, args.extractor)
+    results = run(args.requests, args.doc_tokens, args.extractor, args.concurrency)
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
