@@ -29,18 +29,14 @@ def build_extractor_from_settings(settings: ProxySettings) -> Any:
     """The configured extractor (imported lazily: the built-in one loads a small embedding model)."""
     from liquid_memory_proxy.extractors import build_extractor
 
-    kind = settings.extractor.strip().lower().replace("_", "-")
-    options: dict[str, Any] = {}
-    if kind in ("vllm", "vllm-http", "openai-http"):
-        options = {
-            "base_url": settings.vllm_base_url,
-            "model": settings.vllm_model,
-            "api_key": settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None,
-            "timeout_s": settings.extractor_timeout_s,
-        }
-    elif kind == "vllm-engine":
-        options = {"model": settings.vllm_model}
-    return build_extractor(settings.extractor, **{k: v for k, v in options.items() if v is not None})
+    # build_extractor ignores options a backend does not take (and None values).
+    options: dict[str, Any] = {
+        "base_url": settings.vllm_base_url,
+        "model": settings.vllm_model,
+        "api_key": settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None,
+        "timeout_s": settings.extractor_timeout_s,
+    }
+    return build_extractor(settings.extractor, **options)
 
 
 def create_app(settings: ProxySettings | None = None, extractor: Any | None = None) -> FastAPI:
