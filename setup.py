@@ -67,7 +67,15 @@ setup(
     ],
     extras_require={
         "bench": ["matplotlib>=3.8,<4"],
-        "proxy": [],  # filled by the proxy work (issue 4)
+        "proxy": [  # issue 4; server half (extraction deps appended by the extraction work)
+            "fastapi==0.165.0",
+            "uvicorn==0.54.0",
+            "litellm==1.103.7",  # 1.103.8+ need certifi>=2026.10.19; 1.82.7/1.82.8 were compromised
+            "openai==2.54.0",
+            "prometheus-client==0.26.0",
+            "pydantic-settings==2.16.3",
+            "httpx==0.28.1",
+        ],
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest"],
     },
     entry_points={
