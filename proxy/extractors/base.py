@@ -44,3 +44,4 @@ class Extractor(abc.ABC):
 
     async def aclose(self) -> None:
         """Release clients/models (default: nothing to release)."""
+        return None

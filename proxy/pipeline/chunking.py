@@ -7,14 +7,15 @@ import math
 from liquid_memory_proxy.pipeline.tokens import encode
 from liquid_memory_proxy.pipeline.types import Chunk, InputTooLarge
 
-_SENTENCE_END = (".", "!", "?", ";", ":")
+_SENTENCE_END = (".", "!", "?")
 
 
 def _is_boundary(document: str, tok_end: int) -> bool:
-    """True when a token ending at `tok_end` closes a sentence or a line (a good place to cut)."""
+    """True when a token ending at `tok_end` closes a sentence or a paragraph (a good place to cut).
+    A single newline is not enough: hard-wrapped text has one at every line."""
     if tok_end >= len(document):
         return True
-    return document[tok_end - 1] in _SENTENCE_END or document[tok_end] == "\n"
+    return document[tok_end - 1] in _SENTENCE_END or document.startswith("\n\n", tok_end)
 
 
 def estimate_chunks(n_tokens: int, chunk_tokens: int, overlap_tokens: int) -> int:

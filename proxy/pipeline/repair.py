@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 import json_repair
-
 from liquid_memory_proxy.pipeline.sentences import content_words, sentence_spans
 from liquid_memory_proxy.pipeline.tokens import count_tokens
 from liquid_memory_proxy.pipeline.types import Chunk, FactStatus

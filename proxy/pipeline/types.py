@@ -64,7 +64,8 @@ class Fact:
 class ChunkOutput:
     """What an extractor returns for one chunk: raw model text (to be repaired) or structured candidates.
 
-    Candidates are dicts with at least "text"; optional "start"/"end" (offsets into the chunk text) and "score".
+    Candidates are dicts with at least "text"; optional "start"/"end" (offsets into the chunk text) and
+    "score".
     `error` is set when the call itself failed (timeout, HTTP error, model crash).
     """
 
@@ -101,7 +102,8 @@ class CompressionConfig:
             raise InvalidInput(f"chunk_tokens must be >= 16, got {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens // 2:
             raise InvalidInput(
-                f"overlap_tokens must be in [0, chunk_tokens/2), got {self.overlap_tokens} for {self.chunk_tokens}"
+                f"overlap_tokens must be in [0, chunk_tokens/2), got {self.overlap_tokens} "
+                f"for chunk_tokens={self.chunk_tokens}"
             )
         if self.target_ratio is not None and self.target_ratio < 1:
             raise InvalidInput(f"target_ratio must be >= 1 or None, got {self.target_ratio}")
