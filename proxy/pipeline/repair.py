@@ -38,6 +38,8 @@ def _candidates_from(obj: Any) -> list[dict[str, Any]] | None:
                 text = next((item[k] for k in ("text", "fact", "statement", "evidence") if k in item), None)
                 if isinstance(text, str | int | float) and str(text).strip():
                     out.append({**item, "text": str(text).strip()})
+                else:  # e.g. several {"facts": [...]} objects in a row, parsed as a list by json-repair
+                    out.extend(_candidates_from(item) or [])
         return out if out or not obj else None
     return None
 
@@ -95,9 +97,11 @@ def repair_output(
         except Exception:  # json-repair raises assorted errors on hostile input
             repaired = None
         found = _candidates_from(repaired) if repaired not in ("", None) else None
-        if found:
+        by_regex = _regex_candidates(text)
+        # json-repair is lenient and can "repair" text into a fragment; if the regex sees more facts,
+        # the repair dropped some, so the regex result wins (nothing silently dropped)
+        if found and len(found) >= len(by_regex):
             return found, "repaired"
-        found = _regex_candidates(text)
-        if found:
-            return found, "regex"
+        if by_regex:
+            return by_regex, "regex"
     return raw_evidence(chunk, question, evidence_tokens), "raw_evidence"
