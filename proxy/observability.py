@@ -166,6 +166,28 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status_holder = {"status": 500}
         started = {"yes": False}
+        recorded = {"yes": False}
+        endpoint = _endpoint_label(scope.get("path", ""))
+
+        def record() -> None:
+            """Metrics + access log, once; called just BEFORE the last body chunk goes out, so a client that
+            has the full response (and then reads /metrics or the logs) always sees this request counted."""
+            if recorded["yes"]:
+                return
+            recorded["yes"] = True
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
+            self.metrics.latency.labels(endpoint).observe(elapsed)
+            self.log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "path": endpoint,
+                    "status": status_holder["status"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -177,6 +199,8 @@ class RequestContextMiddleware:
                 elapsed_ms = (time.perf_counter() - start) * 1000
                 headers.append((b"server-timing", f"proxy;dur={elapsed_ms:.3f}".encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
             await send(message)
 
         try:
@@ -193,17 +217,4 @@ class RequestContextMiddleware:
                 )
                 await error.response()(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - start
-            endpoint = _endpoint_label(scope.get("path", ""))
-            self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
-            self.metrics.latency.labels(endpoint).observe(elapsed)
-            self.log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "path": endpoint,
-                    "status": status_holder["status"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            record()  # no-op unless the response never completed (client gone, stream aborted)
