@@ -74,6 +74,13 @@ async def _prepare_chat(request: Request, req: ChatCompletionRequest):  # type: 
                 code="document_question_not_separable",
             )
         return messages, _accounting(None, tokens, state.extractor.name), None
+    min_tokens = state.settings.compress_min_tokens
+    if min_tokens and (doc_tokens := count_tokens(split.document)) < min_tokens:
+        # The operator opted in (COMPRESS_MIN_TOKENS): short documents go upstream verbatim.
+        messages = passthrough_messages(req.messages)
+        accounting = _accounting(None, doc_tokens, state.extractor.name)
+        accounting["mode"] = "below_compress_min_tokens"
+        return messages, accounting, None
     compressed = await compress_document(
         split.document,
         split.question,

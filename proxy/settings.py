@@ -77,6 +77,12 @@ class ProxySettings(BaseSettings):
     max_document_chars: int = Field(4_000_000, ge=1, description="Largest document (characters) → else 400.")
     max_document_tokens: int = Field(1_000_000, ge=1, description="Largest document (tokens) → else 400.")
     max_chunks: int = Field(4096, ge=1, description="Most chunks per request → else 400.")
+    compress_min_tokens: int = Field(
+        0,
+        ge=0,
+        description="Chat documents shorter than this are forwarded verbatim. "
+        "0 (default): always compress, so no document text goes upstream.",
+    )
     passthrough_max_tokens: int = Field(
         2048, ge=0, description="A request with no document part is forwarded as-is only up to this size."
     )

@@ -124,3 +124,19 @@ def test_foreign_provider_prefix_is_rejected(proxy_url, upstream):
         )
     assert err.value.body["code"] == "model_not_found" and err.value.body["param"] == "model"
     assert upstream.requests == []
+
+
+def test_compress_min_tokens_forwards_short_documents_verbatim(make_proxy, upstream, document):
+    url = make_proxy(compress_min_tokens=200)
+    short_doc = "The northern vault code is 7319-KESTREL. The gate opens at dawn."
+    resp = client(url).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": short_doc}, {"role": "user", "content": QUESTION}]
+    )
+    assert resp.model_extra["liquid_memory"]["mode"] == "below_compress_min_tokens"
+    assert upstream.requests[0]["messages"][0] == {"role": "user", "content": short_doc}
+    upstream.reset()
+    resp = client(url).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": document}, {"role": "user", "content": QUESTION}]
+    )
+    assert resp.model_extra["liquid_memory"]["mode"] == "compressed"
+    assert len(upstream.prompt_text()) < len(document) / 5
