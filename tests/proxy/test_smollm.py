@@ -20,12 +20,9 @@ DOC = (
 
 @pytest.mark.slow
 def test_smollm2_extracts_from_a_short_document() -> None:
-    ex = build_extractor("smollm", timeout_s=300)
+    ex = build_extractor("smollm", timeout_s=300, max_new_tokens=96)
     health = asyncio.run(ex.health())
     assert health["ok"] is True, health
-    raw = ex.generate("Who signed the Harwick supply contract?", DOC)
-    assert isinstance(raw, str) and raw.strip()
-    assert len(raw) < 2000  # generation stops (JSON closed or token limit), no runaway output
     config = CompressionConfig(target_ratio=None)
     result = asyncio.run(compress(DOC, "Who signed the Harwick supply contract?", config, ex))
     s = result.stats
