@@ -108,8 +108,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if hasattr(extractor, "warmup"):
             await extractor.warmup()
         if name in ("smollm2", "smollm"):
-            subset = [q for q in questions if short_doc_of[q.essay].n_tokens <= args.smollm_max_essay_tokens]
-            subset = subset[: args.smollm_questions]
+            short = [q for q in questions if short_doc_of[q.essay].n_tokens <= args.smollm_max_essay_tokens]
+            k = args.smollm_questions
+            paraphrased = [q for q in short if q.paraphrase][: k // 2]  # a balanced subset: it is slow
+            subset = [q for q in short if not q.paraphrase][: k - len(paraphrased)] + paraphrased
             for ratio in [float(r) for r in args.smollm_ratios.split(",") if r]:
                 row = await run_row(extractor, extractor.name, subset, short_doc_of, ratio, "short essays")
                 rows.append(row.summary())
