@@ -98,3 +98,18 @@ def test_asgi_module_builds_app_from_env(monkeypatch):
         assert module.app.state.extractor is None  # built in the lifespan, not at import
     finally:
         sys.modules.pop("liquid_memory_proxy.asgi", None)
+
+
+@pytest.mark.parametrize("sub", ["bench", "overhead"])
+def test_benchmark_subcommands_are_wired(capsys, sub):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    assert f"liquid-memory-proxy {sub}" in capsys.readouterr().out
+
+
+def test_serve_help_names_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "--host" in out and "127.0.0.1" in out and "--port" in out
