@@ -151,18 +151,18 @@ def _state_recurrence_scan(
 ) -> tuple[Tensor, Tensor]:
     from torch._higher_order_ops.scan import scan
 
-    shape = state0.shape
-
     def combine(carry: tuple[Tensor, Tensor], x: tuple[Tensor, Tensor]):
-        # Carries are kept flat (1-D): scan requires the carry's strides to equal the init's, and
-        # size-1 dims (batch 1) otherwise get different strides after inductor's layout choices.
-        state, comp = carry[0].view(shape), carry[1].view(shape)
+        state, comp = carry
         entering = state + comp if compensated else state.clone()
         new_state, new_comp = _state_step(x[0], x[1], state, comp, compensated)
-        return (new_state.reshape(-1), new_comp.reshape(-1).clone()), entering
+        return (new_state, new_comp.clone()), entering  # scan forbids a carry aliasing its input
 
     xs = (decay.movedim(2, 0), contribution.movedim(2, 0))
-    init = (state0.reshape(-1).clone(), torch.zeros_like(state0).reshape(-1))
-    (state, comp), entering = scan(combine, init, xs)
-    final = (state + comp if compensated else state).view(shape)
+    if not torch.compiler.is_exporting():
+        # torch.compile specialises a batch of 1, and scan needs every carry to keep the init's exact
+        # strides: contiguous scanned inputs make the computed carries contiguous like the init. (Under
+        # torch.export the sizes stay symbolic, and inductor rejects the copy there: AOTI artifacts.)
+        xs = (xs[0].contiguous(), xs[1].contiguous())
+    (state, comp), entering = scan(combine, (state0, torch.zeros_like(state0)), xs)
+    final = state + comp if compensated else state
     return entering.movedim(0, 2), final
