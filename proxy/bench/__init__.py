@@ -132,7 +132,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": platform.platform(),
             "cpu_count": os.cpu_count(),
             "load_average_at_end": os.getloadavg(),
-            "torch_threads": os.environ.get("LIQUID_MEMORY_PROXY_THREADS", "2"),
+            "torch_threads_minilm": os.environ.get("LIQUID_MEMORY_PROXY_THREADS", "1 (default)"),
             "tokenizer": "all-MiniLM-L6-v2 WordPiece (tokenizers)",
             "documents": [{"name": d.name, "tokens": d.n_tokens, "essays": d.essays} for d in docs],
             "questions": len(questions),

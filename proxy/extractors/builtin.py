@@ -56,15 +56,19 @@ def document_units(chunks: Sequence[Chunk]) -> list[Unit]:
 class BuiltinExtractor(Extractor):
     """Hybrid lexical + MiniLM extractive selection. `mode`: "hybrid" (default), "static" (no contextual
     rerank) or "bm25" (lexical only: the keyword baseline). `pool_per_view` candidates from each cheap view
-    are re-scored by the contextual model (cost grows linearly with it)."""
+    are re-scored by the contextual model on their first `rerank_max_tokens` tokens (cost grows linearly
+    with both; 24 and 32 measured best on the benchmark: 48 tokens gave the same recall, 16 lost recall)."""
 
     name = "builtin"
 
-    def __init__(self, mode: str = "hybrid", pool_per_view: int = 24, context: bool = True) -> None:
+    def __init__(
+        self, mode: str = "hybrid", pool_per_view: int = 24, rerank_max_tokens: int = 32, context: bool = True
+    ) -> None:
         if mode not in ("hybrid", "static", "bm25"):
             raise ValueError(f"mode must be hybrid, static or bm25, got {mode!r}")
         self.mode = mode
         self.pool_per_view = pool_per_view
+        self.rerank_max_tokens = rerank_max_tokens
         self.context = context
         self._static: StaticScorer | None = None
         self._lock = threading.Lock()
@@ -95,7 +99,7 @@ class BuiltinExtractor(Extractor):
         from liquid_memory_proxy.extractors.minilm import embed_sentences
 
         pool = sorted({int(i) for v in views for i in np.argsort(-v, kind="stable")[: self.pool_per_view]})
-        emb = embed_sentences([question] + [texts[i] for i in pool], max_tokens=48)
+        emb = embed_sentences([question] + [texts[i] for i in pool], max_tokens=self.rerank_max_tokens)
         ctx = emb[1:] @ emb[0]
         # pooled candidates first, ordered by contextual cosine (+ a little BM25 for exact names/numbers);
         # the rest keep their fused cheap-view order below them

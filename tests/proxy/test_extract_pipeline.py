@@ -4,10 +4,10 @@ budgets, limits, and the all-chunks-failed error — driven through `compress` w
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
-
 from liquid_memory_proxy.extractors.base import Extractor
 from liquid_memory_proxy.pipeline import (
     ChunkOutput,
@@ -99,7 +99,7 @@ def test_merge_dedupes_with_provenance_and_runs_concurrently() -> None:
         facts = [fact] if fact in chunk.text else []
         if chunk.index == 0:
             facts.append(chunk.text.split(".")[0] + ".")
-        return '{"facts": %s}' % str(facts).replace("'", '"')
+        return json.dumps({"facts": facts})
 
     config = CompressionConfig(chunk_tokens=48, overlap_tokens=20, target_ratio=None, concurrency=4)
     ex = Scripted(outputs)
@@ -126,7 +126,7 @@ def test_budget_drops_are_counted_not_silent() -> None:
 
     def outputs(chunk):  # noqa: ANN001
         mine = [s for s in sentences if s in chunk.text][:5]
-        return '{"facts": %s}' % str(mine).replace("'", '"')
+        return json.dumps({"facts": mine})
 
     config = CompressionConfig(chunk_tokens=64, overlap_tokens=0, target_ratio=40.0, min_fact_tokens=16)
     result = asyncio.run(compress(doc, "q", config, Scripted(outputs)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from liquid_memory_proxy.extractors.base import Extractor
 from liquid_memory_proxy.pipeline import ChunkOutput, CompressionConfig, compress, count_tokens
 from liquid_memory_proxy.pipeline.repair import repair_output
