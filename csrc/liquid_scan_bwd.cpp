@@ -12,40 +12,42 @@
 // dlog_a accurate under strong decay.
 #include <ATen/Parallel.h>
 
+#include <atomic>
+
 #include "liquid_scan.h"
 
 namespace lm {
 namespace {
 
 struct BwdWorkspace : Workspace {
-  std::vector<float> DO, VT, dA, X, Y, dQd, dKd, Ke, Kh, Qh, dV, S0T, dST, dG;
+  const float* do_ = nullptr;  // grad_o rows of the current chunk
+  std::vector<float> DO, VT, dA, X, Y, dQd, dKd, Kh, Qh, S0T, dST, dG;
   explicit BwdWorkspace(int dp_)
       : Workspace(dp_), DO(CH * dp_), VT(dp_ * CH), dA(CH * CH), X(CH * dp_), Y(CH * dp_), dQd(CH * dp_),
-        dKd(CH * dp_), Ke(CH * dp_), Kh(CH * dp_), Qh(CH * dp_), dV(CH * dp_), S0T(dp_ * dp_), dST(dp_ * dp_),
+        dKd(CH * dp_), Kh(CH * dp_), Qh(CH * dp_), S0T(dp_ * dp_), dST(dp_ * dp_),
         dG(CH * dp_) {}
 
   // Diagonal sub-block I: A (lower, zero above), and the j != i parts of dq / dk.
   void diag_block(int I) {
     const int s = I * BS, e = std::min(dec.L, s + BS);
     for (int j = s; j < e; ++j) {
-      const float* k = K.data() + j * dp;
-      const float* q = Q.data() + j * dp;
+      const float* k = k_ + j * dp;
+      const float* q = q_ + j * dp;
       v8 sum = bc(0.0f);
       for (int c = 0; c < dp; c += VL) sum += ld(q + c) * ld(k + c);
       A[j * CH + j] = hsum(sum);
       for (int i = s; i < j; ++i) A[i * CH + j] = 0.0f;
-      for (int c = 0; c < dp; ++c) acc[c] = 0.0f;
+      for (int c = 0; c < dp; ++c) acc[c] = 1.0f;
       float* dkj = dKd.data() + j * dp;
       for (int i = j + 1; i < e; ++i) {
-        const float* qi = Q.data() + i * dp;
-        const float* la = LA.data() + i * dp;
+        const float* qi = q_ + i * dp;
+        const float* ai = dec.Ea.data() + i * dp;
         float* dqi = dQd.data() + i * dp;
         const v8 g = bc(dA[i * CH + j]);
         v8 s8 = bc(0.0f);
         for (int c = 0; c < dp; c += VL) {
-          const v8 a = ld(acc.data() + c) + ld(la + c);
-          st(acc.data() + c, a);
-          const v8 E = exp_nonpos(a);
+          const v8 E = ld(acc.data() + c) * ld(ai + c);  // prod_{t in (j, i]} a_t
+          st(acc.data() + c, E);
           const v8 kE = ld(k + c) * E, qE = ld(qi + c) * E;
           s8 += ld(qi + c) * kE;
           st(dqi + c, ld(dqi + c) + g * kE);
@@ -57,23 +59,21 @@ struct BwdWorkspace : Workspace {
   }
 
   void chunk_backward(int L, const float* S0, const float* S1, float* dS, float* dScomp, bool precision_safe,
-                      float* dQ, float* dK, float* dLA) {
+                      float* dQ, float* dK, float* dVo, float* dLA) {
     prepare(L, true);
     const int nb = dec.nb;
     std::fill(dQd.begin(), dQd.begin() + L * dp, 0.0f);
     std::fill(dKd.begin(), dKd.begin() + L * dp, 0.0f);
-    transpose(V.data(), L, dp, dp, VT.data(), CH);
-    for (int j = 0; j < L; ++j)
-      for (int c = 0; c < dp; c += VL) st(Ke.data() + j * dp + c, ld(K.data() + j * dp + c) * ld(dec.Erl.data() + j * dp + c));
+    transpose(v_, L, dp, dp, VT.data(), CH);
     // dA = dO V^T on the lower block triangle (N rounded up to 8: extra columns are never read)
     for (int I = 0; I < nb; ++I) {
       const int s = I * BS, e = std::min(L, s + BS);
-      gemm(e - s, round_up8(e), dp, DO.data() + s * dp, dp, 1, VT.data(), CH, dA.data() + s * CH, CH, false);
+      gemm(e - s, round_up8(e), dp, do_ + s * dp, dp, 1, VT.data(), CH, dA.data() + s * CH, CH, false);
     }
     transpose(S0, dp, dp, dp, S0T.data(), dp);
     transpose(dS, dp, dp, dp, dST.data(), dp);
-    gemm(L, dp, dp, DO.data(), dp, 1, S0T.data(), dp, X.data(), dp, false);  // dO S0^T
-    gemm(L, dp, dp, V.data(), dp, 1, dST.data(), dp, Y.data(), dp, false);   // V dS^T
+    gemm(L, dp, dp, do_, dp, 1, S0T.data(), dp, X.data(), dp, false);  // dO S0^T
+    gemm(L, dp, dp, v_, dp, 1, dST.data(), dp, Y.data(), dp, false);   // V dS^T
     for (int I = 0; I < nb; ++I) {
       const int s = I * BS, e = std::min(L, s + BS);
       scale_rows_by(X.data() + s * dp, dec.er.data() + I * dp, e - s);
@@ -98,9 +98,9 @@ struct BwdWorkspace : Workspace {
     // dv = A^T dO (block columns) + Kt dS
     for (int J = 0; J < nb; ++J) {
       const int s = J * BS, e = std::min(L, s + BS);
-      gemm(e - s, dp, L - s, A.data() + s * CH + s, 1, CH, DO.data() + s * dp, dp, dV.data() + s * dp, dp, false);
+      gemm(e - s, dp, L - s, A.data() + s * CH + s, 1, CH, do_ + s * dp, dp, dVo + s * dp, dp, false);
     }
-    gemm(L, dp, dp, Kt.data(), dp, 1, dS, dp, dV.data(), dp, true);
+    gemm(L, dp, dp, Kt.data(), dp, 1, dS, dp, dVo, dp, true);
     // dq, dk without the i == j pair; dg = q*dq - k*dk; reverse cumsum -> dlog_a
     for (int i = 0; i < L; ++i) {
       const int o = i * dp;
@@ -108,7 +108,7 @@ struct BwdWorkspace : Workspace {
       for (int c = 0; c < dp; c += VL) {
         const v8 dq = ld(dec.El.data() + o + c) * ld(X.data() + o + c) + ld(dQd.data() + o + c);
         const v8 dk = ld(dec.Erl.data() + o + c) * ld(Y.data() + o + c) + ld(dKd.data() + o + c);
-        const v8 q = ld(Q.data() + o + c), k = ld(K.data() + o + c);
+        const v8 q = ld(q_ + o + c), k = ld(k_ + o + c);
         st(dG.data() + o + c, q * dq - k * dk);
         st(dQ + o + c, dq + g * k);
         st(dK + o + c, dk + g * q);
@@ -128,7 +128,7 @@ struct BwdWorkspace : Workspace {
         st(dLA + i * dp + c, a);
       }
     // dS <- diag(exp(g_L)) dS + Qt^T dO
-    gemm(dp, dp, L, Qt.data(), 1, dp, DO.data(), dp, U.data(), dp, false);
+    gemm(dp, dp, L, Qt.data(), 1, dp, do_, dp, U.data(), dp, false);
     state_update(dS, dScomp, dec.egL.data(), U.data(), dp, precision_safe);
   }
 
@@ -144,13 +144,18 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
   const int d = a.d, dp = round_up8(d);
   const int64_t T_len = a.T, per = a.T * d;
   const int64_t nc = (T_len + CH - 1) / CH;
-  at::parallel_for(0, a.BH, 1, [&](int64_t begin, int64_t end) {
+  std::atomic<bool> positive{false};
+  // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
+  // OS deschedules (busy machine) does not hold back the others as a static split would.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(a.BH, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     DenormalGuard guard;
     BwdWorkspace ws(dp);
     const int64_t sz = int64_t(dp) * dp;
     std::vector<float> states((nc + 1) * sz), S(sz), comp(sz), dS(sz), dScomp(sz);
-    std::vector<float> dQ(CH * dp), dK(CH * dp), dLA(CH * dp);
-    for (int64_t bh = begin; bh < end; ++bh) {
+    std::vector<float> dQ(CH * dp), dK(CH * dp), dV(CH * dp), dLA(CH * dp);
+    for (int64_t bh = next++; bh < a.BH; bh = next++) {
       const bool rev = a.reverse;
       load_state(init ? init + bh * d * d : nullptr, d, dp, S.data());
       std::fill(comp.begin(), comp.end(), 0.0f);
@@ -158,9 +163,9 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
       for (int64_t n = 0; n < nc; ++n) {  // state pass: S at every chunk boundary
         const int64_t t0 = n * CH;
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
-        load_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
-        load_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
-        load_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
+        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
+        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
+        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
         ws.chunk_forward(L, S.data(), comp.data(), a.precision_safe, false);
         float* dst = states.data() + (n + 1) * sz;
         for (int64_t i = 0; i < sz; ++i) dst[i] = S[i] - comp[i];
@@ -170,21 +175,27 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
       for (int64_t n = nc - 1; n >= 0; --n) {
         const int64_t t0 = n * CH;
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
-        load_rows(q + bh * per, T_len, t0, L, d, dp, rev, ws.Q.data());
-        load_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
-        load_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
-        load_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
-        load_rows(go + bh * per, T_len, t0, L, d, dp, rev, ws.DO.data());
+        ws.q_ = bind_rows(q + bh * per, T_len, t0, L, d, dp, rev, ws.Q.data());
+        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
+        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
+        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
+        ws.do_ = bind_rows(go + bh * per, T_len, t0, L, d, dp, rev, ws.DO.data());
+        float* dqp = out_rows(dq + bh * per, t0, d, dp, rev, dQ.data());
+        float* dkp = out_rows(dk + bh * per, t0, d, dp, rev, dK.data());
+        float* dvp = out_rows(dv + bh * per, t0, d, dp, rev, dV.data());
+        float* dlap = out_rows(dla + bh * per, t0, d, dp, rev, dLA.data());
         ws.chunk_backward(L, states.data() + n * sz, states.data() + (n + 1) * sz, dS.data(), dScomp.data(),
-                          a.precision_safe, dQ.data(), dK.data(), dLA.data());
-        store_rows(dQ.data(), T_len, t0, L, d, dp, rev, dq + bh * per);
-        store_rows(dK.data(), T_len, t0, L, d, dp, rev, dk + bh * per);
-        store_rows(ws.dV.data(), T_len, t0, L, d, dp, rev, dv + bh * per);
-        store_rows(dLA.data(), T_len, t0, L, d, dp, rev, dla + bh * per);
+                          a.precision_safe, dqp, dkp, dvp, dlap);
+        finish_rows(dqp, T_len, t0, L, d, dp, rev, dq + bh * per);
+        finish_rows(dkp, T_len, t0, L, d, dp, rev, dk + bh * per);
+        finish_rows(dvp, T_len, t0, L, d, dp, rev, dv + bh * per);
+        finish_rows(dlap, T_len, t0, L, d, dp, rev, dla + bh * per);
       }
       store_state(dS.data(), dScomp.data(), d, dp, dinit + bh * d * d);
     }
+    if (ws.dec.positive) positive = true;
   });
+  TORCH_CHECK(!positive, "liquid_scan_bwd (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
 }
 
 }  // namespace
@@ -208,6 +219,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_sc
   if (grad_final_state.has_value()) gfin = grad_final_state->to(at::kFloat).contiguous();
   auto dq = at::empty_like(qc), dk = at::empty_like(qc), dv = at::empty_like(qc);
   auto dla = at::empty_like(lac);
+  for (const at::Tensor* t : {&dq, &dk, &dv, &dla}) advise_huge_pages(*t);
   auto dinit = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   const float* gfp = gfin.defined() ? gfin.data_ptr<float>() : nullptr;

@@ -3,6 +3,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
+
 namespace lm {
 
 __attribute__((optimize("fp-contract=off"))) void state_update(float* S, float* comp, const float* decay,
@@ -34,17 +36,17 @@ __attribute__((optimize("fp-contract=off"))) void state_update(float* S, float* 
 
 Workspace::Workspace(int dp_)
     : dp(dp_), dec(dp_), Q(CH * dp_), K(CH * dp_), V(CH * dp_), LA(CH * dp_), Qe(CH * dp_), Qt(CH * dp_),
-      Kt(CH * dp_), KeT(dp_ * CH), KhT(dp_ * CH), A(CH * CH), O(CH * dp_), U(dp_ * dp_), acc(dp_) {}
+      Kt(CH * dp_), Ke(CH * dp_), KeT(dp_ * CH), KhT(dp_ * CH), A(CH * CH), O(CH * dp_), U(dp_ * dp_), acc(dp_) {}
 
 void Workspace::prepare(int L, bool full) {
-  dec.compute(LA.data(), L, full);
+  dec.compute(la_, L, full);
   const int nb = dec.nb;
   // Kt = k * exp(g_L - g_j)  (state update)
   for (int J = 0; J < nb; ++J) {
     const int s = J * BS, e = std::min(L, s + BS);
     const float* es = dec.es.data() + J * dp;
     for (int j = s; j < e; ++j) {
-      const float* k = K.data() + j * dp;
+      const float* k = k_ + j * dp;
       const float* er = dec.Erl.data() + j * dp;
       float* kt = Kt.data() + j * dp;
       for (int c = 0; c < dp; c += VL) st(kt + c, ld(k + c) * ld(er + c) * ld(es + c));
@@ -55,7 +57,7 @@ void Workspace::prepare(int L, bool full) {
     const int s = I * BS, e = std::min(L, s + BS);
     const float* er = dec.er.data() + I * dp;
     for (int i = s; i < e; ++i) {
-      const float* q = Q.data() + i * dp;
+      const float* q = q_ + i * dp;
       const float* el = dec.El.data() + i * dp;
       float* qe = Qe.data() + i * dp;  // qe = q * exp(l);  qt = q * exp(g) = qe * exp(sum_{B<I} T_B)
       float* qt = Qt.data() + i * dp;
@@ -66,11 +68,9 @@ void Workspace::prepare(int L, bool full) {
       }
     }
   }
-  for (int j = 0; j < L; ++j) {  // KeT = (k * exp(rl))^T
-    const float* k = K.data() + j * dp;
-    const float* erl = dec.Erl.data() + j * dp;
-    for (int c = 0; c < dp; ++c) KeT[c * CH + j] = k[c] * erl[c];
-  }
+  for (int j = 0; j < L; ++j)  // Ke = k * exp(rl), KeT = Ke^T
+    for (int c = 0; c < dp; c += VL) st(Ke.data() + j * dp + c, ld(k_ + j * dp + c) * ld(dec.Erl.data() + j * dp + c));
+  transpose(Ke.data(), L, dp, dp, KeT.data(), CH);
 }
 
 // Off-diagonal sub-block part of the intra-chunk matrix for rows of block I:
@@ -82,8 +82,8 @@ void Workspace::intra_offdiag(int I) {
     const float* src = KeT.data() + c * CH;
     float* dst = KhT.data() + c * CH;
     for (int J = 0; J < I; ++J) {
-      const float wc = dec.wIJ(I, J)[c];
-      for (int j = J * BS; j < J * BS + BS; ++j) dst[j] = src[j] * wc;
+      const v8 wc = bc(dec.wIJ(I, J)[c]);
+      for (int j = J * BS; j < J * BS + BS; j += VL) st(dst + j, ld(src + j) * wc);
     }
   }
   gemm(e - s, s, dp, Qe.data() + s * dp, dp, 1, KhT.data(), CH, A.data() + s * CH, CH, false);
@@ -91,19 +91,39 @@ void Workspace::intra_offdiag(int I) {
 
 // Diagonal sub-block of A (lower incl. diagonal, zeros above) by element-wise exps.
 void Workspace::intra_diag(int I) {
-  const int s = I * BS, e = std::min(dec.L, s + BS);
+  const int s = I * BS, e = std::min(dec.L, s + BS), n = dp;
+  const float* __restrict Ea = dec.Ea.data();
+  const float* __restrict qp = q_;
+  float* __restrict x = acc.data();
+  float* __restrict Ap = A.data();
   for (int j = s; j < e; ++j) {
-    for (int c = 0; c < dp; ++c) acc[c] = 0.0f;
-    const float* k = K.data() + j * dp;
-    for (int i = j; i < e; ++i) {
-      if (i > j)
-        for (int c = 0; c < dp; c += VL) st(acc.data() + c, ld(acc.data() + c) + ld(LA.data() + i * dp + c));
-      const float* q = Q.data() + i * dp;
-      v8 sum = bc(0.0f);
-      for (int c = 0; c < dp; c += VL) sum += ld(q + c) * ld(k + c) * exp_nonpos(ld(acc.data() + c));
-      A[i * CH + j] = hsum(sum);
+    const float* k = k_ + j * n;
+    v8 sum = bc(0.0f);
+    for (int c = 0; c < n; c += VL) {  // x = k_j * prod_{t in (j, i]} a_t, starting at i = j
+      st(x + c, ld(k + c));
+      sum += ld(qp + j * n + c) * ld(k + c);
     }
-    for (int i = s; i < j; ++i) A[i * CH + j] = 0.0f;
+    Ap[j * CH + j] = hsum(sum);
+    for (int i = j + 1; i < e; ++i) {
+      const float* a = Ea + i * n;
+      const float* q = qp + i * n;
+      v8 s0 = bc(0.0f), s1 = bc(0.0f);
+      int c = 0;
+      for (; c + 2 * VL <= n; c += 2 * VL) {
+        const v8 x0 = ld(x + c) * ld(a + c), x1 = ld(x + c + VL) * ld(a + c + VL);
+        st(x + c, x0);
+        st(x + c + VL, x1);
+        s0 += ld(q + c) * x0;
+        s1 += ld(q + c + VL) * x1;
+      }
+      for (; c < n; c += VL) {
+        const v8 x0 = ld(x + c) * ld(a + c);
+        st(x + c, x0);
+        s0 += ld(q + c) * x0;
+      }
+      Ap[i * CH + j] = hsum(s0 + s1);
+    }
+    for (int i = s; i < j; ++i) Ap[i * CH + j] = 0.0f;
   }
 }
 
@@ -112,16 +132,16 @@ void Workspace::chunk_forward(int L, float* S, float* comp, bool precision_safe,
   prepare(L, outputs);
   if (outputs) {
     const int nb = dec.nb;
-    gemm(L, dp, dp, Qt.data(), dp, 1, S, dp, O.data(), dp, false);  // inter-chunk term
+    gemm(L, dp, dp, Qt.data(), dp, 1, S, dp, o_, dp, false);  // inter-chunk term
     for (int I = 0; I < nb; ++I) {
       const int s = I * BS, e = std::min(L, s + BS);
       intra_offdiag(I);
       intra_diag(I);
-      gemm(e - s, dp, e, A.data() + s * CH, CH, 1, V.data(), dp, O.data() + s * dp, dp, true);
+      gemm(e - s, dp, e, A.data() + s * CH, CH, 1, v_, dp, o_ + s * dp, dp, true);
     }
   }
   // U = K~^T V ; S <- diag(egL) S + U
-  gemm(dp, dp, L, Kt.data(), 1, dp, V.data(), dp, U.data(), dp, false);
+  gemm(dp, dp, L, Kt.data(), 1, dp, v_, dp, U.data(), dp, false);
   state_update(S, comp, dec.egL.data(), U.data(), dp, precision_safe);
 }
 
@@ -130,25 +150,39 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
                      T* o, float* final_state) {
   const int d = a.d, dp = round_up8(d);
   const int64_t T_len = a.T, per = a.T * d;
-  at::parallel_for(0, a.BH, 1, [&](int64_t begin, int64_t end) {
+  std::atomic<bool> positive{false};
+  // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
+  // OS deschedules (busy machine) does not hold back the others as a static split would.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(a.BH, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     DenormalGuard guard;
     Workspace ws(dp);
     std::vector<float> S(dp * dp), comp(dp * dp);
-    for (int64_t bh = begin; bh < end; ++bh) {
+    for (int64_t bh = next++; bh < a.BH; bh = next++) {
       load_state(init ? init + bh * d * d : nullptr, d, dp, S.data());
       std::fill(comp.begin(), comp.end(), 0.0f);
       for (int64_t t0 = 0; t0 < T_len; t0 += CH) {
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
-        load_rows(q + bh * per, T_len, t0, L, d, dp, a.reverse, ws.Q.data());
-        load_rows(k + bh * per, T_len, t0, L, d, dp, a.reverse, ws.K.data());
-        load_rows(v + bh * per, T_len, t0, L, d, dp, a.reverse, ws.V.data());
-        load_rows(la + bh * per, T_len, t0, L, d, dp, a.reverse, ws.LA.data());
+        const bool r = a.reverse;
+        ws.q_ = bind_rows(q + bh * per, T_len, t0, L, d, dp, r, ws.Q.data());
+        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, r, ws.K.data());
+        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, r, ws.V.data());
+        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, r, ws.LA.data());
+        ws.o_ = out_rows(o + bh * per, t0, d, dp, r, ws.O.data());
+        if (t0 + CH < T_len) {  // pull the next chunk's inputs towards the cache while this one computes
+          const int64_t nxt = std::min<int64_t>(CH, T_len - t0 - CH);
+          for (const T* base : {q, k, v}) prefetch_rows(base + bh * per, T_len, t0 + CH, nxt, d, r);
+          prefetch_rows(la + bh * per, T_len, t0 + CH, nxt, d, r);
+        }
         ws.chunk_forward(L, S.data(), comp.data(), a.precision_safe, true);
-        store_rows(ws.O.data(), T_len, t0, L, d, dp, a.reverse, o + bh * per);
+        finish_rows(ws.o_, T_len, t0, L, d, dp, r, o + bh * per);
       }
       store_state(S.data(), comp.data(), d, dp, final_state + bh * d * d);
     }
+    if (ws.dec.positive) positive = true;
   });
+  TORCH_CHECK(!positive, "liquid_scan (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
 }
 
 std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -161,6 +195,7 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at
   at::Tensor init;
   if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
   auto o = at::empty_like(qc);
+  advise_huge_pages(o);
   auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   LM_DISPATCH(q.scalar_type(), [&](auto tag) {

@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace lm {
 
@@ -29,9 +32,13 @@ static inline float hsum(v8 x) {
 // exp(x) for x <= 0 (callers guarantee it; the kernels never evaluate a positive exponent).
 // Cephes expf polynomial, about 1 ulp; x < -87.3 returns 0 (below the smallest normal float).
 static inline v8 exp_nonpos(v8 x) {
-  const v8 lo = bc(-87.33654f);
-  v8i under = x < lo;
-  x = x < lo ? lo : x;
+  // clamp at -87.34 (result 2^-126, ~1e-38, instead of an exact underflow to 0: negligible, and
+  // the kernels run with denormals flushed); max via the bit-select-free intrinsic where available
+#if defined(__AVX__)
+  x = (v8)_mm256_max_ps((__m256)x, (__m256)bc(-87.33654f));
+#else
+  x = x < bc(-87.33654f) ? bc(-87.33654f) : x;
+#endif
   const v8 magic = bc(12582912.0f);  // 1.5 * 2^23: round-to-nearest trick, |x*log2e| < 2^22
   v8 fx = (x * bc(1.44269504088896341f) + magic) - magic;
   x = x - fx * bc(0.693359375f);
@@ -47,8 +54,7 @@ static inline v8 exp_nonpos(v8 x) {
   v8i bits = (n + 127) << 23;
   v8 scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  y = y * scale;
-  return under ? bc(0.0f) : y;
+  return y * scale;
 }
 
 // dst[i] = exp(src[i]) for n (multiple of 8) non-positive values.
@@ -89,12 +95,12 @@ template <int NV>
 static inline void gemm_cols(int M, int K, const float* A, long ars, long acs, const float* B, long ldb,
                              float* C, long ldc, bool accumulate) {
   int m = 0;
-  for (; m + 6 <= M; m += 6) gemm_tile<6, NV>(K, A + m * ars, ars, acs, B, ldb, C + m * ldc, ldc, accumulate);
+  if (M > 16)  // tall: 6-row tiles (12 accumulators), else 4-row tiles (sub-block rows are 8 or 16)
+    for (; m + 6 <= M; m += 6) gemm_tile<6, NV>(K, A + m * ars, ars, acs, B, ldb, C + m * ldc, ldc, accumulate);
+  for (; m + 4 <= M; m += 4) gemm_tile<4, NV>(K, A + m * ars, ars, acs, B, ldb, C + m * ldc, ldc, accumulate);
   const float* Am = A + m * ars;
   float* Cm = C + m * ldc;
   switch (M - m) {
-    case 5: gemm_tile<5, NV>(K, Am, ars, acs, B, ldb, Cm, ldc, accumulate); break;
-    case 4: gemm_tile<4, NV>(K, Am, ars, acs, B, ldb, Cm, ldc, accumulate); break;
     case 3: gemm_tile<3, NV>(K, Am, ars, acs, B, ldb, Cm, ldc, accumulate); break;
     case 2: gemm_tile<2, NV>(K, Am, ars, acs, B, ldb, Cm, ldc, accumulate); break;
     case 1: gemm_tile<1, NV>(K, Am, ars, acs, B, ldb, Cm, ldc, accumulate); break;

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 CHUNK = 64
+MAX_CHUNKS = 1 << 16  # length up to 4M tokens
 ISA_MARCH = {"avx2": "x86-64-v3", "avx512": "x86-64-v4"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -57,9 +58,7 @@ def artifact_name(dtype: str, head_dim: int, isa: str) -> str:
     return f"liquid_scan_{dtype}_d{head_dim}_{isa}.pt2"
 
 
-def example_inputs(
-    dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK
-):
+def example_inputs(dtype: torch.dtype, head_dim: int, batch: int = 2, heads: int = 3, length: int = 2 * CHUNK):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(batch, heads, length, head_dim, generator=g).to(dtype) for _ in range(3))
     log_a = -torch.rand(batch, heads, length, head_dim, generator=g)
@@ -91,15 +90,13 @@ def _strip_package(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build(
-    dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024
-) -> Built:
+def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096, max_heads: int = 1024) -> Built:
     """Export + AOT-compile one variant; returns the stripped package bytes and its metadata."""
     from torch.export import Dim
 
     tdtype = DTYPES[dtype]
     batch, heads = Dim("batch", min=1, max=max_batch), Dim("heads", min=1, max=max_heads)
-    chunks = Dim("chunks", min=1, max=1 << 16)
+    chunks = Dim("chunks", min=1, max=MAX_CHUNKS)
     t = CHUNK * chunks
     act = {0: batch, 1: heads, 2: t}
     dyn = (act, act, act, act, {0: batch, 1: heads})
@@ -121,7 +118,12 @@ def build(
         "chunk_size": CHUNK,
         "isa": isa,
         "march": ISA_MARCH[isa],
-        "dynamic": {"batch": [1, max_batch], "heads": [1, max_heads], "length_multiple": CHUNK},
+        "dynamic": {
+            "batch": [1, max_batch],
+            "heads": [1, max_heads],
+            "length_multiple": CHUNK,
+            "length": [1, CHUNK * MAX_CHUNKS],
+        },
         "precision_safe": False,
         "plaintext_size": len(plaintext),
         "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),

@@ -86,18 +86,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     lic = parse_licence(_read_key_input(args), trusted)
     claims = lic.claims()
     now = time.time()
-    claims["status"] = (
-        "expired" if now >= lic.expires else "not yet valid" if now < lic.not_before else "valid"
-    )
+    claims["status"] = "expired" if now >= lic.expires else "not yet valid" if now < lic.not_before else "valid"
     print(json.dumps(claims, indent=2))
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"lic_[0-9a-f]{16}", args.licence_id):
-        raise UsageError(
-            f"{args.licence_id!r} is not a licence id (lic_ + 16 hex digits; see lm-vendor inspect)"
-        )
+        raise UsageError(f"{args.licence_id!r} is not a licence id (lic_ + 16 hex digits; see lm-vendor inspect)")
     path, seq = revoke(_unlock(args), args.home, args.licence_id)
     print(f"revoked {args.licence_id}; signed list seq {seq} written to {path} (ship it in the next release "
           f"or give it to customers as LM_REVOCATION_LIST)")  # fmt: skip
@@ -155,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("revoke", parents=[common], help="add a licence id to the signed revocation list")
     s.add_argument("licence_id")
     s.set_defaults(func=cmd_revoke)
-    s = sub.add_parser(
-        "release", parents=[common], help="encrypt artifacts, sign MANIFEST.md, build the wheel"
-    )
+    s = sub.add_parser("release", parents=[common], help="encrypt artifacts, sign MANIFEST.md, build the wheel")
     s.add_argument("--repo", type=Path, default=Path.cwd(), help="source checkout (default: current folder)")
     s.add_argument("--prebuilt", type=Path, default=Path(".lm-build/artifacts"),
                    help="folder of tools/build_artifacts.py output (default .lm-build/artifacts)")  # fmt: skip

@@ -65,9 +65,7 @@ class VendorKey:
 def generate(label: str) -> VendorKey:
     ck = nacl.utils.random(32)
     ckid = content_key_id(ck)
-    return VendorKey(
-        label=label, signing_key=SigningKey.generate(), content_keys={ckid: ck}, current_content_key=ckid
-    )
+    return VendorKey(label=label, signing_key=SigningKey.generate(), content_keys={ckid: ck}, current_content_key=ckid)
 
 
 def _err(msg: str, reason: str) -> VendorKeyInvalid:
@@ -78,9 +76,7 @@ def save(vk: VendorKey, path: Path, passphrase: bytes, *, moderate: bool = True)
     ops = nacl.pwhash.argon2id.OPSLIMIT_MODERATE if moderate else nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
     mem = nacl.pwhash.argon2id.MEMLIMIT_MODERATE if moderate else nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
-    box_key = nacl.pwhash.argon2id.kdf(
-        nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem
-    )
+    box_key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem)
     secrets = canonical_json(
         {
             "signing_seed": b64e(bytes(vk.signing_key)),
@@ -112,6 +108,13 @@ def load(path: Path, passphrase: bytes) -> VendorKey:
         raise _err(f"{path} is not JSON", "bad-json") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _err(f"{path} is not a {FORMAT} file", "bad-format")
+    try:
+        return _unseal(doc, passphrase)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _err(f"{path} has missing or malformed fields", "bad-format") from None
+
+
+def _unseal(doc: dict, passphrase: bytes) -> VendorKey:
     kdf = doc["kdf"]
     salt = b64d(kdf["salt"], "salt", _err, size=nacl.pwhash.argon2id.SALTBYTES)
     box_key = nacl.pwhash.argon2id.kdf(

@@ -32,9 +32,7 @@ METADATA_FORMAT = "lm-aoti-metadata-v1"
 
 def source_commit(repo: Path) -> str:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -53,9 +51,7 @@ def load_prebuilt(folder: Path) -> list[tuple[dict[str, object], bytes]]:
     return out
 
 
-def write_dist_public(
-    vk: VendorKey, repo: Path, built: list[tuple[dict[str, object], bytes]], home: Path
-) -> None:
+def write_dist_public(vk: VendorKey, repo: Path, built: list[tuple[dict[str, object], bytes]], home: Path) -> None:
     """Replace ``repo/dist_public`` with encrypted artifacts, metadata and the revocation list."""
     dist = repo / "dist_public"
     dist.mkdir(exist_ok=True)
@@ -107,6 +103,7 @@ def sign_manifest(vk: VendorKey, root: Path, *, valid_days: int = 730, now: int 
 def build_wheel(vk: VendorKey, repo: Path, out_dir: Path, *, release_build: bool) -> Path:
     """``python -m build --wheel --no-isolation``; a release build bakes in only ``vk``'s public key."""
     env = dict(os.environ)
+    env.setdefault("MAX_JOBS", "2")  # the C++ extension build: stay within a small machine's cores
     with tempfile.TemporaryDirectory() as tmp:
         if release_build:
             root_file = Path(tmp) / "trust_root.json"

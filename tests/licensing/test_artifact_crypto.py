@@ -72,3 +72,11 @@ def test_chunks_cannot_be_reordered(blob):
     swapped = blob[:HEADER_SIZE] + b + a + blob[HEADER_SIZE + 2 * chunk :]
     with pytest.raises(E.ArtifactTampered):
         decrypt(swapped, KEY, name=NAME, version=VERSION)
+
+
+def test_layout_matches_the_documented_format(blob):
+    """README_INTEGRATION.md §3.4: 71-byte header, then one 16-byte tag per 1 MiB chunk."""
+    assert HEADER_SIZE == 71 and blob[:5] == b"LMAE\x01"
+    assert len(blob) == 71 + len(PLAIN) + 3 * 16
+    assert int.from_bytes(blob[8:12], "big") == 1 << 20 and int.from_bytes(blob[12:20], "big") == len(PLAIN)
+    assert blob[28:47] == CKID.encode()

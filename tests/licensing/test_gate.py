@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 
 from liquid_memory import errors as E
 from liquid_memory.licensing import _trust_root, gate, require_feature, trusted_keys
 from liquid_memory.licensing.trust import DEV_TRUST_ENV
-from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 from tests.licensing.helpers import make_licence
 
 
@@ -26,8 +26,9 @@ def test_dev_licence_works_in_development_build(monkeypatch):
     assert lic.kid == dev_vendor().kid and lic.kid in _trust_root.VENDOR_KEYS
 
 
-def test_release_build_trusts_only_baked_keys(vendor, stranger, monkeypatch):
+def test_release_build_trusts_only_baked_keys(vendor, stranger, monkeypatch, tmp_path):
     """In a release build neither the dev identity nor LM_DEV_TRUSTED_KEYS is trusted."""
+    monkeypatch.setenv("LM_DIST_ROOT", str(tmp_path))  # not the repo's dev-signed distribution
     monkeypatch.setattr(_trust_root, "BUILD", "release")
     monkeypatch.setattr(_trust_root, "VENDOR_KEYS", {vendor.kid: vendor.trust_entry().split(":")[1]})
     monkeypatch.setenv(DEV_TRUST_ENV, stranger.trust_entry())

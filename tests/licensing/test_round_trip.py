@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 
 from liquid_memory import errors as E
 from liquid_memory.artifacts import aoti_liquid_scan, available, loader
 from liquid_memory.ops.naive import naive_liquid_scan
-from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 from tests.licensing.helpers import make_licence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +84,9 @@ def test_available_and_input_checks(dev_licence):
     with pytest.raises(E.ArtifactIncompatible) as info:
         aoti_liquid_scan(q.requires_grad_(), k, v, log_a)
     assert info.value.reason == "autograd"
+    with pytest.raises(E.ArtifactIncompatible) as info:  # beyond the exported dynamic range: refused, not OOB
+        aoti_liquid_scan(*random_inputs(1, 1025, 1, 64, torch.float32)[:4])
+    assert info.value.reason == "inputs" and "exceed" in str(info.value)
 
 
 def test_refuses_other_cpu_isa_and_torch(dev_licence, monkeypatch):
@@ -122,36 +125,57 @@ def test_tampered_distribution_never_loads(dev_licence, tmp_path, monkeypatch):
         aoti_liquid_scan(*random_inputs(1, 1, 64, 64, torch.float32)[:4])
 
 
-def test_init_issue_release_load_round_trip(trusted_vendor, tmp_path, monkeypatch):
-    """A fresh vendor releases the (dev-decrypted) plaintext packages under its own keys; its licence loads them."""
-    from liquid_memory.artifacts.crypto import decrypt, read_key_id
-    from liquid_memory.artifacts.metadata import parse_metadata
-    from liquid_memory_vendor import release
+def test_init_issue_release_load_round_trip(tmp_path, monkeypatch):
+    """``lm-vendor init`` -> ``release`` -> ``issue``; the customer's LiquidMemory on ``aoti`` equals the reference.
 
-    meta = parse_metadata((REPO / "dist_public" / "AOTI_METADATA.json").read_bytes())
-    art = next(a for a in meta.artifacts if a.dtype == "float32" and a.head_dim == 64)
-    blob = (REPO / art.file).read_bytes()
-    plaintext = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=art.name, version=meta.version)
+    The fresh vendor re-releases the committed fp32/d64 package (decrypted with the dev identity, as a
+    stand-in for a fresh AOTI build, which CI covers in test_rebuild.py) under its own content key.
+    """
     import json
 
-    info = json.loads((REPO / "dist_public" / "AOTI_METADATA.json").read_text())
-    entry = next(e for e in info["artifacts"] if e["name"] == art.name)
-    root = tmp_path / "release"
-    home = tmp_path / "home"
-    home.mkdir()
-    root.mkdir()
-    release.write_dist_public(trusted_vendor, root, [(entry, plaintext)], home)
-    release.sign_manifest(trusted_vendor, root)
-    monkeypatch.setenv("LM_DIST_ROOT", str(root))
-    from liquid_memory_vendor.issue import issue_licence
+    from liquid_memory_vendor import keystore
+    from liquid_memory_vendor.cli import main as vendor
 
-    key = issue_licence(trusted_vendor, licensee="Round Trip", expires=2**33, features=["kernel"])
-    monkeypatch.setenv("LM_PRIVATE_KEY", key)
+    from liquid_memory import LiquidMemory
+    from liquid_memory.artifacts.crypto import decrypt, read_key_id
+    from liquid_memory.licensing import reset_cache
+    from liquid_memory.licensing.trust import DEV_TRUST_ENV
+
+    home, prebuilt, root = tmp_path / "home", tmp_path / "prebuilt", tmp_path / "release"
+    for p in (home, prebuilt, root):
+        p.mkdir()
+    (home / "pass").write_text("round trip passphrase")
+    common = ["--home", str(home), "--passphrase-file", str(home / "pass")]
+    assert vendor(["init", *common, "--label", "Round Trip Vendor"]) == 0
+
+    meta = json.loads((REPO / "dist_public" / "AOTI_METADATA.json").read_text())
+    entry = next(e for e in meta["artifacts"] if e["dtype"] == "float32" and e["head_dim"] == 64)
+    blob = (REPO / entry["file"]).read_bytes()
+    plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
+    (prebuilt / entry["name"]).write_bytes(plain)
+    (prebuilt / f"{entry['name']}.json").write_text(json.dumps({k: v for k, v in entry.items() if k != "file"}))
+    assert vendor(["release", *common, "--no-wheel", "--repo", str(root), "--prebuilt", str(prebuilt)]) == 0
+    key_file = tmp_path / "customer.key"
+    assert vendor(["issue", *common, "--licensee", "Round Trip Customer", "--expires", "2099-12-31",
+                   "--features", "kernel", "--out", str(key_file)]) == 0  # fmt: skip
+
+    vk = keystore.load(home / "vendor.key", b"round trip passphrase")
+    monkeypatch.setenv(DEV_TRUST_ENV, vk.trust_entry())  # the test build trusts the fresh vendor
+    monkeypatch.setenv("LM_DIST_ROOT", str(root))
+    monkeypatch.setenv("LM_PRIVATE_KEY_FILE", str(key_file))
+    torch.manual_seed(0)
+    x = torch.randn(2, 100, 128)
+    m = LiquidMemory(128, 2, batch_first=True).eval()
+    with torch.no_grad():
+        m.backend = "aoti"
+        y, _ = m(x, x, x, need_weights=False, is_causal=True)
+        m.backend = "reference"
+        ref, _ = m(x, x, x, need_weights=False, is_causal=True)
+    assert rel_err(y, ref) < 1e-4
     err_o, err_s = check_against_naive(torch.float32, 64)
     assert err_o < 1e-4 and err_s < 1e-4
-    monkeypatch.setenv("LM_PRIVATE_KEY", issue_dev_licence(features=("kernel",)))  # dev licence: wrong content key
-    from liquid_memory.licensing import reset_cache
 
+    monkeypatch.setenv("LM_PRIVATE_KEY", issue_dev_licence(features=("kernel",)))  # valid, wrong content key
     reset_cache()
     loader.reset()
     with pytest.raises(E.ArtifactKeyUnavailable):

@@ -6,12 +6,12 @@ import json
 import stat
 
 import pytest
+from liquid_memory_vendor import keystore
+from liquid_memory_vendor.cli import main
 
 from liquid_memory import errors as E
 from liquid_memory.licensing import require_feature, reset_cache
 from liquid_memory.licensing.trust import DEV_TRUST_ENV
-from liquid_memory_vendor import keystore
-from liquid_memory_vendor.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,46 @@ def test_usage_errors(home, capsys):
     assert "Traceback" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["issue", "--help"])
+
+
+def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
+    """``lm-vendor release --no-wheel`` from prebuilt packages: encrypted files, metadata, signed manifest."""
+    from pathlib import Path
+
+    from liquid_memory_vendor.dev import dev_vendor
+
+    from liquid_memory.artifacts.crypto import decrypt, read_key_id
+    from liquid_memory.manifest import verify_path
+
+    repo = Path(__file__).resolve().parents[2]
+    meta = json.loads((repo / "dist_public" / "AOTI_METADATA.json").read_text())
+    entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)
+    blob = (repo / entry["file"]).read_bytes()
+    plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
+    prebuilt = tmp_path / "prebuilt"
+    prebuilt.mkdir()
+    (prebuilt / entry["name"]).write_bytes(plain)
+    info = {k: v for k, v in entry.items() if k != "file"}
+    (prebuilt / f"{entry['name']}.json").write_text(json.dumps(info))
+    out = tmp_path / "out"
+    out.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    args = ["release", "--dev", "--no-wheel", "--repo", str(out), "--prebuilt", str(prebuilt), "--home", str(home)]
+    assert main(args) == 0
+    assert verify_path(out).ok
+    files = sorted(p.name for p in (out / "dist_public").iterdir())
+    assert files == ["AOTI_METADATA.json", f"{entry['name']}.enc", "revocations.lmr"]
+    assert plain[:4096] not in (out / "dist_public" / f"{entry['name']}.enc").read_bytes()
+    (prebuilt / entry["name"]).write_bytes(plain[:-1])  # a damaged build output is refused
+    assert main(args) == 2 and "does not match its build info" in capsys.readouterr().err
+
+
+def test_damaged_vendor_key_file(tmp_path, capsys):
+    (tmp_path / "pass").write_text("pw")
+    for content in ("not json", '{"format": "lm-vendor-key-v1"}', '{"format": "lm-vendor-key-v1", "kdf": 3}'):
+        (tmp_path / "vendor.key").write_text(content)
+        args = ["issue", "--home", str(tmp_path), "--passphrase-file", str(tmp_path / "pass"), "--licensee", "X"]
+        assert main([*args, "--expires", "2099-01-01", "--features", "kernel"]) == 1
+        err = capsys.readouterr().err
+        assert E.VendorKeyInvalid.code in err and "Traceback" not in err

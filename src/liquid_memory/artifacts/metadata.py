@@ -21,6 +21,7 @@ class ArtifactInfo:
     march: str
     max_batch: int
     max_heads: int
+    max_length: int
     plaintext_sha256: str
     plaintext_size: int
 
@@ -51,6 +52,7 @@ def parse_metadata(data: bytes) -> Metadata:
                 march=str(a["march"]),
                 max_batch=int(a["dynamic"]["batch"][1]),
                 max_heads=int(a["dynamic"]["heads"][1]),
+                max_length=int(a["dynamic"].get("length", [1, 64 << 16])[1]),
                 plaintext_sha256=str(a["plaintext_sha256"]),
                 plaintext_size=int(a["plaintext_size"]),
             )

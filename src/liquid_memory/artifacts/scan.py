@@ -46,8 +46,9 @@ def aoti_liquid_scan(
     dtype = _check(q, k, v, log_a, initial_state)
     b, h, t, d = q.shape
     runner, info = get_runner(dtype, d)
-    if b > info.max_batch or h > info.max_heads:
-        raise _bad(f"batch {b} / heads {h} exceed the artifact's limits {info.max_batch} / {info.max_heads}")
+    if b > info.max_batch or h > info.max_heads or t > info.max_length:
+        limits = f"{info.max_batch} / {info.max_heads} / {info.max_length}"
+        raise _bad(f"batch {b} / heads {h} / length {t} exceed the artifact's limits {limits}")
     state0 = torch.zeros(b, h, d, d) if initial_state is None else initial_state.to(torch.float32)
     if t == 0:
         return q.new_empty(q.shape), (state0.clone() if output_final_state else None)

