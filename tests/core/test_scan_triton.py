@@ -102,6 +102,15 @@ def test_final_state_is_none_unless_asked():
     assert triton_liquid_scan(q, k, v, log_a)[1] is None
 
 
+def test_empty_sequence_returns_the_initial_state():
+    q, k, v, log_a, s0 = make_inputs(1, 2, 0, 16, "mixed", init=True)
+    s0.requires_grad_()
+    o, final = triton_liquid_scan(q, k, v, log_a, initial_state=s0, output_final_state=True)
+    assert o.shape == (1, 2, 0, 16) and torch.equal(final, s0)
+    final.sum().backward()
+    assert torch.equal(s0.grad, torch.ones_like(s0))
+
+
 def test_precision_safe_mode_matches_oracle_and_default():
     q, k, v, log_a, s0 = make_inputs(1, 1, 80, 16, "weak", init=True)
     o_ref, final_ref = oracle(q, k, v, log_a, s0, False)
