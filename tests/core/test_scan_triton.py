@@ -35,7 +35,7 @@ DECAYS = {
     # per channel half-lives from ~1 to ~1e4 tokens plus rare -20 steps that wipe a channel
     "mixed": lambda shape, g: (
         -(10.0 ** (-4 * torch.rand(shape[-1:], generator=g))) * torch.ones(shape)
-        - 20.0 * (torch.rand(shape, generator=g) < 0.05)
+        - 20.0 * (torch.rand(shape, generator=g) < 0.02)
     ),
 }
 
