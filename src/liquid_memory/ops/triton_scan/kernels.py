@@ -1,8 +1,8 @@
 """Triton kernels for ``liquid_scan``: chunk-local cumsum, chunked forward, chunked backward, d(log_a), decode.
 
-One program per (batch, head). Time is cut into chunks of ``BT`` tokens and each chunk into sub-blocks
-of ``BC`` tokens (fla ``chunk_gla``'s secondary chunking). ``g`` is the cumulative log-decay inside a
-chunk (fp32, non-increasing), and every exponent evaluated is ≤ 0:
+One program per (batch, head, block of value columns). Time is cut into chunks of ``BT`` tokens and each
+chunk into sub-blocks of ``BC`` tokens (fla ``chunk_gla``'s secondary chunking). ``g`` is the cumulative
+log-decay inside a chunk (fp32, non-increasing), and every exponent evaluated is ≤ 0:
 
 * inter-chunk read-out ``exp(g_t)``; chunk contribution to the state ``exp(g_last - g_s)``;
 * off-diagonal sub-blocks (i > j) factor through ``r`` = ``g`` on the row just before sub-block ``i``:
