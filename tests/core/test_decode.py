@@ -43,11 +43,13 @@ def test_state_get_set_round_trip(backend):
     module = LiquidMemory(32, 2, batch_first=True, backend=backend).eval()
     x = torch.randn(1, 30, 32)
     module.prefill(x[:, :20])
-    snapshot = module.get_state().clone()
+    snapshot = module.get_state()
     first = module.step(x[:, 20])
+    kept = snapshot.clone()
     module.set_state(snapshot)
     again = module.step(x[:, 20])
     assert torch.equal(first, again)
+    assert torch.equal(snapshot, kept), "set_state must not let later steps modify the caller's tensor"
     module.reset_state()
     assert module.get_state() is None
     with pytest.raises(ValueError, match="state must have shape"):

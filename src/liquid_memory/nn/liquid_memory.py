@@ -366,8 +366,8 @@ class LiquidMemory(nn.Module):
         self._state = None
 
     def get_state(self) -> Tensor | None:
-        """The decode state ``[N, H, d, d]`` fp32 (a reference; clone it to keep a snapshot)."""
-        return self._state
+        """A snapshot (copy) of the decode state ``[N, H, d, d]`` fp32; decoding goes on without touching it."""
+        return None if self._state is None else self._state.clone()
 
     def set_state(self, state: Tensor | None) -> None:
         """Install a decode state (e.g. from a cache); ``None`` resets."""
@@ -377,7 +377,7 @@ class LiquidMemory(nn.Module):
                 raise ValueError(
                     f"state must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}), got {tuple(state.shape)}"
                 )
-            state = state.float()
+            state = state.to(torch.float32, copy=True)  # steps update the state in place: never alias the caller's
         self._state = state
 
     def extra_repr(self) -> str:
