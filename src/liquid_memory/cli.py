@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from liquid_memory.cli_licensing import add_subcommands, run
 
@@ -20,7 +21,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--embed-dim", type=int, default=1024)
     bench.add_argument("--heads", type=int, default=16)
     bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--seq-lens", default=DEFAULT_LENGTHS, help="comma-separated sequence lengths")
+    bench.add_argument(
+        "--seq-lens",
+        default=None,
+        help=f"comma-separated sequence lengths (layer default {DEFAULT_LENGTHS}; mixer 2048,8192)",
+    )
     bench.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--out-dir", default="bench_results", help="where the JSON and PNG go")
@@ -29,20 +34,28 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-backward", action="store_true", help="skip the forward+backward columns")
     bench.add_argument("--no-decode", action="store_true", help="skip the decode columns")
     bench.add_argument("--backend", default=None, help="force a liquid_scan backend (default: LM_BACKEND or cpp)")
-    bench.add_argument("--mixer", action="store_true", help="run the mixer-only liquid_scan benchmark")
+    bench.add_argument(
+        "--mixer", action="store_true",
+        help="run the mixer-only liquid_scan benchmark (backends vs a same-run SGEMM rate); further options "
+        "(--backends, --no-backward, --threads, --budget-s, ...) are passed on to it",
+    )  # fmt: skip
 
 
 def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if args.mixer:
         from liquid_memory.benchmarks.mixer import main as mixer_main
 
-        return mixer_main(extra)
+        argv = ["--embed-dim", str(args.embed_dim), "--num-heads", str(args.heads), "--batch-size", str(args.batch)]
+        argv += ["--dtype", args.dtype, "--json", str(Path(args.out_dir) / f"mixer_{args.dtype}.json")]
+        if args.seq_lens:
+            argv += ["--seq-lengths", *args.seq_lens.split(",")]
+        return mixer_main(argv + extra)
     if extra:
         print(f"liquid-memory bench: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
         return 2
     from liquid_memory.benchmark import run_benchmark
 
-    lengths = [int(part) for part in args.seq_lens.split(",") if part.strip()]
+    lengths = [int(part) for part in (args.seq_lens or DEFAULT_LENGTHS).split(",") if part.strip()]
     run_benchmark(
         args.embed_dim, args.heads, args.batch, lengths, args.dtype, args.device,
         out_dir=args.out_dir, time_budget_s=args.time_budget, memory_budget_gb=args.memory_budget_gb,

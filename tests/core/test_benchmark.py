@@ -58,3 +58,15 @@ def test_liquid_memory_benchmark_entry_point(tmp_path, licensed):
     row = result["rows"][0]
     assert row["lm_fwd_ms"]["value"] > 0 and row["mha_fwd_ms"]["value"] > 0
     assert "lm_fwdbwd_ms" not in row and result["json"] is None
+
+
+def test_cli_bench_layer_and_mixer(tmp_path, licensed, capsys):
+    from liquid_memory.cli import main
+
+    assert main(["bench", "--embed-dim", "64", "--heads", "2", "--seq-lens", "64", "--out-dir", str(tmp_path),
+                 "--no-backward", "--no-decode", "--time-budget", "1"]) == 0  # fmt: skip
+    assert "LM ms" in capsys.readouterr().out
+    assert main(["bench", "--mixer", "--embed-dim", "64", "--heads", "2", "--seq-lens", "128", "--out-dir",
+                 str(tmp_path), "--backends", "chunked", "cpp", "--no-backward", "--quiet", "--budget-s", "1"]) == 0  # fmt: skip
+    assert (tmp_path / "mixer_float32.json").is_file()
+    assert sorted(p.suffix for p in tmp_path.iterdir() if p.name.startswith("layer_")) == [".json", ".png"]
