@@ -151,9 +151,11 @@ def _state_recurrence_scan(
 ) -> tuple[Tensor, Tensor]:
     from torch._higher_order_ops.scan import scan
 
+    b, h, dk, dv = state0.shape  # AOTI: the body must close over the symbolic batch/heads (binds them)
+
     def combine(carry: tuple[Tensor, Tensor], x: tuple[Tensor, Tensor]):
         state, comp = carry
-        entering = state + comp if compensated else state.clone()
+        entering = (state + comp if compensated else state.clone()).reshape(b, h, dk, dv)
         new_state, new_comp = _state_step(x[0], x[1], state, comp, compensated)
         return (new_state, new_comp.clone()), entering  # scan forbids a carry aliasing its input
 
