@@ -9,7 +9,10 @@ timeline uses), a semi-private API — torch is pinned, and a test checks the nu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
@@ -21,9 +24,15 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> int:
     The result of ``fn`` is dropped inside the measured region: memory held by the output counts
     toward the peak (it was allocated) but is not mistaken for a leak.
     """
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():  # the profiler's C++ side prints a line at every start and stop
+        prof.start()
+    try:
         result = fn()
         del result
+    finally:
+        with _native_stderr_silenced():
+            prof.stop()
     allocations: list[tuple[int, int]] = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -37,3 +46,18 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> int:
         current += delta
         peak = max(peak, current)
     return peak
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block (C++ logging bypasses ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
