@@ -180,12 +180,13 @@ class LiquidMemory(nn.Module):
 
         q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
         o = self._mix(q, k, v, log_a, mode)
+        weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
+        del q, k, v, log_a  # in inference nothing else holds them: free before the output stage (linear memory)
         out = self._output(o)
         if unbatched:
             out = out.squeeze(0)
         elif not self.batch_first:
             out = out.transpose(0, 1)
-        weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
         return out, weights
 
     def _to_batch_first(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
@@ -262,11 +263,13 @@ class LiquidMemory(nn.Module):
     def _log_decay(self, k_in: Tensor) -> Tensor:
         """``log a = -(softplus(W_δ x^k + b_δ) + δ_min)``, computed in fp32 whatever the model dtype."""
         z = F.linear(k_in.float(), self.decay_proj.weight.float(), self.decay_proj.bias.float())
-        return self._heads(-(F.softplus(z) + DELTA_MIN))
+        return self._heads(F.softplus(z).add_(DELTA_MIN).neg_())  # in place: softplus's backward needs only z
 
     def _heads(self, x: Tensor) -> Tensor:
+        """``[B, T, E]`` → contiguous ``[B, H, T, d]``: the kernels read it without a copy of their own, and the
+        ``[B, T, E]`` projection is freed at once (peak memory stays a few ``T×E`` buffers)."""
         batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, -1).transpose(1, 2)
+        return x.view(batch, length, self.num_heads, -1).transpose(1, 2).contiguous()
 
     def _scan(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
         return liquid_scan(q, k, v, log_a, backend=self.backend, precision_safe=self.precision_safe, **kwargs)
