@@ -66,7 +66,8 @@ def test_cli_bench_layer_and_mixer(tmp_path, licensed, capsys):
     assert main(["bench", "--embed-dim", "64", "--heads", "2", "--seq-lens", "64", "--out-dir", str(tmp_path),
                  "--no-backward", "--no-decode", "--time-budget", "1"]) == 0  # fmt: skip
     assert "LM ms" in capsys.readouterr().out
+    mixer_args = ["--backends", "chunked", "cpp", "--no-backward", "--quiet", "--budget-s", "1"]
     assert main(["bench", "--mixer", "--embed-dim", "64", "--heads", "2", "--seq-lens", "128", "--out-dir",
-                 str(tmp_path), "--backends", "chunked", "cpp", "--no-backward", "--quiet", "--budget-s", "1"]) == 0  # fmt: skip
+                 str(tmp_path), *mixer_args]) == 0  # fmt: skip
     assert (tmp_path / "mixer_float32.json").is_file()
     assert sorted(p.suffix for p in tmp_path.iterdir() if p.name.startswith("layer_")) == [".json", ".png"]
