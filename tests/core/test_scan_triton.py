@@ -189,8 +189,13 @@ def test_gradient_through_final_state_only():
     _, s_ref = naive_liquid_scan(*ref[:4], initial_state=ref[4], output_final_state=True)
     (s_ref * weight).sum().backward()
     assert torch.equal(leaves[0].grad, torch.zeros_like(q)), "q only reaches o, which is unused"
-    for got, want in zip(leaves[1:], ref[1:], strict=True):
-        assert rel_err(got.grad, want.grad) <= FP32_TOL
+    k_grad, v_grad, log_a_grad, s0_grad = (x.grad for x in leaves[1:])
+    for got, want in zip((k_grad, v_grad, s0_grad), (ref[1].grad, ref[2].grad, ref[4].grad), strict=True):
+        assert rel_err(got, want) <= FP32_TOL
+    # d(log_a) comes from the q·dq − k·dk identity (README.md beside the kernels): with only a final-state
+    # gradient, channels decayed at −20/step have true gradients ~1e-9 computed as differences of O(1) fp32
+    # terms, so its fp32 error floor is ~1e-5 (seen up to 1.2e-5); 5e-5 still catches any real error.
+    assert rel_err(log_a_grad, ref[3].grad) <= 5 * FP32_TOL
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
