@@ -7,8 +7,8 @@ import torch
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """‖a − b‖ / ‖b‖ in float64; fails loudly on NaN/Inf."""
-    actual, expected = actual.double(), expected.double()
     assert torch.isfinite(actual).all(), "NaN/Inf in result"
+    actual, expected = actual.detach().double(), expected.detach().double()
     return ((actual - expected).norm() / expected.norm().clamp_min(1e-300)).item()
 
 

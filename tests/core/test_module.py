@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from layer_reference import reference_layer, reference_weights
+from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.double(), expected.double()
-    assert torch.isfinite(actual).all(), "NaN/Inf in output"
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-300)).item()
 
 
 def make(backend: str, **kwargs) -> LiquidMemory:

@@ -7,7 +7,9 @@ import torch
 
 from liquid_memory.ops.cpp import cpp_available
 
-pytestmark = pytest.mark.skipif(not cpp_available(), reason="C++ extension liquid_memory._C is not built")
+
+def test_extension_is_built():
+    assert cpp_available(), "liquid_memory._C is not built: pip install --no-build-isolation -e ."
 
 
 def _inputs(dtype, T=70, d=32, grad=True):

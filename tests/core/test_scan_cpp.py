@@ -13,7 +13,10 @@ import torch
 from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan, cpp_liquid_step
 from liquid_memory.ops.naive import naive_liquid_scan
 
-pytestmark = pytest.mark.skipif(not cpp_available(), reason="C++ extension liquid_memory._C is not built")
+
+def test_extension_is_built():
+    """The cpp backend is part of every install: a missing build fails here (and below), it is never skipped."""
+    assert cpp_available(), "liquid_memory._C is not built: pip install --no-build-isolation -e ."
 
 DECAYS = {
     "weak": lambda shape, g: -0.02 * torch.rand(shape, generator=g),

@@ -17,6 +17,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from scan_cases import rel_err  # noqa: E402
 
 from liquid_memory.ops.naive import naive_liquid_scan  # noqa: E402
 from liquid_memory.ops.reference_step import reference_liquid_step  # noqa: E402
@@ -38,13 +39,6 @@ DECAYS = {
         - 20.0 * (torch.rand(shape, generator=g) < 0.02)
     ),
 }
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ in float64; NaN/Inf never passes."""
-    assert torch.isfinite(actual).all(), "NaN/Inf in the Triton result"
-    actual, expected = actual.detach().double(), expected.detach().double()
-    return float((actual - expected).norm() / expected.norm().clamp_min(1e-300))
 
 
 def make_inputs(batch, heads, length, dim, decay, dtype=torch.float32, init=False, seed=None, dim_v=None):
