@@ -20,7 +20,7 @@ from liquid_memory_vendor import keystore
 from liquid_memory_vendor.issue import issue_licence, parse_date, revoke
 
 from liquid_memory.errors import LiquidMemoryError, UsageError, VendorKeyInvalid
-from liquid_memory.licensing.encoding import b64d
+from liquid_memory.licensing.encoding import b64d, key_id
 
 
 def _key_error(msg: str, reason: str) -> VendorKeyInvalid:
@@ -75,14 +75,27 @@ def _read_key_input(args: argparse.Namespace) -> str:
     return read_licence_text()
 
 
+def _vendor_public_key(path: Path) -> tuple[str, bytes]:
+    """The (kid, public key) a vendor.key file declares — refused unless the key id belongs to the key."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        kid, public_b64 = doc["kid"], doc["public_key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VendorKeyInvalid(f"{path} is not a readable vendor key file", reason="bad-format") from None
+    public = b64d(public_b64, "vendor public key", _key_error, size=32)
+    if not isinstance(kid, str) or key_id(public) != kid:
+        raise VendorKeyInvalid(f"{path}: key id {str(kid)[:20]!r} does not match its public key", reason="kid-mismatch")
+    return kid, public
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Show a licence's claims, verified against this build's trust root plus the vendor's own key."""
     from liquid_memory.licensing import parse_licence, trusted_keys
 
     trusted = trusted_keys()
     if (args.home / "vendor.key").exists():
-        doc = json.loads((args.home / "vendor.key").read_text())
-        trusted[doc["kid"]] = b64d(doc["public_key"], "vendor public key", _key_error, size=32)
+        kid, public = _vendor_public_key(args.home / "vendor.key")
+        trusted[kid] = public
     lic = parse_licence(_read_key_input(args), trusted)
     claims = lic.claims()
     now = time.time()

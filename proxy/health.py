@@ -7,6 +7,7 @@ SDK block (version, licence) is informational: the proxy does not need a licence
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from typing import Any
 
@@ -129,6 +130,26 @@ def sdk_status() -> dict[str, Any]:
     return out
 
 
+def _authenticated(request: Request) -> bool:
+    """True only for a caller presenting a configured API key (with auth off, nobody is authenticated)."""
+    keys: tuple[str, ...] = request.app.state.settings.api_keys
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not keys or scheme.lower() != "bearer" or not token.strip():
+        return False
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(token.strip().encode(), key.encode())
+    return ok
+
+
+def _redact_licence(sdk: dict[str, Any]) -> dict[str, Any]:
+    """Anonymous probes learn only whether a licence is valid, not whose it is or when it ends."""
+    licence = sdk.get("licence")
+    if not isinstance(licence, dict):
+        return sdk
+    return {**sdk, "licence": {"status": licence.get("status")}}
+
+
 @router.get("/health/readiness")
 async def readiness(request: Request) -> JSONResponse:
     state = request.app.state
@@ -136,6 +157,8 @@ async def readiness(request: Request) -> JSONResponse:
         extractor_status(state.extractor), synthesis_status(state.settings)
     )
     sdk = await asyncio.to_thread(sdk_status)
+    if not _authenticated(request):
+        sdk = _redact_licence(sdk)
     ready = extractor["ok"] and synth["ok"]
     body = {
         "status": "ready" if ready else "not_ready",

@@ -159,6 +159,29 @@ class ManifestSymlink(ManifestError):
     code = "LM211"
 
 
+class ManifestNotRegularFile(ManifestError):
+    code = "LM212"  # FIFO, socket, device file or another non-regular entry in a distribution
+
+
+class ManifestRollback(ManifestError):
+    code = "LM213"
+    default_remedy = (
+        "This distribution is older than one already seen on this machine; install the current release"
+    )
+
+
+class ManifestVersionMismatch(ManifestError):
+    code = "LM214"
+    default_remedy = "The manifest belongs to another product version; reinstall one consistent distribution"
+
+
+class DistributionUnavailable(ManifestError):
+    code = "LM215"  # the signed distribution (manifest + revocation list) is missing or redirected
+    default_remedy = (
+        "Reinstall liquid-memory; in a release install LM_DIST_ROOT cannot point elsewhere (unset it)"
+    )
+
+
 # --- artifacts -----------------------------------------------------------------------------------
 class ArtifactError(LiquidMemoryError):
     code = "LM300"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
+import warnings
 from pathlib import Path
 
 from liquid_memory import __version__
 from liquid_memory.errors import LicenseMissing, LicenseTooLarge, RevocationListInvalid
-from liquid_memory.licensing.licence import MAX_KEY_CHARS, Licence, parse_licence
+from liquid_memory.licensing.licence import Licence, clean_key_text, parse_licence
 from liquid_memory.licensing.revocation import check_rollback, parse_revocation_list
 from liquid_memory.licensing.trust import trusted_keys
 
@@ -17,25 +19,55 @@ KEY_ENV = "LM_PRIVATE_KEY"
 KEY_FILE_ENV = "LM_PRIVATE_KEY_FILE"
 REVOCATION_ENV = "LM_REVOCATION_LIST"
 
+MAX_KEY_FILE_BYTES = 1 << 20  # whitespace around a key is ignored, but not without bound
+_warned_paths: set[str] = set()
 _lock = threading.Lock()
 _cache: dict[str, Licence] = {}
+
+
+def _read_key_file(path: str) -> str:
+    """Read a key file: regular files only (a FIFO or device would block or never end), size-capped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise LicenseMissing(f"cannot read {KEY_FILE_ENV}={path!r}: {exc.strerror}", reason="file") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise LicenseMissing(f"{KEY_FILE_ENV}={path!r} is not a regular file (FIFO, socket, device or folder)",
+                             reason="not-regular-file")  # fmt: skip
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_mode & 0o077:
+            _warn_permissions(path, st.st_mode)
+        raw = fh.read(MAX_KEY_FILE_BYTES + 1)
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise LicenseTooLarge(f"{KEY_FILE_ENV} file is larger than {MAX_KEY_FILE_BYTES} bytes")
+    return raw.decode("utf-8", errors="replace")
+
+
+def _warn_permissions(path: str, mode: int) -> None:
+    if path not in _warned_paths:
+        _warned_paths.add(path)
+        warnings.warn(
+            f"licence key file {path!r} is readable by group/others (mode {stat.S_IMODE(mode):04o}); "
+            f"run `chmod 600 {path}`",
+            KeyFilePermissionWarning,
+            stacklevel=4,
+        )
+
+
+class KeyFilePermissionWarning(UserWarning):
+    """The licence key file can be read by other users of this machine."""
 
 
 def read_licence_text() -> str:
     """The licence key from ``LM_PRIVATE_KEY`` or the file named by ``LM_PRIVATE_KEY_FILE``."""
     text = os.environ.get(KEY_ENV)
-    if text is not None and text.strip():
+    if text is not None and clean_key_text(text):
         return text
     path = os.environ.get(KEY_FILE_ENV)
     if path:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(MAX_KEY_CHARS + 1)
-        except OSError as exc:
-            raise LicenseMissing(f"cannot read {KEY_FILE_ENV}={path!r}: {exc.strerror}", reason="file") from None
-        if len(text) > MAX_KEY_CHARS:
-            raise LicenseTooLarge(f"{KEY_FILE_ENV} file is larger than {MAX_KEY_CHARS} characters")
-        return text
+        return _read_key_file(path)
     if text is not None:
         return text  # set but blank: let the parser say "empty"
     raise LicenseMissing("no licence key: neither LM_PRIVATE_KEY nor LM_PRIVATE_KEY_FILE is set")

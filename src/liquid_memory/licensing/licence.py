@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
@@ -48,9 +49,14 @@ def _malformed(msg: str, reason: str) -> LicenseMalformed:
     return LicenseMalformed(f"licence key {msg}", reason=reason)
 
 
-@dataclass(frozen=True)
+# The licensee secrets live outside the Licence objects, so repr, vars, dataclasses.asdict, copy and
+# pickle of a Licence never reach them (a pickled-and-restored licence simply cannot unseal anything).
+_SECRETS: weakref.WeakKeyDictionary[Licence, bytes] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, eq=False)
 class Licence:
-    """A verified licence. ``repr`` never shows the secret."""
+    """A verified licence (claims only). Its secret is held privately by this module, never by the object."""
 
     kid: str
     lid: str
@@ -62,7 +68,6 @@ class Licence:
     versions: str
     licensee_public: bytes
     sealed_content_keys: dict[str, bytes]
-    _secret: bytes = field(repr=False, compare=False)
 
     def claims(self) -> dict[str, object]:
         """What ``liquid-memory license`` shows: everything except secrets."""
@@ -101,8 +106,11 @@ class Licence:
         sealed = self.sealed_content_keys.get(ckid)
         if sealed is None:
             raise ArtifactKeyUnavailable(f"licence {self.lid} carries no key for content key id {ckid}")
+        secret = _SECRETS.get(self)
+        if secret is None:
+            raise ArtifactKeyUnavailable(f"licence {self.lid} is a copy without its secret (parse the key again)")
         try:
-            key = SealedBox(PrivateKey(self._secret)).decrypt(sealed)
+            key = SealedBox(PrivateKey(secret)).decrypt(sealed)
         except CryptoError:
             raise ArtifactKeyUnavailable(f"licence {self.lid}: content key {ckid} does not unseal") from None
         if len(key) != 32:
@@ -114,10 +122,15 @@ def _iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def clean_key_text(text: str) -> str:
+    """Drop a UTF-8 byte-order mark and surrounding whitespace of any length (editors and shells add them)."""
+    return text.strip().lstrip("\ufeff").strip()
+
+
 def _split(text: str) -> list[str]:
+    text = clean_key_text(text)
     if len(text) > MAX_KEY_CHARS:
         raise LicenseTooLarge(f"licence key is {len(text)} characters, the limit is {MAX_KEY_CHARS}")
-    text = text.strip()
     if not text:
         raise _malformed("is empty", "empty")
     if not text.startswith(PREFIX):
@@ -186,7 +199,7 @@ def parse_licence(text: object, trusted: dict[str, bytes]) -> Licence:
     if bytes(PrivateKey(secret).public_key) != lpk:
         raise LicenseSecretMismatch("the secret part of the licence key does not belong to this certificate")
     cks = {k: b64d(v, "sealed content key", _malformed, size=80) for k, v in claims["cks"].items()}  # type: ignore[union-attr]
-    return Licence(
+    lic = Licence(
         kid=kid,
         lid=str(claims["lid"]),
         licensee=str(claims["licensee"]),
@@ -197,5 +210,6 @@ def parse_licence(text: object, trusted: dict[str, bytes]) -> Licence:
         versions=str(claims["versions"]),
         licensee_public=lpk,
         sealed_content_keys=cks,
-        _secret=secret,
     )
+    _SECRETS[lic] = secret
+    return lic
