@@ -123,12 +123,33 @@ def cmd_release(args: argparse.Namespace) -> int:
         cmd = [sys.executable, str(repo / "tools" / "build_artifacts.py"), "--out", str(prebuilt)]
         subprocess.run(cmd, cwd=repo, check=True)
     built = release.load_prebuilt(prebuilt)
-    release.write_dist_public(vk, repo, built, args.home)
-    release.sign_manifest(vk, repo, valid_days=args.manifest_days)
-    print(f"dist_public/ and MANIFEST.md written and signed by {vk.kid}")
+    release_build = not args.dev and not args.no_wheel
+    kernel = (args.kernel_lib or release.find_kernel_library(repo)) if release_build else args.kernel_lib
+    release.write_dist_public(vk, repo, built, args.home, kernel_library=kernel)
+    sequence = release.next_sequence(args.home)
+    release.sign_manifest(vk, repo, sequence=sequence, valid_days=args.manifest_days)
+    print(f"dist_public/ and MANIFEST.md written and signed by {vk.kid} (release sequence {sequence})")
     if not args.no_wheel:
         wheel = release.build_wheel(vk, repo, args.wheel_dir.resolve(), release_build=not args.dev)
-        print(f"wheel: {wheel} ({'development' if args.dev else 'release'} build)")
+        release.finalize_wheel(vk, wheel, sequence=sequence, valid_days=args.manifest_days)
+        print(f"wheel: {wheel} ({'development' if args.dev else 'release'} build, every file signed)")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from liquid_memory_vendor.keystore import release_line
+
+    from liquid_memory import __version__
+
+    if args.dev:
+        raise UsageError("the committed DEVELOPMENT identity is not rotated (its file is part of the repository)")
+    passphrase = keystore.read_passphrase(file=args.passphrase_file)
+    vk = keystore.load(args.home / "vendor.key", passphrase)
+    line = args.line or release_line(__version__)
+    ckid = vk.rotate(args.feature, line)
+    keystore.save(vk, args.home / "vendor.key", passphrase)
+    print(f"new content key {ckid} for {args.feature}@{line}; releases from now on use it, licences issued "
+          f"from now on carry it (older keys of the scope stay, for older releases)")  # fmt: skip
     return 0
 
 
@@ -172,7 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest-days", type=int, default=730, help="manifest signature validity (days)")
     s.add_argument("--wheel-dir", type=Path, default=Path("dist"))
     s.add_argument("--no-wheel", action="store_true", help="only write dist_public/ and MANIFEST.md")
+    s.add_argument("--kernel-lib", type=Path, default=None,
+                   help="built liquid_memory/_C*.so to encrypt into the release (default: the checkout's)")  # fmt: skip
     s.set_defaults(func=cmd_release)
+    s = sub.add_parser("rotate-content-key", parents=[common], help="new content key for one feature + release line")
+    s.add_argument("--feature", default="kernel", help="feature the key unlocks (default kernel)")
+    s.add_argument("--line", default=None, help="release line major.minor (default: this version's)")
+    s.set_defaults(func=cmd_rotate)
     return p
 
 

@@ -45,7 +45,8 @@ def issue_licence(
     not_before: int | None = None,
     issued: int | None = None,
 ) -> str:
-    """A new licence key ``lmk1.<claims>.<sig>.<secret>`` carrying the current content key sealed to it."""
+    """A new licence key ``lmk1.<claims>.<sig>.<secret>`` carrying, sealed to it, only the content keys its
+    features and version range allow (one per feature and release line)."""
     try:
         SpecifierSet(versions)
     except InvalidSpecifier:
@@ -64,7 +65,7 @@ def issue_licence(
         "features": sorted(set(features)),
         "versions": versions,
         "lpk": b64e(bytes(licensee_key.public_key)),
-        "cks": {ckid: b64e(sealer.encrypt(key)) for ckid, key in vk.content_keys.items()},
+        "cks": {ckid: b64e(sealer.encrypt(key)) for ckid, key in vk.keys_for_licence(features, versions).items()},
     }
     payload = canonical_json(claims)
     sig = vk.sign(signed_message(DOMAIN_LICENCE, payload))

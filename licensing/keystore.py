@@ -19,6 +19,8 @@ import nacl.secret
 import nacl.utils
 from nacl.exceptions import CryptoError
 from nacl.signing import SigningKey
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from liquid_memory.errors import UsageError, VendorKeyInvalid
 from liquid_memory.licensing.encoding import b64d, b64e, canonical_json, key_id
@@ -37,14 +39,59 @@ def content_key_id(key: bytes) -> str:
     return "ck_" + hashlib.sha256(b"lm-ckid-v1\x00" + key).hexdigest()[:16]
 
 
+def release_line(version: str) -> str:
+    """``major.minor``: the unit content keys are scoped to (0.1.0 and 0.1.7 share the line 0.1)."""
+    v = Version(version)
+    return f"{v.major}.{v.minor}"
+
+
+def scope_name(feature: str, line: str) -> str:
+    return f"{feature}@{line}"
+
+
 @dataclass
 class VendorKey:
-    """Unlocked vendor identity (keep in memory only)."""
+    """Unlocked vendor identity (keep in memory only).
+
+    Content keys are scoped: one current key per (feature, release line), e.g. ``kernel@0.1``; older keys of
+    a scope stay so licences issued later can still open the releases encrypted with them.
+    """
 
     label: str
     signing_key: SigningKey = field(repr=False)
     content_keys: dict[str, bytes] = field(repr=False)
-    current_content_key: str
+    current_content_key: str  # legacy single key (first kernel key); kept for the file format
+    content_scopes: dict[str, str] = field(default_factory=dict)  # ckid -> "feature@line"
+    current: dict[str, str] = field(default_factory=dict)  # "feature@line" -> ckid used for new releases
+
+    def content_key_for(self, feature: str, version: str) -> tuple[str, bytes]:
+        """The current (ckid, key) for ``feature`` in ``version``'s release line, or a UsageError."""
+        scope = scope_name(feature, release_line(version))
+        ckid = self.current.get(scope)
+        if ckid is None:
+            raise UsageError(f"no content key for {scope}: run `lm-vendor rotate-content-key --feature {feature} "
+                             f"--line {release_line(version)}`")  # fmt: skip
+        return ckid, self.content_keys[ckid]
+
+    def rotate(self, feature: str, line: str) -> str:
+        """Make a new current content key for (feature, line); older ones of that scope are kept."""
+        ck = nacl.utils.random(32)
+        ckid = content_key_id(ck)
+        self.content_keys[ckid] = ck
+        self.content_scopes[ckid] = scope_name(feature, line)
+        self.current[scope_name(feature, line)] = ckid
+        return ckid
+
+    def keys_for_licence(self, features: list[str], versions: str) -> dict[str, bytes]:
+        """Only the content keys whose feature the licence grants and whose release line its range allows."""
+        spec = SpecifierSet(versions)
+        out = {}
+        for ckid, scope in self.content_scopes.items():
+            feature, _, line = scope.partition("@")
+            if feature in features and (not versions or any(spec.contains(f"{line}.{n}", prereleases=True)
+                                                            for n in range(100))):  # fmt: skip
+                out[ckid] = self.content_keys[ckid]
+        return out
 
     @property
     def public_key(self) -> bytes:
@@ -62,10 +109,13 @@ class VendorKey:
         return f"{self.kid}:{b64e(self.public_key)}"
 
 
-def generate(label: str) -> VendorKey:
-    ck = nacl.utils.random(32)
-    ckid = content_key_id(ck)
-    return VendorKey(label=label, signing_key=SigningKey.generate(), content_keys={ckid: ck}, current_content_key=ckid)
+def generate(label: str, version: str | None = None) -> VendorKey:
+    """A new identity with one ``kernel`` content key for the current release line."""
+    from liquid_memory import __version__
+
+    vk = VendorKey(label=label, signing_key=SigningKey.generate(), content_keys={}, current_content_key="")
+    vk.current_content_key = vk.rotate("kernel", release_line(version or __version__))
+    return vk
 
 
 def _err(msg: str, reason: str) -> VendorKeyInvalid:
@@ -82,6 +132,8 @@ def save(vk: VendorKey, path: Path, passphrase: bytes, *, moderate: bool = True)
             "signing_seed": b64e(bytes(vk.signing_key)),
             "content_keys": {k: b64e(v) for k, v in vk.content_keys.items()},
             "current_content_key": vk.current_content_key,
+            "content_scopes": vk.content_scopes,
+            "current": vk.current,
         }
     )
     doc = {
@@ -128,7 +180,13 @@ def _unseal(doc: dict, passphrase: bytes) -> VendorKey:
     if key_id(bytes(sk.verify_key)) != doc["kid"]:
         raise _err("key id does not match the key", "kid-mismatch")
     cks = {k: b64d(v, "content key", _err, size=32) for k, v in secrets["content_keys"].items()}
-    return VendorKey(doc["label"], sk, cks, secrets["current_content_key"])
+    vk = VendorKey(doc["label"], sk, cks, secrets["current_content_key"])
+    if "content_scopes" in secrets:
+        vk.content_scopes, vk.current = dict(secrets["content_scopes"]), dict(secrets["current"])
+    else:  # a file written before scoped keys: its keys were the kernel keys of the 0.1 line
+        vk.content_scopes = {k: scope_name("kernel", "0.1") for k in cks}
+        vk.current = {scope_name("kernel", "0.1"): vk.current_content_key}
+    return vk
 
 
 def read_passphrase(*, file: str | None = None, confirm: bool = False) -> bytes:

@@ -8,6 +8,7 @@ DEVELOPMENT identity the wheel stays a development build.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from liquid_memory_vendor.keystore import VendorKey
 from liquid_memory import __version__
 from liquid_memory.artifacts.crypto import encrypt
 from liquid_memory.errors import UsageError
+from liquid_memory.licensing.trust import is_development_key
 from liquid_memory.manifest.format import Row, assemble, manifest_message, render_body
 
 PRODUCT = "liquid-memory"
@@ -51,15 +54,55 @@ def load_prebuilt(folder: Path) -> list[tuple[dict[str, object], bytes]]:
     return out
 
 
-def write_dist_public(vk: VendorKey, repo: Path, built: list[tuple[dict[str, object], bytes]], home: Path) -> None:
-    """Replace ``repo/dist_public`` with encrypted artifacts, metadata and the revocation list."""
+def write_kernel_library(vk: VendorKey, dist: Path, library: Path) -> None:
+    """Encrypt the C++ kernel library (``liquid_memory._C``) into ``dist_public/kernels/`` + KERNELS.json."""
+    from liquid_memory.artifacts import native
+
+    ckid, key = vk.content_key_for("kernel", __version__)
+    plaintext = library.read_bytes()
+    name = native.library_name()
+    (dist / "kernels").mkdir(exist_ok=True)
+    (dist / "kernels" / f"{name}.enc").write_bytes(encrypt(plaintext, key, ckid, name=name, version=__version__))
+    meta = {
+        "format": native.KERNELS_FORMAT,
+        "version": __version__,
+        "torch": torch.__version__,
+        "libraries": [
+            {
+                "name": name,
+                "file": f"dist_public/kernels/{name}.enc",
+                "platform": native.platform_tag(),
+                "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),
+                "plaintext_size": len(plaintext),
+                "content_key_id": ckid,
+            }
+        ],  # fmt: skip
+    }
+    (dist / "KERNELS.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def find_kernel_library(repo: Path) -> Path:
+    """The built ``liquid_memory/_C`` extension of the checkout (``scripts/setup.sh`` builds it in place)."""
+    found = sorted((repo / "src" / "liquid_memory").glob("_C*.so"))
+    if not found:
+        raise UsageError("no built liquid_memory/_C*.so in the checkout: run scripts/setup.sh, or pass --kernel-lib")
+    return found[-1]
+
+
+def write_dist_public(vk: VendorKey, repo: Path, built: list[tuple[dict[str, object], bytes]], home: Path,
+                      *, kernel_library: Path | None = None) -> None:  # fmt: skip
+    """Replace ``repo/dist_public`` with encrypted artifacts (and kernel library), metadata, revocation list."""
+    import shutil
+
     dist = repo / "dist_public"
     dist.mkdir(exist_ok=True)
     for old in dist.iterdir():
         if old.is_file() or old.is_symlink():
             old.unlink()
-    ckid = vk.current_content_key
-    key = vk.content_keys[ckid]
+    shutil.rmtree(dist / "kernels", ignore_errors=True)
+    if kernel_library is not None:
+        write_kernel_library(vk, dist, kernel_library)
+    ckid, key = vk.content_key_for("kernel", __version__)
     entries = []
     for info, plaintext in built:
         name = str(info["name"])
@@ -81,8 +124,34 @@ def write_dist_public(vk: VendorKey, repo: Path, built: list[tuple[dict[str, obj
     (dist / "revocations.lmr").write_text(text)
 
 
-def sign_manifest(vk: VendorKey, root: Path, *, valid_days: int = 730, now: int | None = None) -> bytes:
-    """Write ``root/MANIFEST.md`` listing every file under ``root/dist_public`` and return its bytes."""
+def next_sequence(home: Path) -> int:
+    """The vendor's monotonic release sequence (``home/release-seq.json``), incremented per signed manifest."""
+    path = home / "release-seq.json"
+    seq = (json.loads(path.read_text())["sequence"] if path.exists() else 0) + 1
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"sequence": seq}) + "\n")
+    return seq
+
+
+def _revocation_seq(data: bytes) -> int:
+    payload = data.decode("ascii").strip()[len("lmr1.") :].split(".")[0]
+    return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["seq"])
+
+
+def render_signed(vk: VendorKey, rows: list[Row], *, scope: str, sequence: int, revocation_seq: int,
+                  valid_days: int = 730, now: int | None = None) -> bytes:  # fmt: skip
+    """Sign a manifest over ``rows`` with the trusted comment binding version, scope and sequences."""
+    now = int(time.time()) if now is None else now
+    body = render_body(rows, product=PRODUCT, version=__version__)
+    comment = {"product": PRODUCT, "version": __version__, "issued": now, "expires": now + valid_days * 86400,
+               "kid": vk.kid, "files": len(rows), "sequence": sequence, "scope": scope,
+               "revocation_seq": revocation_seq}  # fmt: skip
+    comment_bytes = json.dumps(comment, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return assemble(body, comment_bytes, vk.sign(manifest_message(body, comment_bytes)))
+
+
+def sign_manifest(vk: VendorKey, root: Path, *, sequence: int, valid_days: int = 730, now: int | None = None) -> bytes:
+    """Write ``root/MANIFEST.md`` (scope ``source``) listing every file under ``root/dist_public``."""
     rows = []
     for path in sorted((root / "dist_public").rglob("*")):
         if path.is_symlink():
@@ -90,20 +159,51 @@ def sign_manifest(vk: VendorKey, root: Path, *, valid_days: int = 730, now: int 
         if path.is_file():
             data = path.read_bytes()
             rows.append(Row(path.relative_to(root).as_posix(), len(data), hashlib.sha256(data).hexdigest()))
-    now = int(time.time()) if now is None else now
-    body = render_body(rows, product=PRODUCT, version=__version__)
-    comment = {"product": PRODUCT, "version": __version__, "issued": now, "expires": now + valid_days * 86400,
-               "kid": vk.kid, "files": len(rows)}  # fmt: skip
-    comment_bytes = json.dumps(comment, sort_keys=True, separators=(",", ":")).encode("ascii")
-    data = assemble(body, comment_bytes, vk.sign(manifest_message(body, comment_bytes)))
+    rl_seq = _revocation_seq((root / "dist_public" / "revocations.lmr").read_bytes())
+    data = render_signed(vk, rows, scope="source", sequence=sequence, revocation_seq=rl_seq,
+                         valid_days=valid_days, now=now)  # fmt: skip
     (root / "MANIFEST.md").write_bytes(data)
     return data
+
+
+def finalize_wheel(vk: VendorKey, wheel: Path, *, sequence: int, valid_days: int = 730) -> bytes:
+    """Sign an every-file manifest (scope ``wheel``) over a built wheel, add it, and rewrite RECORD.
+
+    Every member but RECORD is listed (RECORD lists the manifest's hash, so it cannot be inside it; verify
+    checks that RECORD names exactly the wheel's members instead).
+    """
+    with zipfile.ZipFile(wheel) as src:
+        members = [(i, src.read(i)) for i in src.infolist() if not i.filename.endswith("/")]
+    record = [i.filename for i, _ in members if i.filename.endswith(".dist-info/RECORD")]
+    if len(record) != 1:
+        raise UsageError(f"{wheel} has no single dist-info/RECORD")
+    manifest_name = "liquid_memory/MANIFEST.md"
+    files = [(i, d) for i, d in members if i.filename not in (record[0], manifest_name)]
+    rows = [Row(i.filename, len(d), hashlib.sha256(d).hexdigest()) for i, d in files]
+    rl = next(d for i, d in files if i.filename == "liquid_memory/dist_public/revocations.lmr")
+    manifest = render_signed(vk, rows, scope="wheel", sequence=sequence, revocation_seq=_revocation_seq(rl),
+                             valid_days=valid_days)  # fmt: skip
+    entries = [*((i.filename, d) for i, d in files), (manifest_name, manifest)]
+    lines = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+             for n, d in entries]  # fmt: skip
+    lines.append(f"{record[0]},,")
+    tmp = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for name, data in [*entries, (record[0], ("\n".join(lines) + "\n").encode())]:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100755 if name.endswith(".so") else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, data)
+    os.replace(tmp, wheel)
+    return manifest
 
 
 def build_wheel(vk: VendorKey, repo: Path, out_dir: Path, *, release_build: bool) -> Path:
     """``python -m build --wheel --no-isolation``; a release build bakes in only ``vk``'s public key."""
     env = dict(os.environ)
     env.setdefault("MAX_JOBS", "2")  # the C++ extension build: stay within a small machine's cores
+    if release_build and is_development_key(vk.kid):
+        raise UsageError("the DEVELOPMENT identity can never sign a release build (use --dev for a development wheel)")
     with tempfile.TemporaryDirectory() as tmp:
         if release_build:
             root_file = Path(tmp) / "trust_root.json"

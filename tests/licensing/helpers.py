@@ -56,6 +56,9 @@ def write_manifest(
     *,
     expires_in: int = 3600,
     version: str = "0.1.0",
+    sequence: int = 1,
+    scope: str = "source",
+    revocation_seq: int = 0,
 ) -> bytes:
     """Sign a manifest over ``rows`` (default: the files actually under root/dist_public)."""
     if rows is None:
@@ -67,18 +70,42 @@ def write_manifest(
     body = render_body(rows, product="liquid-memory", version=version)
     now = int(time.time())
     comment = {"product": "liquid-memory", "version": version, "issued": now, "expires": now + expires_in,
-               "kid": vk.kid, "files": len(rows)}  # fmt: skip
+               "kid": vk.kid, "files": len(rows), "sequence": sequence, "scope": scope,
+               "revocation_seq": revocation_seq}  # fmt: skip
     cb = json.dumps(comment, sort_keys=True, separators=(",", ":")).encode()
     data = assemble(body, cb, vk.sign(manifest_message(body, cb)))
     (root / "MANIFEST.md").write_bytes(data)
     return data
 
 
-def make_dist(vk: VendorKey, root: Path) -> Path:
-    """A small signed distribution: three files, one in a subfolder."""
-    (root / "dist_public" / "sub").mkdir(parents=True)
+def make_dist(vk: VendorKey, root: Path, *, sequence: int = 1, revoked: tuple[str, ...] = (), rl_seq: int = 0) -> Path:
+    """A small signed distribution: three files, one in a subfolder, and the vendor's revocation list."""
+    from liquid_memory_vendor.issue import sign_revocation_list
+
+    (root / "dist_public" / "sub").mkdir(parents=True, exist_ok=True)
     (root / "dist_public" / "a.bin").write_bytes(bytes(range(256)) * 4)
     (root / "dist_public" / "b.json").write_text('{"x": 1}\n')
     (root / "dist_public" / "sub" / "c.txt").write_text("hello\n")
-    write_manifest(vk, root)
+    (root / "dist_public" / "revocations.lmr").write_text(sign_revocation_list(vk, list(revoked), rl_seq) + "\n")
+    write_manifest(vk, root, sequence=sequence, revocation_seq=rl_seq)
     return root
+
+
+def make_installed_release(vk: VendorKey, site: Path, *, sequence: int = 1, revoked: tuple[str, ...] = (),
+                           rl_seq: int = 0) -> Path:  # fmt: skip
+    """A minimal installed release under ``site``: ``liquid_memory/`` with dist_public and a wheel-scope manifest."""
+    from liquid_memory_vendor.issue import sign_revocation_list
+
+    pkg = site / "liquid_memory"
+    (pkg / "dist_public").mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (pkg / "dist_public" / "revocations.lmr").write_text(sign_revocation_list(vk, list(revoked), rl_seq) + "\n")
+    rows = []
+    for p in sorted(site.rglob("*")):
+        if p.is_file() and p.name != "MANIFEST.md":
+            data = p.read_bytes()
+            rows.append(Row(p.relative_to(site).as_posix(), len(data), hashlib.sha256(data).hexdigest()))
+    data = write_manifest(vk, site, rows, sequence=sequence, scope="wheel", revocation_seq=rl_seq)
+    (site / "MANIFEST.md").unlink()
+    (pkg / "MANIFEST.md").write_bytes(data)
+    return pkg

@@ -10,7 +10,8 @@ from liquid_memory_vendor.dev import dev_vendor, issue_dev_licence
 from liquid_memory import errors as E
 from liquid_memory.licensing import _trust_root, gate, require_feature, trusted_keys
 from liquid_memory.licensing.trust import DEV_TRUST_ENV
-from tests.licensing.helpers import make_licence
+from liquid_memory.manifest import distribution
+from tests.licensing.helpers import make_installed_release, make_licence
 
 
 def test_missing_licence_says_what_to_do():
@@ -40,6 +41,12 @@ def test_release_build_trusts_only_baked_keys(vendor, stranger, monkeypatch, tmp
             require_feature("kernel")
     gate.reset_cache()
     monkeypatch.setenv("LM_PRIVATE_KEY", make_licence(vendor))
+    with pytest.raises(E.DistributionUnavailable, match="redirect"):  # LM_DIST_ROOT cannot redirect a release
+        require_feature("kernel")
+    monkeypatch.delenv("LM_DIST_ROOT")
+    pkg = make_installed_release(vendor, tmp_path / "site")
+    monkeypatch.setattr(distribution, "own_distribution_root", lambda: pkg)
+    gate.reset_cache()
     assert require_feature("kernel").licensee == "Acme Test"
 
 

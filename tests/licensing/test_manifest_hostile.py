@@ -47,6 +47,7 @@ def test_clean_distribution_verifies(dist):
     assert [r.path for r in report.rows] == [
         "dist_public/a.bin",
         "dist_public/b.json",
+        "dist_public/revocations.lmr",
         "dist_public/sub/c.txt",
     ]
     assert verify_path(dist / "dist_public").ok  # a dist_public/ folder: manifest in its parent

@@ -26,11 +26,12 @@ from liquid_memory.errors import (
     ArtifactLoadFailed,
     ArtifactNotFound,
     ArtifactTampered,
+    DistributionUnavailable,
     LiquidMemoryError,
 )
 from liquid_memory.licensing import require_feature
+from liquid_memory.licensing.trust import is_release_build
 from liquid_memory.manifest.format import Row
-from liquid_memory.manifest.locate import find_distribution_root
 from liquid_memory.manifest.sources import DirSource
 from liquid_memory.manifest.verify import verify_path
 
@@ -38,24 +39,37 @@ METADATA_PATH = "dist_public/AOTI_METADATA.json"
 _lock = threading.RLock()
 _verified: dict[str, dict[str, Row]] = {}
 _runners: dict[tuple[str, str], object] = {}
+_sources: dict[str, DirSource] = {}
 
 
 def _root() -> Path:
-    root = find_distribution_root()
-    if root is None:
-        raise ArtifactNotFound("no distribution (MANIFEST.md + dist_public/) found next to the package or in "
-                               "LM_DIST_ROOT")  # fmt: skip
+    return installation_root()
+
+
+def installation_root() -> Path:
+    """The distribution this process trusts, verified file by file once per process (typed refusals)."""
+    from liquid_memory.manifest.distribution import distribution_root
+
+    root = distribution_root()
+    verified_rows(root)
     return root
 
 
 def verified_rows(root: Path) -> dict[str, Row]:
-    """Verify the whole distribution once per process; return its rows by path."""
+    """Verify the whole distribution once per process; return its rows by path (relative to the package)."""
     key = str(root.resolve())
     with _lock:
         if key not in _verified:
-            report = verify_path(root)
+            report = verify_path(root, expected_version=__version__)
             report.raise_first()
-            _verified[key] = {r.path: r for r in report.rows}
+            assert report.manifest is not None
+            if is_release_build() and report.manifest.scope != "wheel":
+                raise DistributionUnavailable("a release install needs its wheel's every-file manifest",
+                                              reason="scope")  # fmt: skip
+            prefix = report.manifest.prefix
+            _verified[key] = {r.path[len(prefix) :]: r for r in report.rows if r.path.startswith(prefix)}
+            _sources[key] = DirSource(root)
+            _sources[key].bind(report.manifest.scope, [r.path for r in report.rows])
         return _verified[key]
 
 
@@ -64,7 +78,7 @@ def read_checked(root: Path, path: str) -> bytes:
     row = verified_rows(root).get(path)
     if row is None:
         raise ArtifactNotFound(f"{path} is not listed in the distribution's MANIFEST.md")
-    data = DirSource(root).open_bytes(path)
+    data = _sources[str(root.resolve())].open_bytes(row.path)
     if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
         raise ArtifactTampered(f"{path} changed after verification", reason="hash")
     return data
@@ -156,3 +170,4 @@ def reset() -> None:
     with _lock:
         _verified.clear()
         _runners.clear()
+        _sources.clear()

@@ -73,32 +73,35 @@ def read_licence_text() -> str:
     raise LicenseMissing("no licence key: neither LM_PRIVATE_KEY nor LM_PRIVATE_KEY_FILE is set")
 
 
-def revocation_sources() -> list[Path]:
-    """Revocation lists to honour: the distribution's own and, if set, ``LM_REVOCATION_LIST``."""
-    from liquid_memory.manifest.locate import find_distribution_root
-
-    sources = []
-    root = find_distribution_root()
-    if root is not None and (root / "dist_public" / "revocations.lmr").is_file():
-        sources.append(root / "dist_public" / "revocations.lmr")
-    if os.environ.get(REVOCATION_ENV):
-        sources.append(Path(os.environ[REVOCATION_ENV]))
-    return sources
+def extra_revocation_list() -> Path | None:
+    """``LM_REVOCATION_LIST``: a newer signed list the vendor sent between releases (adds, never replaces)."""
+    value = os.environ.get(REVOCATION_ENV)
+    return Path(value) if value else None
 
 
 def verify_licence_text(text: str, *, now: float | None = None, version: str = __version__) -> Licence:
-    """Full verification: signature, secret, dates, product version and revocation."""
+    """Full verification: signature, secret, dates, product version, then revocation.
+
+    The revocation list signed into this installation's distribution is mandatory: a missing or redirected
+    distribution, a deleted or swapped list, or an older release refuse with a typed error.
+    """
+    from liquid_memory.manifest.distribution import bound_revocation_list
+
     trusted = trusted_keys()
     lic = parse_licence(text, trusted)
     lic.check_time(now)
     lic.check_version(version)
-    for path in revocation_sources():
+    lists = [bound_revocation_list(trusted)]
+    extra = extra_revocation_list()
+    if extra is not None:
         try:
-            rl_text = path.read_text(encoding="utf-8", errors="replace")
+            rl_text = extra.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise RevocationListInvalid(f"cannot read revocation list {path}: {exc.strerror}") from None
+            raise RevocationListInvalid(f"cannot read revocation list {extra}: {exc.strerror}") from None
         rl = parse_revocation_list(rl_text, trusted)
         check_rollback(rl)
+        lists.append(rl)
+    for rl in lists:
         if rl.kid == lic.kid:
             rl.check(lic.lid)
     return lic

@@ -7,19 +7,19 @@ swap in a stale list that predates a revocation.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from liquid_memory.errors import LicenseRevoked, RevocationListInvalid, RevocationListRollback
 from liquid_memory.licensing.encoding import DOMAIN_REVOCATION, b64d, parse_canonical_json, verify_signature
+from liquid_memory.licensing.seen import newest_seen, remember, state_dir  # noqa: F401 - state_dir re-exported
 
 PREFIX = "lmr1."
 MAX_CHARS = 1 << 20
 FIELDS = {"v", "kid", "seq", "issued", "revoked"}
 _LID = re.compile(r"lic_[0-9a-f]{16}")
+SEEN_FILE = "revocation-seq.json"
 
 
 def _invalid(msg: str, reason: str) -> RevocationListInvalid:
@@ -65,28 +65,9 @@ def parse_revocation_list(text: str, trusted: dict[str, bytes]) -> RevocationLis
     return RevocationList(kid=kid, seq=seq, issued=issued, revoked=frozenset(revoked))
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("LM_STATE_DIR") or Path.home() / ".cache" / "liquid-memory")
-
-
 def check_rollback(rl: RevocationList, directory: Path | None = None) -> None:
-    """Refuse a list older than the newest seen; remember this one if it is newer (best effort)."""
-    path = (directory or state_dir()) / "revocation-seq.json"
-    try:
-        seen = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(seen, dict):
-            seen = {}
-    except (OSError, ValueError):
-        seen = {}
-    newest = seen.get(rl.kid, -1)
-    if isinstance(newest, int) and rl.seq < newest:
+    """Refuse a list older than the newest seen; remember this one if it is newer."""
+    newest = newest_seen(SEEN_FILE, rl.kid, directory)
+    if rl.seq < newest:
         raise RevocationListRollback(f"revocation list seq {rl.seq} is older than seq {newest} already seen")
-    if rl.seq > newest if isinstance(newest, int) else True:
-        seen[rl.kid] = rl.seq
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(seen, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            pass  # read-only home: rollback protection degrades to "this process", documented
+    remember(SEEN_FILE, rl.kid, rl.seq, directory)

@@ -15,6 +15,12 @@ from liquid_memory.licensing import _trust_root
 from liquid_memory.licensing.encoding import b64d, key_id
 
 DEV_TRUST_ENV = "LM_DEV_TRUSTED_KEYS"
+# The committed DEVELOPMENT vendor identity (private key public in licensing/dev_identity/).
+DEVELOPMENT_KEY_ID = "4a62e31359e195ac"
+
+
+def is_development_key(kid: str) -> bool:
+    return kid == DEVELOPMENT_KEY_ID
 
 
 def build_kind() -> str:
@@ -39,6 +45,9 @@ def _decode_entry(kid: str, b64: str) -> bytes:
 def trusted_keys() -> dict[str, bytes]:
     """Map key id -> Ed25519 public key for every vendor key this build accepts."""
     keys = {kid: _decode_entry(kid, b64) for kid, b64 in _trust_root.VENDOR_KEYS.items()}
+    if is_release_build() and any(is_development_key(kid) for kid in keys):
+        raise LicenseMalformed("this release build's trust root contains the public DEVELOPMENT identity; "
+                               "it is not a genuine release", reason="dev-key-in-release")  # fmt: skip
     if not is_release_build():
         for entry in filter(None, (e.strip() for e in os.environ.get(DEV_TRUST_ENV, "").split(","))):
             kid, _, b64 = entry.partition(":")

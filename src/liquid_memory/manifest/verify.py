@@ -8,6 +8,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liquid_memory import __version__
 from liquid_memory.errors import (
     LiquidMemoryError,
     ManifestError,
@@ -17,17 +18,25 @@ from liquid_memory.errors import (
     ManifestHashMismatch,
     ManifestInvalid,
     ManifestMissing,
+    ManifestNotRegularFile,
+    ManifestRollback,
     ManifestSignatureInvalid,
     ManifestSizeMismatch,
     ManifestSymlink,
+    ManifestUnsafePath,
+    ManifestVersionMismatch,
 )
 from liquid_memory.licensing.encoding import verify_raw
-from liquid_memory.licensing.trust import trusted_keys
+from liquid_memory.licensing.revocation import parse_revocation_list
+from liquid_memory.licensing.seen import newest_seen, remember
+from liquid_memory.licensing.trust import is_development_key, is_release_build, trusted_keys
 from liquid_memory.manifest.format import Manifest, Row, check_path, parse_manifest, signed_rows
 from liquid_memory.manifest.sources import DirSource, WheelSource
 
 Source = DirSource | WheelSource
 PRODUCT = "liquid-memory"
+SEEN_FILE = "manifest-seq.json"
+REVOCATION_PATH = "dist_public/revocations.lmr"
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Report:
     manifest: Manifest | None = None
     rows: tuple[Row, ...] = ()
     problems: list[LiquidMemoryError] = field(default_factory=list)
+    development: bool = False  # the trust used (key or build) is the public development identity
 
     @property
     def ok(self) -> bool:
@@ -54,8 +64,11 @@ class Report:
             "ok": self.ok,
             "product": c.get("product"),
             "version": c.get("version"),
+            "sequence": c.get("sequence"),
+            "scope": c.get("scope"),
             "vendor_key_id": c.get("kid"),
             "expires": c.get("expires"),
+            "development_identity": self.development,
             "files": [{"path": r.path, "size": r.size, "sha256": r.sha256} for r in self.rows],
             "problems": [p.to_dict() for p in self.problems],
         }
@@ -88,24 +101,43 @@ def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float) -
         raise ManifestExpired("manifest signature has expired; download the current distribution")
 
 
-def check_files(source: Source, rows: tuple[Row, ...], report: Report) -> None:
-    """Compare files with rows: missing, symlinked, wrong size, wrong hash, extra, unsafe."""
+def check_sequence(manifest: Manifest) -> None:
+    """Refuse a release older than the newest one this machine has seen from the same vendor key."""
+    seq, newest = int(manifest.comment["sequence"]), newest_seen(SEEN_FILE, manifest.kid)  # type: ignore[arg-type]
+    if seq < newest:
+        raise ManifestRollback(f"manifest release sequence {seq} is older than sequence {newest} already seen "
+                               "on this machine (rollback to an older release)", reason="rollback")  # fmt: skip
+
+
+def _entry_problem(entry_path: str, kind: str, scope: str) -> LiquidMemoryError | None:
+    if kind == "symlink":
+        return ManifestSymlink(f"{entry_path} is a symlink", reason="symlink")
+    if kind != "file":
+        return ManifestNotRegularFile(f"{entry_path} is not a regular file (FIFO, socket or device)", reason="kind")
+    try:
+        check_path(entry_path, scope)
+    except ManifestError as exc:
+        return exc
+    return None
+
+
+def check_files(source: Source, rows: tuple[Row, ...], report: Report, scope: str = "source") -> None:
+    """Compare entries with rows: missing, non-regular, odd spelling, wrong size or hash, extra."""
     listed = {r.path: r for r in rows}
     present = {}
     for entry in source.entries():
         present[entry.path] = entry
-        if entry.is_symlink:
-            report.problems.append(ManifestSymlink(f"{entry.path} is a symlink", reason="symlink"))
+        problem = _entry_problem(entry.path, entry.kind, scope)
+        if problem is not None:
+            report.problems.append(problem)
         elif entry.path not in listed:
-            try:
-                check_path(entry.path)
-            except ManifestError as exc:
-                report.problems.append(exc)
-                continue
             report.problems.append(ManifestExtraFile(f"{entry.path} is not listed in the manifest", reason="extra"))
+    if isinstance(source, WheelSource):
+        for dup in source.duplicate_members():
+            report.problems.append(ManifestUnsafePath(f"{dup} appears twice in the wheel", reason="duplicate"))
     for row in rows:
         entry = present.get(row.path)
-        if entry is None or entry.is_symlink:
+        if entry is None or entry.kind != "file":
             if entry is None:
                 report.problems.append(ManifestFileMissing(f"{row.path} is listed but missing", reason="missing"))
             continue
@@ -125,6 +157,48 @@ def check_files(source: Source, rows: tuple[Row, ...], report: Report) -> None:
             report.problems.append(
                 ManifestHashMismatch(f"{row.path}: SHA-256 differs from the manifest", reason="hash")
             )
+    if isinstance(source, WheelSource) and scope == "wheel":
+        check_record(source, listed, report)
+
+
+def check_record(source: WheelSource, listed: dict[str, Row], report: Report) -> None:
+    """RECORD (pip uses it to uninstall) must name exactly the wheel's members: nothing outside it."""
+    paths = source.record_paths()
+    members = {i.filename for i in source.members if not i.filename.endswith("/")}
+    if paths is None or set(paths) != members:
+        report.problems.append(ManifestInvalid("the wheel's RECORD does not list exactly its files", reason="record"))
+
+
+def _metadata_version(source: Source, rows: tuple[Row, ...]) -> str | None:
+    meta = [r.path for r in rows if r.path.endswith(".dist-info/METADATA") and r.path.count("/") == 1]
+    if len(meta) != 1:
+        return None
+    for line in source.open_bytes(meta[0]).decode("utf-8", errors="replace").splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+        if not line:
+            break
+    return None
+
+
+def check_bindings(source: Source, manifest: Manifest, rows: tuple[Row, ...], trusted: dict[str, bytes],
+                   expected_version: str | None) -> None:  # fmt: skip
+    """The manifest's version is the package's; its revocation list is the one it signed (same seq)."""
+    version = str(manifest.comment["version"])
+    package_version = _metadata_version(source, rows) if manifest.scope == "wheel" else __version__
+    if manifest.scope == "wheel" and package_version is None:
+        raise ManifestVersionMismatch("a wheel manifest must list exactly one dist-info METADATA", reason="metadata")
+    for other in (package_version, expected_version):
+        if other is not None and other != version:
+            raise ManifestVersionMismatch(f"manifest is for liquid-memory {version}, the package is {other}",
+                                          reason="version")  # fmt: skip
+    rl_path = manifest.prefix + REVOCATION_PATH
+    if rl_path not in {r.path for r in rows}:
+        raise ManifestInvalid(f"manifest lists no revocation list ({rl_path})", reason="no-revocation-list")
+    rl = parse_revocation_list(source.open_bytes(rl_path).decode("utf-8", errors="replace"), trusted)
+    if rl.seq != manifest.comment["revocation_seq"] or rl.kid != manifest.kid:
+        raise ManifestInvalid(f"revocation list seq {rl.seq} is not the one the manifest binds "
+                              f"({manifest.comment['revocation_seq']})", reason="revocation-binding")  # fmt: skip
 
 
 def verify_path(
@@ -132,20 +206,32 @@ def verify_path(
     *,
     now: float | None = None,
     trusted: dict[str, bytes] | None = None,
+    expected_version: str | None = None,
+    remember_sequence: bool = True,
 ) -> Report:
     """Verify a distribution; never raises for a bad distribution (problems go into the report)."""
-    report = Report(target=str(path))
+    report = Report(target=str(path), development=not is_release_build())
     now = time.time() if now is None else now
     try:
         trusted = trusted_keys() if trusted is None else trusted
         source = open_source(Path(path))
         manifest = parse_manifest(source.manifest_bytes())
         check_signature(manifest, trusted, now)
+        report.development = report.development or is_development_key(manifest.kid)
         report.manifest = manifest
         report.rows = signed_rows(manifest)
+        source.bind(manifest.scope, [r.path for r in report.rows])
+        check_sequence(manifest)
     except LiquidMemoryError as exc:
         report.manifest = None
         report.problems.append(exc)
         return report
-    check_files(source, report.rows, report)
+    check_files(source, report.rows, report, manifest.scope)
+    if not report.problems:
+        try:
+            check_bindings(source, manifest, report.rows, trusted, expected_version)
+        except LiquidMemoryError as exc:
+            report.problems.append(exc)
+    if report.ok and remember_sequence:
+        remember(SEEN_FILE, manifest.kid, int(manifest.comment["sequence"]))  # type: ignore[arg-type]
     return report

@@ -29,20 +29,29 @@ from torch import Tensor
 from liquid_memory.ops.chunked import resolve_precision_safe
 
 _OPS = "liquid_memory"
+_registered = False
 
 
 def _load() -> bool:
-    """Import the extension (registers ``torch.ops.liquid_memory.*``) and add the Python-side kernels."""
-    try:
-        import liquid_memory._C  # noqa: F401
-    except ImportError:
+    """Whether this install has the kernel library; development builds import it now (registers the ops).
+
+    Where the library comes from is ``liquid_memory.artifacts.native``'s business: a release build ships it
+    only encrypted and loads it in ``_require`` once a licence granting ``kernel`` verified.
+    """
+    global _registered
+    from liquid_memory.artifacts import native
+
+    if not native.kernel_library_present():
         return False
-    _register_python_side()
+    if not native.is_release_build():
+        native.ensure_kernel_library()
+        _register_python_side()
+        _registered = True
     return True
 
 
 def cpp_available() -> bool:
-    """True when the C++ extension is built and its ops are registered."""
+    """True when the C++ kernel library exists in this install (release builds: encrypted, needs a licence)."""
     return _AVAILABLE
 
 
@@ -52,7 +61,28 @@ def _require() -> Any:
             "the C++ extension liquid_memory._C is not built; run `pip install --no-build-isolation -e .` "
             "(or `python setup.py build_ext --inplace`) or use the chunked backend"
         )
+    if not _registered or _release():
+        _licensed_load()
     return torch.ops.liquid_memory
+
+
+def _release() -> bool:
+    from liquid_memory.licensing.trust import is_release_build
+
+    return is_release_build()
+
+
+@torch._dynamo.assume_constant_result
+def _licensed_load() -> bool:
+    """Release builds: licence check on every eager call, decrypt + load on the first (traced once)."""
+    global _registered
+    from liquid_memory.artifacts.native import ensure_kernel_library
+
+    ensure_kernel_library()
+    if not _registered:
+        _register_python_side()
+        _registered = True
+    return True
 
 
 def _register_python_side() -> None:

@@ -50,14 +50,22 @@ def resolve_backend(backend: str | None, *, device_type: str = "cpu") -> str:
     return name
 
 
-@torch._dynamo.assume_constant_result
 def _require_licence() -> bool:
-    """Verify the licence (cached by the licensing module). Under torch.compile this runs once at trace
-    time, so a compiled graph is only ever built after a successful check."""
+    """Verify the licence (cached by the licensing module; dates re-checked) — on every eager call.
+
+    Compiled code never reaches this: ``_compiled_scan`` hands it ops whose bodies re-check at run time
+    (``liquid_memory.ops.licensed``), or, for backends without such ops, a check dynamo leaves outside the graph.
+    """
     from liquid_memory import licensing
 
     licensing.require_feature("kernel")
     return True
+
+
+@torch.compiler.disable
+def _require_licence_outside_graph() -> bool:
+    """A graph break: this runs on every call of a compiled function, never inside its graph."""
+    return _require_licence()
 
 
 def _warn_reference_once(backend: str) -> None:
@@ -96,7 +104,14 @@ def liquid_scan(
         if name == "naive":
             return naive_liquid_scan(q, k, v, log_a, **kwargs)
         return chunked_liquid_scan(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
-    _require_licence()
+    if torch.compiler.is_compiling():
+        if name == "cpp":  # one opaque op that re-checks the licence inside its run-time body
+            from liquid_memory.ops.licensed import licensed_cpp_scan
+
+            return licensed_cpp_scan(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
+        _require_licence_outside_graph()
+    else:
+        _require_licence()
     return _compiled_scan(name)(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
 
 
@@ -108,7 +123,14 @@ def liquid_step(
     if name in REFERENCE_BACKENDS:
         _warn_reference_once(name)
         return reference_liquid_step(q_t, k_t, v_t, log_a_t, state)
-    _require_licence()
+    if torch.compiler.is_compiling():
+        if name == "cpp":
+            from liquid_memory.ops.licensed import licensed_cpp_step
+
+            return licensed_cpp_step(q_t, k_t, v_t, log_a_t, state)
+        _require_licence_outside_graph()
+    else:
+        _require_licence()
     # The AOTInductor artifacts hold the chunked prefill only; their decode runs on the C++ step.
     return _compiled_step(name)(q_t, k_t, v_t, log_a_t, state)
 
