@@ -1,8 +1,9 @@
-"""Build the wheel, install it into a fresh venv and run the customer flow from outside the checkout.
+"""A release wheel, built once per session the way ``lm-vendor release`` builds it, attacked as a customer would.
 
 The venv reuses the already-installed torch & co. through a ``.pth`` file pointing at the build
 interpreter's site-packages (reinstalling torch would take minutes); ``liquid_memory`` itself comes
-only from the wheel — the test checks that.
+only from the wheel — the flow checks that. The kernel library encrypted into the release is this
+checkout's build of ``csrc/`` (compiling it again would cost minutes and test nothing new).
 """
 
 from __future__ import annotations
@@ -10,45 +11,63 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
-from liquid_memory_vendor.dev import issue_dev_licence
+import torch
+from liquid_memory_vendor.issue import issue_licence
 
+from liquid_memory.manifest.verify import verify_path
+from tests.core.scan_cases import rel_err
 from tests.licensing.helpers import make_vendor
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 FLOW = r"""
-import json, os, sys, torch
+import json, os, sys, time, torch
 import liquid_memory
-from liquid_memory import LiquidMemory, errors
-from liquid_memory.artifacts import aoti_liquid_scan
-torch.manual_seed(0)
-out = {"package": liquid_memory.__file__}
-x = torch.randn(2, 100, 128)
-m = LiquidMemory(128, 2, batch_first=True).eval()
-with torch.no_grad():
-    m.backend = "reference"
-    ref, _ = m(x, x, x, need_weights=False, is_causal=True)
-    m.backend = "aoti"
+from liquid_memory import errors, liquid_scan
+from liquid_memory.ops import cpp
+out = {"package": liquid_memory.__file__, "has_ops_before": hasattr(torch.ops.liquid_memory, "liquid_scan_fwd")}
+try:
+    import liquid_memory._C
+    out["plain_C"] = True
+except ImportError:
+    out["plain_C"] = False
+xs = torch.load(sys.argv[1])
+def attempt(fn):
     try:
-        os.environ.pop("LM_PRIVATE_KEY")
-        m(x, x, x, need_weights=False, is_causal=True)
-    except errors.LicenseMissing as exc:
-        out["without_licence"] = exc.code
-    os.environ["LM_PRIVATE_KEY"] = sys.argv[1]
-    y, _ = m(x, x, x, need_weights=False, is_causal=True)
-    m.backend = "cpp"
-    y_cpp, _ = m(x, x, x, need_weights=False, is_causal=True)
-out["rel_err"] = ((y - ref).norm() / ref.norm()).item()
-out["cpp_rel_err"] = ((y_cpp - ref).norm() / ref.norm()).item()
-out["finite"] = bool(torch.isfinite(y).all() and torch.isfinite(y_cpp).all())
+        fn()
+        return "ran"
+    except errors.LiquidMemoryError as exc:
+        return exc.code
+key = os.environ.pop("LM_PRIVATE_KEY", "")
+for name, value in json.loads(sys.argv[2]).items():   # licences that must not run the kernel
+    if value:
+        os.environ["LM_PRIVATE_KEY"] = value
+    out[name] = [attempt(lambda: cpp.cpp_liquid_scan(*xs)), attempt(lambda: liquid_scan(*xs, backend="cpp"))]
+    os.environ.pop("LM_PRIVATE_KEY", None)
+    from liquid_memory.licensing import reset_cache; reset_cache()
+from liquid_memory.artifacts import native
+out["decrypted_before_licence"] = bool(native.first_load_seconds)
+out["has_ops_unlicensed"] = hasattr(torch.ops.liquid_memory, "liquid_scan_fwd")
+os.environ["LM_PRIVATE_KEY"] = key
+t0 = time.perf_counter()
+o, s = liquid_scan(*xs, backend="cpp", output_final_state=True)
+out["first_call_s"] = time.perf_counter() - t0
+out["first_load"] = native.first_load_seconds
+t0 = time.perf_counter()
+liquid_scan(*xs, backend="cpp")
+out["second_call_s"] = time.perf_counter() - t0
+ref, ref_s = liquid_scan(*xs, backend="reference", output_final_state=True)
+torch.save({"o": o, "s": s, "ref": ref, "ref_s": ref_s}, sys.argv[3])
 print(json.dumps(out))
 """
 
@@ -60,34 +79,13 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 def _copy_checkout(tmp: Path) -> Path:
     """The checkout's tracked + untracked-not-ignored files (no build outputs, no venvs)."""
     src = tmp / "src"
-    src.mkdir()
     listing = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"])
-    if listing.returncode != 0:  # not a git checkout (e.g. an unpacked archive): copy minus build outputs
-        src.rmdir()
-        outputs = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".lm-build")
-        caches = ("bench_results", ".pytest_cache", ".hypothesis", ".ruff_cache", "*.so")
-        skip = shutil.ignore_patterns(*outputs, *caches)
-        shutil.copytree(REPO, src, ignore=skip)
-        return src
+    assert listing.returncode == 0, listing.stderr
     for rel in listing.stdout.split():
         if (REPO / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes((REPO / rel).read_bytes())
     return src
-
-
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    """One copy for both wheels, so the C++ extension compiles once (ninja reuses build/ the second time)."""
-    return _copy_checkout(tmp_path_factory.mktemp("checkout"))
-
-
-def _build_wheel(tmp: Path, env: dict[str, str], src: Path) -> Path:
-    res = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp / "out"), str(src)],
-               env=env)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    (wheel,) = (tmp / "out").glob("liquid_memory-*.whl")
-    return wheel
 
 
 def _install(wheel: Path, where: Path) -> Path:
@@ -97,99 +95,230 @@ def _install(wheel: Path, where: Path) -> Path:
     # liquid_memory wins; .pth files inside them — e.g. an editable install's finder — are not executed)
     shared = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
     (site / "shared.pth").write_text("\n".join(shared) + "\n")
-    py = where / "bin" / "python"
-    res = _run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)])
+    res = _run([sys.executable, "-m", "pip", "--python", str(where / "bin" / "python"), "install", "--no-deps",
+                "--no-index", "--no-compile", "-q", str(wheel)])  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     return where / "bin"
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LM_") and k != "PYTHONPATH"}
-    env.update(OMP_NUM_THREADS="2", MAX_JOBS="2", **extra)
+    env.update(OMP_NUM_THREADS="1", MAX_JOBS="2", **extra)
     return env
 
 
-def test_wheel_customer_flow(tmp_path, checkout):
-    t0 = time.perf_counter()
-    wheel = _build_wheel(tmp_path, _clean_env(), checkout)
-    t_build = time.perf_counter() - t0
-    # security reviewer: verify the wheel before installing it (this checkout's CLI)
-    res = _run([sys.executable, "-m", "liquid_memory.cli", "verify", str(wheel), "--json"], env=_clean_env())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert json.loads(res.stdout)["ok"] is True
-    bin_dir = _install(wheel, tmp_path / "venv")
-    t_install = time.perf_counter() - t0 - t_build
-    cwd = tmp_path / "elsewhere"
-    cwd.mkdir()
-    key = issue_dev_licence(features=("kernel",), licensee="Wheel Test Customer")
-    # the installed package verifies itself
-    res = _run([str(bin_dir / "liquid-memory"), "verify", "--json"], cwd=cwd, env=_clean_env())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "site-packages/liquid_memory" in json.loads(res.stdout)["target"]
-    # licence shown, never the secret
-    res = _run([str(bin_dir / "liquid-memory"), "license"], cwd=cwd, env=_clean_env(LM_PRIVATE_KEY=key))
-    assert res.returncode == 0 and "Wheel Test Customer" in res.stdout and "kernel" in res.stdout, res.stderr
-    assert key.rsplit(".", 1)[1] not in res.stdout + res.stderr
-    res = _run([str(bin_dir / "liquid-memory"), "license"], cwd=cwd, env=_clean_env())
-    assert res.returncode == 1 and "LM101" in res.stderr and "Traceback" not in res.stderr
-    # the dev identity ships inside the wheel's vendor package
-    res = _run([str(bin_dir / "lm-vendor"), "issue", "--dev", "--licensee", "Demo", "--expires", "2099-01-01",
-                "--features", "kernel"], cwd=cwd, env=_clean_env())  # fmt: skip
-    assert res.returncode == 0 and res.stdout.startswith("lmk1."), res.stderr
-    # import LiquidMemory and run it on the licensed aoti backend; compare with the reference backend
-    res = _run([str(bin_dir / "python"), "-c", FLOW, key], cwd=cwd, env=_clean_env(LM_PRIVATE_KEY=key))
+class Release:
+    def __init__(self, tmp: Path) -> None:
+        from liquid_memory_vendor import release
+        from liquid_memory_vendor.dev import dev_vendor
+
+        from liquid_memory.artifacts.crypto import decrypt, read_key_id
+        from liquid_memory.ops.cpp import cpp_available
+
+        assert cpp_available()
+        self.vendor = make_vendor("Release Vendor")
+        self.home = tmp / "home"
+        self.home.mkdir()
+        src = _copy_checkout(tmp)
+        meta = json.loads((src / "dist_public" / "AOTI_METADATA.json").read_text())
+        entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)
+        blob = (src / entry["file"]).read_bytes()
+        plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
+        t0 = time.perf_counter()
+        kernel_lib = release.find_kernel_library(REPO)
+        release.write_dist_public(self.vendor, src, [(entry, plain)], self.home, kernel_library=kernel_lib)
+        self.sequence = release.next_sequence(self.home)
+        release.sign_manifest(self.vendor, src, sequence=self.sequence)
+        self.wheel = release.build_wheel(self.vendor, src, tmp / "out", release_build=True)
+        release.finalize_wheel(self.vendor, self.wheel, sequence=self.sequence)
+        self.build_s = time.perf_counter() - t0
+        self.bin = _install(self.wheel, tmp / "venv")
+        self.site = next((tmp / "venv" / "lib").glob("python3*/site-packages"))
+        self.pkg = self.site / "liquid_memory"
+        self.cwd = tmp / "elsewhere"
+        self.cwd.mkdir()
+        self.trusted = {self.vendor.kid: self.vendor.public_key}
+        print(
+            f"\nrelease wheel build + sign {self.build_s:.1f} s, install {time.perf_counter() - t0 - self.build_s:.1f} s"
+        )
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return _run([str(self.bin / "liquid-memory"), *args], cwd=self.cwd, env=_clean_env(**env))
+
+    def licence(self, **kw) -> str:
+        kw.setdefault("expires", int(time.time()) + 3600)
+        kw.setdefault("features", ["kernel"])
+        return issue_licence(self.vendor, licensee="Release Customer", **kw)
+
+
+@pytest.fixture(scope="session")
+def rel(tmp_path_factory) -> Release:
+    return Release(tmp_path_factory.mktemp("release"))
+
+
+def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monkeypatch):
+    names = zipfile.ZipFile(rel.wheel).namelist()
+    assert not [n for n in names if n.endswith(".so")], "a kernel library in the clear"
+    assert any(n.startswith("liquid_memory/dist_public/kernels/") and n.endswith(".so.enc") for n in names)
+    assert not [n for n in names if "liquid_memory_vendor" in n or "dev_identity" in n or "PASSPHRASE" in n]
+    assert "lm-vendor" not in zipfile.ZipFile(rel.wheel).read(next(n for n in names if "entry_points" in n)).decode()
+    assert "-none-any" not in rel.wheel.name  # platform-specific: it carries a (encrypted) native library
+    report = verify_path(rel.wheel, trusted=rel.trusted)
+    assert report.ok and report.manifest.scope == "wheel", report.to_dict()["problems"]
+    assert report.development  # this checkout is a development build: its verify says so
+    listed = {r.path for r in report.rows}
+    assert {n for n in names if not n.endswith("RECORD")} == listed | {"liquid_memory/MANIFEST.md"}
+    res = rel.cli("verify")  # the installed package verifies itself, every file
+    assert res.returncode == 0 and "DEVELOPMENT" not in res.stdout, res.stdout + res.stderr
+    doc = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=rel.licence()).stdout)
+    assert doc["valid"] and doc["build"] == "release"
+
+
+def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path):
+    from liquid_memory_vendor.dev import issue_dev_licence
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 100, 32, generator=g) for _ in range(3))
+    xs = (q, k, v, -torch.rand(1, 2, 100, 32, generator=g))
+    torch.save(xs, tmp_path / "xs.pt")
+    now = int(time.time())
+    refused = {
+        "no_licence": "",
+        "proxy_only": rel.licence(features=["proxy"]),
+        "expired": rel.licence(expires=now - 10),
+        "dev_identity": issue_dev_licence(("kernel",)),
+    }
+    res = _run([str(rel.bin / "python"), "-c", FLOW, str(tmp_path / "xs.pt"), json.dumps(refused),
+                str(tmp_path / "out.pt")], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=rel.licence()))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert str(tmp_path / "venv") in out["package"]
-    assert out["without_licence"] == "LM101"
-    assert out["finite"] and out["rel_err"] < 1e-4 and out["cpp_rel_err"] < 1e-4, out
-    print(f"\nwheel build {t_build:.1f} s, venv + install {t_install:.1f} s, total {time.perf_counter() - t0:.1f} s")
+    assert str(rel.site) in out["package"]
+    assert out["plain_C"] is False and out["has_ops_before"] is False and out["has_ops_unlicensed"] is False
+    assert out["no_licence"] == ["LM101", "LM101"]
+    assert out["proxy_only"] == ["LM108", "LM108"]  # FeatureNotLicensed
+    assert out["expired"] == ["LM106", "LM106"]  # LicenseExpired, refused before any decryption
+    assert out["dev_identity"] == ["LM104", "LM104"]  # the development identity means nothing to a release
+    assert out["decrypted_before_licence"] is False
+    got = torch.load(tmp_path / "out.pt")
+    assert rel_err(got["o"], got["ref"]) < 1e-4 and rel_err(got["s"], got["ref_s"]) < 1e-4
+    print(f"\nrelease first call {out['first_call_s'] * 1e3:.0f} ms (verify+decrypt "
+          f"{out['first_load']['verify_decrypt'] * 1e3:.0f} ms, load {out['first_load']['load'] * 1e3:.0f} ms), "
+          f"second call {out['second_call_s'] * 1e3:.1f} ms")  # fmt: skip
 
 
-def _rerelease(vendor, src: Path, home: Path) -> None:
-    """What ``lm-vendor release`` does with a real vendor key (one artifact, re-encrypted for ``vendor``)."""
+def _tampered(rel: Release, tmp: Path, name: str, edit) -> Path:  # noqa: ANN001
+    out = tmp / f"{name}.whl"
+    with zipfile.ZipFile(rel.wheel) as src, zipfile.ZipFile(out, "w") as dst:
+        members = [(i, src.read(i)) for i in src.infolist()]
+        for info, data in edit(members):
+            dst.writestr(info, data)
+    return out
+
+
+def _member(name: str, mode: int = stat.S_IFREG | 0o644) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = mode << 16
+    return info
+
+
+def _replace(target: str, change):  # noqa: ANN001
+    return lambda ms: [(i, change(d) if i.filename == target else d) for i, d in ms]
+
+
+CASES = {
+    "changed_py": (
+        _replace("liquid_memory/ops/dispatch.py", lambda d: d.replace(b"require_feature", b"require_featurX")),
+        "LM210",
+    ),  # same size, other bytes: the hash catches it
+    "added_pth": (lambda ms: [*ms, (_member("zz_evil.pth"), b"import os\n")], "LM208"),
+    "trust_root_plus_dev_key": (
+        _replace(
+            "liquid_memory/licensing/_trust_root.py",
+            lambda d: d.replace(b"}\n", b", '4a62e31359e195ac': 'isgvANVVYmKk6AGIdprSOMOq9NZxX4cT3YCsHrYMpvs'}\n"),
+        ),
+        "LM209",
+    ),  # fmt: skip
+    "fifo_member": (lambda ms: [*ms, (_member("liquid_memory/fifo", stat.S_IFIFO | 0o644), b"")], "LM212"),
+    "double_slash": (lambda ms: [*ms, (_member("liquid_memory//evil.py"), b"x")], "LM206"),
+    "dot_segment": (lambda ms: [*ms, (_member("./liquid_memory/evil.py"), b"x")], "LM206"),
+    "case_variant": (lambda ms: [*ms, (_member("Liquid_memory/__init__.py"), b"x")], "LM208"),
+    "removed_file": (lambda ms: [(i, d) for i, d in ms if i.filename != "liquid_memory/errors.py"], "LM207"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tampered_release_wheel_is_rejected(rel, tmp_path, case):
+    edit, code = CASES[case]
+    report = verify_path(_tampered(rel, tmp_path, case, edit), trusted=rel.trusted)
+    codes = [p.code for p in report.problems]
+    assert not report.ok and code in codes, codes
+
+
+def test_installed_release_refuses_tampering_redirects_and_missing_revocation(rel, tmp_path):
+    key = rel.licence()
+    run = ["-c", "from liquid_memory import liquid_scan; import torch; x = torch.randn(1, 1, 8, 8); "
+           "liquid_scan(x, x, x, -x.abs(), backend='cpp'); print('RAN')"]  # fmt: skip
+
+    def attempt(**env: str) -> str:
+        res = _run([str(rel.bin / "python"), *run], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=key, **env))
+        assert "RAN" in res.stdout or "Traceback" in res.stderr
+        return "RAN" if "RAN" in res.stdout else res.stderr.strip().splitlines()[-1]
+
+    extra = rel.pkg / "ops" / "sneaky.py"
+    extra.write_text("print('attacker code')\n")
+    try:
+        assert "LM208" in attempt()  # verified before any native code loads
+        res = rel.cli("verify")
+        assert res.returncode == 1 and "LM208" in res.stdout
+    finally:
+        extra.unlink()
+    fifo = rel.pkg / "dist_public" / "pipe"
+    os.mkfifo(fifo)
+    try:
+        assert "LM212" in attempt()
+    finally:
+        fifo.unlink()
+    assert "LM215" in attempt(LM_DIST_ROOT=str(REPO))  # a redirected distribution root refuses
+    rl = rel.pkg / "dist_public" / "revocations.lmr"
+    saved = rl.read_bytes()
+    rl.unlink()
+    try:
+        assert "LM215" in attempt()  # deleting the revocation list refuses instead of skipping the check
+    finally:
+        rl.write_bytes(saved)
+    assert attempt() == "RAN"
+
+
+def test_revoked_licence_is_refused_by_the_next_release_and_rollback_is_refused(rel, tmp_path):
+    """A release carrying a newer revocation list refuses the revoked licence; once it was seen, the older
+    release (which predates the revocation) is refused as a rollback."""
     from liquid_memory_vendor import release
-    from liquid_memory_vendor.dev import dev_vendor
+    from liquid_memory_vendor.issue import revoke
 
-    from liquid_memory.artifacts.crypto import decrypt, read_key_id
-
-    meta = json.loads((src / "dist_public" / "AOTI_METADATA.json").read_text())
-    entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)
-    blob = (src / entry["file"]).read_bytes()
-    plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
-    release.write_dist_public(vendor, src, [(entry, plain)], home)
-    release.sign_manifest(vendor, src)
-
-
-def test_release_wheel_trusts_only_its_vendor(tmp_path, checkout):
-    """A wheel released by a real vendor trusts only that vendor: no dev identity, no LM_DEV_TRUSTED_KEYS."""
-    vendor, stranger = make_vendor("Release Vendor"), make_vendor("Stranger")
-    from liquid_memory_vendor.release import build_wheel
-
-    (tmp_path / "home").mkdir()
-    _rerelease(vendor, checkout, tmp_path / "home")  # runs after the dev-wheel test (file order)
-    wheel = build_wheel(vendor, checkout, tmp_path / "out", release_build=True)  # the code `lm-vendor release` runs
-    bin_dir = _install(wheel, tmp_path / "venv")
-    cwd = tmp_path / "elsewhere"
-    cwd.mkdir()
-    from liquid_memory_vendor.issue import issue_licence
-
-    def license_json(key: str, **extra: str) -> dict:
-        res = _run([str(bin_dir / "liquid-memory"), "license", "--json"], cwd=cwd,
-                   env=_clean_env(LM_PRIVATE_KEY=key, **extra))  # fmt: skip
-        assert "Traceback" not in res.stderr
-        return json.loads(res.stdout)
-
-    good = issue_licence(vendor, licensee="Real Customer", expires=2**33, features=["kernel"])
-    doc = license_json(good)
-    assert doc["valid"] is True and doc["build"] == "release", doc
-    assert license_json(issue_dev_licence())["code"] == "LM104"
-    forged = issue_licence(stranger, licensee="Mallory", expires=2**33, features=["kernel"])
-    assert license_json(forged, LM_DEV_TRUSTED_KEYS=stranger.trust_entry())["code"] == "LM104"
-    res = _run([str(bin_dir / "liquid-memory"), "verify", "--json"], cwd=cwd, env=_clean_env())
-    assert res.returncode == 0, res.stdout
-    # the release's artifact runs under the vendor's licence
-    res = _run([str(bin_dir / "python"), "-c", FLOW, good], cwd=cwd, env=_clean_env(LM_PRIVATE_KEY=good))
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["finite"] and out["rel_err"] < 1e-4, out
+    key = rel.licence()
+    lid = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=key).stdout)["licence_id"]
+    state = tmp_path / "state"
+    old_site = tmp_path / "old"
+    shutil.copytree(rel.site / "liquid_memory", old_site / "liquid_memory")
+    revoke(rel.vendor, rel.home, lid)
+    (rel.pkg / "dist_public" / "revocations.lmr").write_bytes((rel.home / "revocations.lmr").read_bytes())
+    new_wheel = tmp_path / rel.wheel.name
+    shutil.copy(rel.wheel, new_wheel)
+    with zipfile.ZipFile(rel.wheel) as src, zipfile.ZipFile(new_wheel, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "liquid_memory/dist_public/revocations.lmr":
+                data = (rel.home / "revocations.lmr").read_bytes()
+            dst.writestr(info, data)
+    release.finalize_wheel(rel.vendor, new_wheel, sequence=release.next_sequence(rel.home))
+    with zipfile.ZipFile(new_wheel) as z:
+        (rel.pkg / "MANIFEST.md").write_bytes(z.read("liquid_memory/MANIFEST.md"))
+    doc = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=key, LM_STATE_DIR=str(state)).stdout)
+    assert doc["code"] == "LM110", doc  # LicenseRevoked
+    # put the old release back: this machine has seen the newer sequence -> rollback refused
+    shutil.rmtree(rel.pkg)
+    shutil.copytree(old_site / "liquid_memory", rel.pkg)
+    doc = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=key, LM_STATE_DIR=str(state)).stdout)
+    assert doc["code"] in ("LM213", "LM112"), doc  # ManifestRollback / RevocationListRollback
+    res = rel.cli("verify", LM_STATE_DIR=str(state))
+    assert res.returncode == 1 and "LM213" in res.stdout
