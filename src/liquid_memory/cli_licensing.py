@@ -15,6 +15,10 @@ from pathlib import Path
 from liquid_memory.errors import LiquidMemoryError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEV_WARNING = (
+    "WARNING: this verification trusted the public DEVELOPMENT identity (a development build, or a manifest "
+    "signed by the committed development key). Anyone can sign with it: this is not a vendor release."
+)
 
 
 def _iso(ts: object) -> str:
@@ -34,13 +38,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"liquid-memory verify: {target} does not exist", file=sys.stderr)
         return EXIT_USAGE
     report = verify_path(Path(target))
+    if report.development:
+        print(DEV_WARNING, file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
         c = report.manifest.comment if report.manifest else {}
-        print(f"OK  {report.target}")
-        print(f"    {c.get('product')} {c.get('version')}, {len(report.rows)} files, signed by vendor key "
-              f"{c.get('kid')}, manifest valid until {_iso(c.get('expires'))}")  # fmt: skip
+        print(f"OK  {report.target}" + ("   [DEVELOPMENT IDENTITY — NOT A RELEASE]" if report.development else ""))
+        print(f"    {c.get('product')} {c.get('version')} (release sequence {c.get('sequence')}, scope "
+              f"{c.get('scope')}), {len(report.rows)} files, signed by vendor key {c.get('kid')}, manifest valid "
+              f"until {_iso(c.get('expires'))}")  # fmt: skip
     else:
         print(f"FAILED  {report.target}: {len(report.problems)} problem(s)")
         for p in report.problems:
@@ -66,6 +73,8 @@ def cmd_license(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"Licensed to:  {lic.licensee}")
     print(f"Licence id:   {lic.lid}  (vendor key {lic.kid}, {build_kind()} build)")
+    if build_kind() == "development":
+        print("Build:        DEVELOPMENT (trusts the public development identity; not a vendor release)")
     print(f"Grants:       {', '.join(lic.features) or 'nothing'}")
     print(f"Versions:     {lic.versions or 'any'}")
     print(f"Valid from:   {_iso(lic.not_before)}")

@@ -99,6 +99,8 @@ def make_installed_release(vk: VendorKey, site: Path, *, sequence: int = 1, revo
     pkg = site / "liquid_memory"
     (pkg / "dist_public").mkdir(parents=True, exist_ok=True)
     (pkg / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (site / "liquid_memory-0.1.0.dist-info").mkdir(exist_ok=True)
+    (site / "liquid_memory-0.1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 0.1.0\n\n")
     (pkg / "dist_public" / "revocations.lmr").write_text(sign_revocation_list(vk, list(revoked), rl_seq) + "\n")
     rows = []
     for p in sorted(site.rglob("*")):

@@ -103,3 +103,13 @@ def test_inspect_refuses_a_vendor_file_whose_key_id_does_not_match(tmp_path, cap
     assert vendor_main(["inspect", "--home", str(tmp_path), str(tmp_path / "lic")]) == 1
     err = capsys.readouterr().err
     assert "LM401" in err and "does not match" in err and "Traceback" not in err
+
+
+def test_verify_warns_loudly_about_the_development_identity(capsys):
+    from liquid_memory.cli import main
+
+    assert main(["verify"]) == 0  # this checkout: development build, dev-signed source manifest
+    captured = capsys.readouterr()
+    assert "DEVELOPMENT" in captured.out and "WARNING" in captured.err
+    assert main(["verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["development_identity"] is True
