@@ -139,7 +139,8 @@ class Release:
         self.cwd.mkdir()
         self.trusted = {self.vendor.kid: self.vendor.public_key}
         print(
-            f"\nrelease wheel build + sign {self.build_s:.1f} s, install {time.perf_counter() - t0 - self.build_s:.1f} s"
+            f"\nrelease wheel build + sign {self.build_s:.1f} s, "
+            f"install {time.perf_counter() - t0 - self.build_s:.1f} s"
         )
 
     def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
