@@ -165,9 +165,7 @@ class ManifestNotRegularFile(ManifestError):
 
 class ManifestRollback(ManifestError):
     code = "LM213"
-    default_remedy = (
-        "This distribution is older than one already seen on this machine; install the current release"
-    )
+    default_remedy = "This distribution is older than one already seen on this machine; install the current release"
 
 
 class ManifestVersionMismatch(ManifestError):
@@ -177,9 +175,7 @@ class ManifestVersionMismatch(ManifestError):
 
 class DistributionUnavailable(ManifestError):
     code = "LM215"  # the signed distribution (manifest + revocation list) is missing or redirected
-    default_remedy = (
-        "Reinstall liquid-memory; in a release install LM_DIST_ROOT cannot point elsewhere (unset it)"
-    )
+    default_remedy = "Reinstall liquid-memory; in a release install LM_DIST_ROOT cannot point elsewhere (unset it)"
 
 
 # --- artifacts -----------------------------------------------------------------------------------

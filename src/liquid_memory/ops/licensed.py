@@ -58,8 +58,8 @@ def scan_bwd(
 @scan_bwd.register_fake
 def _(q, k, v, log_a, initial_state, grad_o, grad_final, reverse, precision_safe):
     b, h, _, d = q.shape
-    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
-            log_a.new_empty(log_a.shape, dtype=torch.float32), q.new_empty((b, h, d, d), dtype=torch.float32))  # fmt: skip
+    state = q.new_empty((b, h, d, d), dtype=torch.float32)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), log_a.new_empty(log_a.shape), state
 
 
 def _setup(ctx, inputs, output):
