@@ -75,3 +75,17 @@ def test_licence_gate_needs_the_bound_revocation_list(tmp_path, monkeypatch, tru
     reset_cache()
     with pytest.raises(E.DistributionUnavailable):
         require_feature("kernel")
+
+
+def test_manifest_for_another_version_than_the_package_is_refused(tmp_path):
+    vk = make_vendor("versions")
+    pkg = make_installed_release(vk, tmp_path / "site")
+    meta = tmp_path / "site" / "liquid_memory-0.1.0.dist-info" / "METADATA"
+    meta.write_text(
+        "Metadata-Version: 2.1\nVersion: 0.2.0\n\n"
+    )  # an edited METADATA: caught by its hash or the binding
+    codes = [p.code for p in verify_path(pkg, trusted={vk.kid: vk.public_key}).problems]
+    assert codes and set(codes) <= {"LM209", "LM210", "LM214"}, codes
+    pkg2 = make_installed_release(vk, tmp_path / "site2")
+    report = verify_path(pkg2, trusted={vk.kid: vk.public_key}, expected_version="0.2.0")  # the loader's check
+    assert [p.code for p in report.problems] == ["LM214"]
