@@ -1,7 +1,13 @@
 """Build the inference ``liquid_scan`` into AOTInductor ``.pt2`` packages (CPU, dynamic B/H/T).
 
-What is compiled: ``liquid_memory.ops.chunked.chunked_liquid_scan`` (forward, no reverse — the loader
-flips time for ``reverse``), with ``initial_state`` always given and the final state always returned.
+What is compiled: a graph that calls the licensed C++ op ``liquid_memory::liquid_scan_fwd`` (forward, no
+reverse — the loader flips time for ``reverse``), with ``initial_state`` always given and the final state
+always returned. Why this graph: it runs the fast kernel (the previous packages compiled the open chunked
+reference and were 5.8x slower than ``cpp``), and the package is useless without the kernel library —
+which a release ships only encrypted — so loading it (from Python, or from C++/libtorch after the decrypted
+library was ``dlopen``ed) needs a ``kernel`` licence. The whole LiquidMemory layer is not shipped compiled:
+its weights are the customer's, so the vendor cannot build that package; customers can export their own
+model around this op.
 Length is exported as ``chunk * Dim`` (the wrapper pads to a multiple); batch and heads are dynamic;
 head dim and dtype are fixed per artifact. ``-march`` is pinned to a portable baseline (x86-64-v3 =
 AVX2/FMA/BMI2) instead of inductor's default ``-march=native``. The embedded shared objects are
@@ -32,18 +38,7 @@ class ScanModule(torch.nn.Module):
     """Forward scan with a given initial state: ``(q, k, v, log_a, state0) -> (o, final_state)``."""
 
     def forward(self, q, k, v, log_a, state0):  # noqa: D102 - shapes per DESIGN.md §2
-        from liquid_memory.ops.chunked import chunked_liquid_scan
-
-        o, final = chunked_liquid_scan(
-            q,
-            k,
-            v,
-            log_a,
-            initial_state=state0,
-            output_final_state=True,
-            chunk_size=CHUNK,
-            precision_safe=False,
-        )
+        o, final = torch.ops.liquid_memory.liquid_scan_fwd(q, k, v, log_a, state0, False, False)
         return o, final
 
 
@@ -94,6 +89,9 @@ def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096
     """Export + AOT-compile one variant; returns the stripped package bytes and its metadata."""
     from torch.export import Dim
 
+    from liquid_memory.ops.cpp import _require
+
+    _require()  # the op (and its fake kernel) must be registered to export a graph that calls it
     tdtype = DTYPES[dtype]
     batch, heads = Dim("batch", min=1, max=max_batch), Dim("heads", min=1, max=max_heads)
     chunks = Dim("chunks", min=1, max=MAX_CHUNKS)
@@ -125,6 +123,7 @@ def build(dtype: str, head_dim: int, isa: str = "avx2", *, max_batch: int = 4096
             "length": [1, CHUNK * MAX_CHUNKS],
         },
         "precision_safe": False,
+        "graph": "liquid_memory::liquid_scan_fwd (the C++ kernel op; needs the kernel library loaded)",
         "plaintext_size": len(plaintext),
         "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),
         "unstripped_size": len(raw),

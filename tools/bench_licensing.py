@@ -1,4 +1,4 @@
-"""Costs of the licensed path: licence check, manifest verify, decrypt, AOTI load, and aoti vs chunked speed.
+"""Costs of the licensed path: licence check, manifest verify, decrypt, AOTI load; aoti vs cpp and chunked speed.
 
 Usage: ``python tools/bench_licensing.py [--out bench_results/licensing.json] [--lengths 4096,16384]``.
 Uses the committed DEVELOPMENT identity for its licence. Prints a table and writes JSON.
@@ -29,7 +29,8 @@ def _time(fn, repeat: int = 5) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench_results/licensing.json"))
-    parser.add_argument("--lengths", default="4096,16384")
+    parser.add_argument("--lengths", default="2048,8192")
+    parser.add_argument("--heads", type=int, default=16, help="B=1, d=64: the mixer benchmark's E=1024 layer")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from liquid_memory.licensing import parse_licence, trusted_keys
     from liquid_memory.manifest import find_distribution_root, verify_path
     from liquid_memory.ops.chunked import chunked_liquid_scan
+    from liquid_memory.ops.cpp import cpp_liquid_scan
 
     rows: list[tuple[str, float, str]] = []
     t0 = time.perf_counter()
@@ -63,15 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     aoti_liquid_scan(q, q, q, -torch.rand_like(q))
     rows.append(("first aoti call (verify + decrypt + load)", time.perf_counter() - t0, "s"))
     for t in (int(x) for x in args.lengths.split(",")):
-        q, k, v = (torch.randn(1, 8, t, 64) for _ in range(3))
-        log_a = -torch.rand(1, 8, t, 64) * 0.1
+        h = args.heads
+        q, k, v = (torch.randn(1, h, t, 64) for _ in range(3))
+        log_a = -torch.rand(1, h, t, 64) * 0.1
         xs = (q, k, v, log_a)
         with torch.no_grad():
-            a = _time(lambda xs=xs: aoti_liquid_scan(*xs), 3)
-            c = _time(lambda xs=xs: chunked_liquid_scan(*xs), 3)
-        rows.append((f"aoti scan B=1 H=8 d=64 T={t}", a * 1e3, "ms"))
-        rows.append((f"chunked eager scan B=1 H=8 d=64 T={t}", c * 1e3, "ms"))
-        rows.append((f"speed-up aoti / chunked at T={t}", c / a, "x"))
+            c = _time(lambda xs=xs: cpp_liquid_scan(*xs), 5)
+            a = _time(lambda xs=xs: aoti_liquid_scan(*xs), 5)
+            c2 = _time(lambda xs=xs: cpp_liquid_scan(*xs), 5)  # again: the shared machine drifts
+            r = _time(lambda xs=xs: chunked_liquid_scan(*xs), 2)
+        rows.append((f"aoti scan B=1 H={h} d=64 T={t}", a * 1e3, "ms"))
+        rows.append((f"cpp scan B=1 H={h} d=64 T={t} (best of two runs)", min(c, c2) * 1e3, "ms"))
+        rows.append((f"chunked eager scan B=1 H={h} d=64 T={t}", r * 1e3, "ms"))
+        rows.append((f"aoti time / cpp time at T={t}", a / min(c, c2), "x"))
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement'.ljust(width)}  value")
     for name, value, unit in rows:

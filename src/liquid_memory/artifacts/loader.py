@@ -149,6 +149,9 @@ def get_runner(dtype: str, head_dim: int) -> tuple[object, ArtifactInfo]:
     with _lock:
         runner = _runners.get(key)
         if runner is None:
+            from liquid_memory.artifacts.native import ensure_kernel_library
+
+            ensure_kernel_library()  # the packages call the C++ kernel op: its library must be loaded first
             plaintext = load_plaintext(info, root, meta)
             with _private_tmpdir() as tmp:
                 path = tmp / info.name
