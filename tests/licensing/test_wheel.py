@@ -49,6 +49,9 @@ def attempt(fn):
     except errors.LiquidMemoryError as exc:
         return exc.code
 key = os.environ.pop("LM_PRIVATE_KEY", "")
+import liquid_memory.ops.licensed  # registers the licence-checking ops an exported graph refers to
+exported = torch.export.load(sys.argv[4]).module()
+out["exported_graph_unlicensed"] = attempt(lambda: exported(*xs))
 for name, value in json.loads(sys.argv[2]).items():   # licences that must not run the kernel
     if value:
         os.environ["LM_PRIVATE_KEY"] = value
@@ -67,7 +70,11 @@ t0 = time.perf_counter()
 liquid_scan(*xs, backend="cpp")
 out["second_call_s"] = time.perf_counter() - t0
 ref, ref_s = liquid_scan(*xs, backend="reference", output_final_state=True)
-torch.save({"o": o, "s": s, "ref": ref, "ref_s": ref_s}, sys.argv[3])
+with torch.no_grad():
+    o_aoti, s_aoti = liquid_scan(*xs, backend="aoti", output_final_state=True)
+o_exp = exported(*xs)
+torch.save({"o": o, "s": s, "ref": ref, "ref_s": ref_s, "o_aoti": o_aoti, "s_aoti": s_aoti, "o_exp": o_exp},
+           sys.argv[3])
 print(json.dumps(out))
 """
 
@@ -179,9 +186,18 @@ def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path)
     from liquid_memory_vendor.dev import issue_dev_licence
 
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 100, 32, generator=g) for _ in range(3))
-    xs = (q, k, v, -torch.rand(1, 2, 100, 32, generator=g))
+    q, k, v = (torch.randn(1, 2, 100, 64, generator=g) for _ in range(3))  # d=64: the release's aoti variant
+    xs = (q, k, v, -torch.rand(1, 2, 100, 64, generator=g))
     torch.save(xs, tmp_path / "xs.pt")
+
+    class Scan(torch.nn.Module):
+        def forward(self, q, k, v, log_a):
+            from liquid_memory import liquid_scan
+
+            return liquid_scan(q, k, v, log_a, backend="cpp")[0]
+
+    # exported here (development build, no licence needed to trace), run later in the release install
+    torch.export.save(torch.export.export(Scan(), xs, strict=False), tmp_path / "scan.pt2")
     now = int(time.time())
     refused = {
         "no_licence": "",
@@ -190,7 +206,8 @@ def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path)
         "dev_identity": issue_dev_licence(("kernel",)),
     }
     res = _run([str(rel.bin / "python"), "-c", FLOW, str(tmp_path / "xs.pt"), json.dumps(refused),
-                str(tmp_path / "out.pt")], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=rel.licence()))  # fmt: skip
+                str(tmp_path / "out.pt"), str(tmp_path / "scan.pt2")], cwd=rel.cwd,
+               env=_clean_env(LM_PRIVATE_KEY=rel.licence()))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert str(rel.site) in out["package"]
@@ -202,6 +219,9 @@ def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path)
     assert out["decrypted_before_licence"] is False
     got = torch.load(tmp_path / "out.pt")
     assert rel_err(got["o"], got["ref"]) < 1e-4 and rel_err(got["s"], got["ref_s"]) < 1e-4
+    assert rel_err(got["o_aoti"], got["ref"]) < 1e-4 and rel_err(got["s_aoti"], got["ref_s"]) < 1e-4
+    assert out["exported_graph_unlicensed"] == "LM101"  # a graph exported once refuses without a key
+    assert rel_err(got["o_exp"], got["ref"]) < 1e-4
     print(f"\nrelease first call {out['first_call_s'] * 1e3:.0f} ms (verify+decrypt "
           f"{out['first_load']['verify_decrypt'] * 1e3:.0f} ms, load {out['first_load']['load'] * 1e3:.0f} ms), "
           f"second call {out['second_call_s'] * 1e3:.1f} ms")  # fmt: skip
