@@ -98,6 +98,8 @@ PACKAGES = find_packages("src") + [
 ]
 PACKAGE_DATA = {"liquid_memory_proxy": ["data/*.json"]}
 SCRIPTS = ["liquid-memory=liquid_memory.cli:main", "liquid-memory-proxy=liquid_memory_proxy.cli:main"]
+if RELEASE_TRUST_ROOT:  # Triton kernels are source: a CPU release leaves them out (not shipped in the clear)
+    PACKAGES = [p for p in PACKAGES if not p.startswith("liquid_memory.ops.triton_scan")]
 if not RELEASE_TRUST_ROOT:  # development builds carry the vendor tool; release wheels never do (its own dist)
     PACKAGES.append("liquid_memory_vendor")
     PACKAGE_DATA["liquid_memory_vendor"] = ["dev_identity/*"]

@@ -169,6 +169,7 @@ def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monk
     assert not [n for n in names if n.endswith(".so")], "a kernel library in the clear"
     assert any(n.startswith("liquid_memory/dist_public/kernels/") and n.endswith(".so.enc") for n in names)
     assert not [n for n in names if "liquid_memory_vendor" in n or "dev_identity" in n or "PASSPHRASE" in n]
+    assert not [n for n in names if "triton_scan" in n], "Triton kernel source in a release wheel"
     assert "lm-vendor" not in zipfile.ZipFile(rel.wheel).read(next(n for n in names if "entry_points" in n)).decode()
     assert "-none-any" not in rel.wheel.name  # platform-specific: it carries a (encrypted) native library
     report = verify_path(rel.wheel, trusted=rel.trusted)
@@ -180,6 +181,10 @@ def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monk
     assert res.returncode == 0 and "DEVELOPMENT" not in res.stdout, res.stdout + res.stderr
     doc = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=rel.licence()).stdout)
     assert doc["valid"] and doc["build"] == "release"
+    probe = ("import torch\nfrom liquid_memory import liquid_scan\nx = torch.randn(1, 1, 8, 8)\n"
+             "liquid_scan(x, x, x, -x.abs(), backend='triton')")  # fmt: skip
+    res = _run([str(rel.bin / "python"), "-c", probe], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=rel.licence()))
+    assert res.returncode == 1 and "BackendUnavailable" in res.stderr and "not part of this release" in res.stderr
 
 
 def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path):

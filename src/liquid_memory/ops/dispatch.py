@@ -135,11 +135,21 @@ def liquid_step(
     return _compiled_step(name)(q_t, k_t, v_t, log_a_t, state)
 
 
+def _triton():
+    """The Triton kernels are source code: release wheels leave them out (a GPU release would ship them compiled
+    and encrypted like the C++ library), so their absence is a clear error, not an ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("liquid_memory.ops.triton_scan") is None:
+        raise BackendUnavailable("the triton backend is not part of this release build; use cpp or reference")
+    from liquid_memory.ops import triton_scan
+
+    return triton_scan
+
+
 def _compiled_step(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
     if name == "triton":
-        from liquid_memory.ops.triton_scan import triton_liquid_step
-
-        return triton_liquid_step
+        return _triton().triton_liquid_step
     from liquid_memory.ops.cpp import cpp_available, cpp_liquid_step
 
     if not cpp_available():
@@ -155,9 +165,7 @@ def _compiled_scan(name: str) -> Callable[..., tuple[Tensor, Tensor | None]]:
             raise BackendUnavailable(_NOT_BUILT)
         return cpp_liquid_scan
     if name == "triton":
-        from liquid_memory.ops.triton_scan import triton_liquid_scan
-
-        return triton_liquid_scan
+        return _triton().triton_liquid_scan
     from liquid_memory.artifacts import aoti_liquid_scan
 
     def aoti(q, k, v, log_a, *, precision_safe=None, **kwargs):
