@@ -40,6 +40,7 @@ _lock = threading.RLock()
 _verified: dict[str, dict[str, Row]] = {}
 _runners: dict[tuple[str, str], object] = {}
 _sources: dict[str, DirSource] = {}
+_selected: dict[tuple[str, str, int], tuple[object, ArtifactInfo]] = {}
 
 
 def _root() -> Path:
@@ -141,7 +142,12 @@ def load_plaintext(info: ArtifactInfo, root: Path, meta: Metadata) -> bytes:
 
 def get_runner(dtype: str, head_dim: int) -> tuple[object, ArtifactInfo]:
     """The loaded AOTI runner for (dtype, head_dim), loading it on first use (cached per process)."""
-    require_feature("kernel")
+    require_feature("kernel")  # every call: dates (and, once per key, revocation) re-checked
+    from liquid_memory.manifest.distribution import distribution_root
+
+    fast = _selected.get((str(distribution_root()), dtype, head_dim))
+    if fast is not None:  # loaded before from this (verified) distribution: no metadata re-read per call
+        return fast
     root = _root()
     meta = load_metadata(root)
     info = select(meta, dtype, head_dim)
@@ -165,6 +171,7 @@ def get_runner(dtype: str, head_dim: int) -> tuple[object, ArtifactInfo]:
                 except Exception as exc:  # the native loader raises RuntimeError with C++ text
                     raise ArtifactLoadFailed(f"{info.name} failed to load: {str(exc)[:200]}") from None
             _runners[key] = runner
+        _selected[(str(root), dtype, head_dim)] = (runner, info)
     return runner, info
 
 
@@ -174,3 +181,4 @@ def reset() -> None:
         _verified.clear()
         _runners.clear()
         _sources.clear()
+        _selected.clear()
