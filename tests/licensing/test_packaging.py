@@ -30,3 +30,23 @@ def test_sdist_is_buildable_and_versioned_from_one_source(tmp_path):
     assert info["Version"] == liquid_memory.__version__
     assert info["Requires-Python"] == ">=3.11"
     assert "DEVELOPMENT BUILD" in info["Summary"]  # built without a release trust root
+
+
+def test_vendor_tool_is_its_own_distribution(tmp_path):
+    src = tmp_path / "repo"  # a copy: building writes build/ and egg-info next to the sources
+    import shutil
+
+    shutil.copytree(REPO / "licensing", src / "licensing", ignore=shutil.ignore_patterns("__pycache__", "build"))
+    shutil.copytree(REPO / "src" / "liquid_memory", src / "src" / "liquid_memory", ignore=lambda d, n: n)
+    shutil.copy(REPO / "src" / "liquid_memory" / "__init__.py", src / "src" / "liquid_memory" / "__init__.py")
+    res = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "out"),
+                          str(src / "licensing")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = (tmp_path / "out").glob("liquid_memory_vendor-*.whl")
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "liquid_memory_vendor/cli.py" in names and "liquid_memory_vendor/setup.py" not in names
+    assert not [n for n in names if n.startswith("liquid_memory/")]  # the SDK is a dependency, not inside
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert f"Requires-Dist: liquid-memory=={liquid_memory.__version__}" in meta
