@@ -117,3 +117,51 @@ def compile_vs_eager(embed_dim: int, num_heads: int, length: int, layers: int = 
         "compiled_ms": statistics.median(samples["compiled"]) * 1e3,
         "eager_over_compiled": paired_ratio(samples["eager"], samples["compiled"]), "max_abs_diff": max_diff,
     }  # fmt: skip
+
+
+def dtype_comparison(embed_dim: int, num_heads: int, length: int, budget_s: float = 120.0) -> dict:
+    """fp32 vs bf16, same weights, alternated round by round: the layer forward, its floor, and SDPA's."""
+    from liquid_memory.benchmarks.peers import SDPAAttention
+
+    torch.manual_seed(0)
+    fns, layers = {}, {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        layer = LiquidMemory(embed_dim, num_heads, batch_first=True, dtype=dtype)
+        if layers:
+            layer.load_state_dict(layers["fp32"].state_dict())
+        layers[name] = layer
+        sdpa = SDPAAttention(embed_dim, num_heads, dtype=dtype)
+        x = torch.randn(1, length, embed_dim, generator=torch.Generator().manual_seed(1)).to(dtype)
+        fns[f"lm_{name}"] = lambda layer=layer, x=x: layer(x, x, x, is_causal=True, need_weights=False)
+        fns[f"floor_{name}"] = lambda layer=layer, x=x: ProjectionFloor(layer)(x)
+        fns[f"sdpa_{name}"] = lambda sdpa=sdpa, x=x: sdpa(x)
+    with torch.inference_mode():
+        samples = time_interleaved(fns, budget_s=budget_s, max_repeats=3)
+    out: dict = {"seq_len": length, "ms": {k: statistics.median(v) * 1e3 for k, v in samples.items()}}
+    for part in ("lm", "floor", "sdpa"):
+        out[f"{part}_bf16_over_fp32"] = paired_ratio(samples[f"{part}_bf16"], samples[f"{part}_fp32"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m liquid_memory.benchmarks.extras --dtype-compare OUT.json``: the fp32-vs-bf16 comparison."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--dtype-compare", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--embed-dim", type=int, default=1024)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=8192)
+    args = parser.parse_args(argv)
+    result = dtype_comparison(args.embed_dim, args.heads, args.seq_len)
+    result["environment"] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}  # fmt: skip
+    args.dtype_compare.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -45,7 +45,7 @@ def _cell(row: dict, key, kind: str) -> str:
         return str(row[key])
     if kind == "ratio":
         top, bottom = _value(row, key[0]), _value(row, key[1])
-        return "–" if top is None or bottom is None else f"{top / bottom:.1f}×"
+        return "–" if top is None or bottom is None else f"{top / bottom:.2f}×"
     cell = row.get(key)
     if cell is None:
         return "–"
