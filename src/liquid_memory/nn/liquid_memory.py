@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from liquid_memory.nn.decay import DELTA_MIN, init_decay_bias
+from liquid_memory.nn.decay import DELTA_MIN, make_decay_projection, reset_decay_projection
 from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
 from liquid_memory.nn.masks import SUPPORTED_MASKS, is_causal_pattern, is_empty_mask, padding_to_bool
 from liquid_memory.nn.norm import HeadRMSNorm
-from liquid_memory.ops.dispatch import liquid_scan, liquid_step
+from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout, liquid_step
 
 _warned_weights = False
 
@@ -25,6 +25,7 @@ class LiquidMemory(nn.Module):
 
         q_t, k_t, v_t = projections of the query / key / value streams (MHA's in_proj parameters)
         δ_t = softplus(decay_proj(x^k_t)) + 1e-6        a_t = exp(-δ_t)      (per key channel)
+                          decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))
 
@@ -46,6 +47,12 @@ class LiquidMemory(nn.Module):
         backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
             default: ``LM_BACKEND`` or the fastest licensed backend.
         precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
+        decay_rank: ``None`` (default): ``decay_proj`` is a full ``nn.Linear(kdim, embed_dim)`` (keys
+            ``decay_proj.weight``, ``decay_proj.bias``). An int ``r``: ``W_δ = U·V`` of rank ``r`` (keys
+            ``decay_proj.down.weight`` ``[r, kdim]``, ``decay_proj.up.weight`` ``[embed_dim, r]``,
+            ``decay_proj.up.bias`` ``[embed_dim]``), ``r·(kdim + embed_dim)`` instead of ``kdim·embed_dim``
+            multiply-adds per token. Either way the bias gets the multi-timescale init and an MHA
+            ``state_dict`` loads with only the liquid parameters missing.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -79,6 +86,7 @@ class LiquidMemory(nn.Module):
         out_norm: bool = True,
         backend: str | None = None,
         precision_safe: bool | None = None,
+        decay_rank: int | None = None,
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -115,7 +123,8 @@ class LiquidMemory(nn.Module):
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
         self.bias_k = self.bias_v = None
         self.add_zero_attn = False
-        self.decay_proj = nn.Linear(self.kdim, embed_dim, **factory)
+        self.decay_rank = decay_rank
+        self.decay_proj = make_decay_projection(self.kdim, embed_dim, decay_rank, **factory)
         self.out_norm = HeadRMSNorm(num_heads, self.head_dim, **factory) if out_norm else None
         self._state: Tensor | None = None
         self._reset_parameters()
@@ -133,9 +142,7 @@ class LiquidMemory(nn.Module):
         if self.in_proj_bias is not None:
             nn.init.zeros_(self.in_proj_bias)
             nn.init.zeros_(self.out_proj.bias)
-        nn.init.normal_(self.decay_proj.weight, std=0.02)
-        with torch.no_grad():
-            self.decay_proj.bias.copy_(init_decay_bias(self.num_heads, self.head_dim))
+        reset_decay_projection(self.decay_proj, self.num_heads, self.head_dim)
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
@@ -179,8 +186,11 @@ class LiquidMemory(nn.Module):
             padded = padding_to_bool(key_padding_mask, batch, source_len)
 
         q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
-        o = self._mix(q, k, v, log_a, mode)
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
+        if mode == "causal":
+            o, _ = self._scan_read(q, k, v, log_a)
+        else:
+            o = self._read(self._mix(q, k, v, log_a, mode))
         del q, k, v, log_a  # in inference nothing else holds them: free before the output stage (linear memory)
         out = self._output(o)
         if unbatched:
@@ -240,12 +250,21 @@ class LiquidMemory(nn.Module):
     def _project(
         self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Heads-split ``q`` (scaled by 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a`` ``[B, H, T, d]``."""
-        w_q, w_k, w_v = self._projection_weights()
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
-        q = self._heads(F.linear(q_in, w_q, b_q)) * (self.head_dim**-0.5)
-        k = self._heads(F.linear(k_in, w_k, b_k))
-        v = self._heads(F.linear(v_in, w_v, b_v))
+        """Heads-split ``q`` (unscaled: the read-out applies 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a``
+        ``[B, H, T, d]``, as views of ``[B, T, ·]`` projection buffers (the kernels read them in place).
+
+        Self-attention with MHA's packed ``in_proj_weight`` takes one GEMM for q, k and v. The decay has its
+        own fp32 GEMM (full or rank ``r``) whatever the model dtype.
+        """
+        if q_in is k_in and k_in is v_in and self._qkv_same_embed_dim:
+            qkv = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = (self._heads(t) for t in qkv.chunk(3, dim=-1))
+        else:
+            w_q, w_k, w_v = self._projection_weights()
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+            q = self._heads(F.linear(q_in, w_q, b_q))
+            k = self._heads(F.linear(k_in, w_k, b_k))
+            v = self._heads(F.linear(v_in, w_v, b_v))
         log_a = self._log_decay(k_in)
         if self.coupled_input:
             k = k * (-torch.expm1(log_a)).to(k.dtype)
@@ -262,17 +281,44 @@ class LiquidMemory(nn.Module):
 
     def _log_decay(self, k_in: Tensor) -> Tensor:
         """``log a = -(softplus(W_δ x^k + b_δ) + δ_min)``, computed in fp32 whatever the model dtype."""
-        z = F.linear(k_in.float(), self.decay_proj.weight.float(), self.decay_proj.bias.float())
+        z = self._decay_logits(k_in.float())
         return self._heads(F.softplus(z).add_(DELTA_MIN).neg_())  # in place: softplus's backward needs only z
 
+    def _decay_logits(self, x: Tensor) -> Tensor:
+        """``W_δ x + b_δ`` in fp32 (``x`` fp32): the full matrix, or ``U (V x)`` without forming ``U·V``."""
+        proj = self.decay_proj
+        if self.decay_rank is None:
+            return F.linear(x, proj.weight.float(), proj.bias.float())
+        return F.linear(F.linear(x, proj.down.weight.float()), proj.up.weight.float(), proj.up.bias.float())
+
     def _heads(self, x: Tensor) -> Tensor:
-        """``[B, T, E]`` → contiguous ``[B, H, T, d]``: the kernels read it without a copy of their own, and the
-        ``[B, T, E]`` projection is freed at once (peak memory stays a few ``T×E`` buffers)."""
+        """``[B, T, E]`` (possibly a column slice of a wider buffer) → a ``[B, H, T, d]`` view, no copy: the
+        ``cpp`` kernels read strided rows and write ``[B, T, H, d]`` outputs, so heads merge back for free."""
         batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, -1).transpose(1, 2).contiguous()
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _scan(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
         return liquid_scan(q, k, v, log_a, backend=self.backend, precision_safe=self.precision_safe, **kwargs)
+
+    def _read(self, o: Tensor) -> Tensor:
+        """The read-out of raw ``o = Sᵀq`` ``[B, H, L, d]``: ``RMSNorm(o/sqrt(d))·w`` (the scale folded into the
+        norm's eps), or ``o/sqrt(d)`` without ``out_norm``."""
+        scale = self.head_dim**-0.5
+        return o * scale if self.out_norm is None else self.out_norm(o, input_scale=scale)
+
+    def _scan_read(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
+        """Causal scan + read-out. Without autograd the ``cpp`` backend fuses the read-out into the scan's
+        epilogue (``liquid_scan_readout``); with autograd: ``liquid_scan`` then :meth:`_read`."""
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, log_a)):
+            o, state = self._scan(q, k, v, log_a, **kwargs)
+            return self._read(o), state
+        scale = self.head_dim**-0.5
+        norm = self.out_norm
+        return liquid_scan_readout(
+            q, k, v, log_a, norm_weight=None if norm is None else norm.weight.detach(),
+            eps=1e-5 if norm is None else norm.eps / scale**2, out_scale=scale,
+            backend=self.backend, precision_safe=self.precision_safe, **kwargs,
+        )  # fmt: skip
 
     def _mix(self, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, mode: str) -> Tensor:
         """``o`` ``[B, H, L, d]`` for the three read-out modes (DESIGN.md §2)."""
@@ -288,9 +334,8 @@ class LiquidMemory(nn.Module):
         return o
 
     def _output(self, o: Tensor) -> Tensor:
-        """Norm, dropout, concatenate heads, ``out_proj``: ``[B, H, L, d]`` → ``[B, L, E]``."""
-        if self.out_norm is not None:
-            o = self.out_norm(o)
+        """Dropout, concatenate heads, ``out_proj``: read-out ``[B, H, L, d]`` → ``[B, L, E]`` (the merge is a
+        free view when ``o`` has ``[B, L, H, d]`` memory, as the ``cpp`` kernels write it)."""
         o = F.dropout(o, p=self.dropout, training=self.training)
         batch, _, length, _ = o.shape
         return self.out_proj(o.transpose(1, 2).reshape(batch, length, self.embed_dim))
@@ -311,7 +356,7 @@ class LiquidMemory(nn.Module):
                 )
             return None
         with torch.no_grad():
-            weights = implicit_attention(q, k, log_a, mode).to(q.dtype)
+            weights = implicit_attention(q * self.head_dim**-0.5, k, log_a, mode).to(q.dtype)
         if average:
             weights = weights.mean(dim=1)
         return weights.squeeze(0) if unbatched else weights
@@ -341,7 +386,7 @@ class LiquidMemory(nn.Module):
             x_in.shape[0], x_in.shape[1],
         )  # fmt: skip
         q, k, v, log_a = self._project(x_in, x_in, x_in, padded)
-        o, self._state = self._scan(q, k, v, log_a, initial_state=self._state, output_final_state=True)
+        o, self._state = self._scan_read(q, k, v, log_a, initial_state=self._state, output_final_state=True)
         out = self._output(o)
         if unbatched:
             return out.squeeze(0)
@@ -361,7 +406,7 @@ class LiquidMemory(nn.Module):
         o_t, self._state = liquid_step(
             q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
         )
-        out = self._output(o_t.unsqueeze(2))[:, 0]
+        out = self._output(self._read(o_t.unsqueeze(2)))[:, 0]
         return out.squeeze(0) if unbatched else out
 
     def reset_state(self) -> None:
@@ -386,7 +431,8 @@ class LiquidMemory(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "
-            f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}"
+            f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}, "
+            f"decay_rank={self.decay_rank}"
         )
 
 
