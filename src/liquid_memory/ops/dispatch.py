@@ -139,7 +139,9 @@ def liquid_scan_readout(
     _check_scan_inputs(q, k, v, log_a, initial_state)
     name = resolve_backend(backend, device_type=q.device.type)
     kwargs = dict(initial_state=initial_state, output_final_state=output_final_state)
-    if name == "cpp" and v.shape == q.shape:
+    # Under torch.compile the fused read-out op has no licensed twin that re-checks at run time, so compiled
+    # code takes the licensed scan below (``liquid_memory_licensed::scan_fwd``) plus the reference read-out.
+    if name == "cpp" and v.shape == q.shape and not torch.compiler.is_compiling():
         _require_licence()
         from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan_readout
 

@@ -28,7 +28,9 @@ def scan_fwd(
     q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, initial_state: Tensor | None, reverse: bool, precision_safe: bool
 ) -> tuple[Tensor, Tensor]:
     o, final = _kernels().liquid_scan_fwd(q, k, v, log_a, initial_state, reverse, precision_safe)
-    return o, final
+    # The kernels pick their output layout from q's strides (``ops.cpp.heads_inner``); the strides Inductor
+    # traces with need not be the run-time ones, so the compiled path always hands back contiguous tensors.
+    return o.contiguous(), final
 
 
 @scan_fwd.register_fake
@@ -52,7 +54,7 @@ def scan_bwd(
     dq, dk, dv, dla, dinit = _kernels().liquid_scan_bwd(
         q, k, v, log_a, initial_state, grad_o, grad_final, reverse, precision_safe
     )
-    return dq, dk, dv, dla, dinit
+    return dq.contiguous(), dk.contiguous(), dv.contiguous(), dla.contiguous(), dinit
 
 
 @scan_bwd.register_fake

@@ -1,0 +1,24 @@
+"""Session-wide test isolation: rollback memory (``LM_STATE_DIR``) lives in a temporary folder.
+
+The licensing runtime records the highest manifest/revocation sequence it has seen; tests must neither read a
+developer's ``~/.cache/liquid-memory`` nor leave state there that a later checkout would trip over.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_state_dir():
+    previous = os.environ.get("LM_STATE_DIR")
+    with tempfile.TemporaryDirectory(prefix="lm-test-state-") as folder:
+        os.environ["LM_STATE_DIR"] = folder
+        yield folder
+    if previous is None:
+        os.environ.pop("LM_STATE_DIR", None)
+    else:
+        os.environ["LM_STATE_DIR"] = previous
