@@ -64,50 +64,73 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def training_throughput(config: LiquidLMConfig, seq_len: int, tokens: int, repeats: int) -> dict[str, Any]:
-    """Tokens/s of full training steps (forward, backward, AdamW) at ``seq_len``, ``tokens`` per step."""
-    config = dataclasses.replace(config, max_seq_len=seq_len)
-    torch.manual_seed(0)
-    model = LiquidLM(config).train()
-    optimizer = build_optimizer(model, TrainArgs())
+def training_throughput(
+    configs: dict[str, LiquidLMConfig], seq_len: int, tokens: int, repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Tokens/s of full training steps (forward, backward, AdamW) at ``seq_len`` with ``tokens`` per step.
+
+    The mixers take turns step by step (round robin), so a change in machine load hits all of them alike.
+    """
     batch = max(1, tokens // seq_len)
-    ids = torch.randint(0, config.vocab_size, (batch, seq_len + 1))
-    times = []
-    for i in range(repeats + 1):  # the first step warms up (allocations, kernel selection) and is not counted
-        t0 = time.perf_counter()
-        logits, _ = model(ids[:, :-1])
-        F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if i:
-            times.append(time.perf_counter() - t0)
-    seconds = _median(times)
-    return {"seq_len": seq_len, "batch": batch, "seconds_per_step": seconds, "tokens_per_s": batch * seq_len / seconds}
+    ids = torch.randint(0, next(iter(configs.values())).vocab_size, (batch, seq_len + 1),
+                        generator=torch.Generator().manual_seed(seq_len))  # fmt: skip
+    setups = {}
+    for mixer, config in configs.items():
+        torch.manual_seed(0)
+        model = LiquidLM(dataclasses.replace(config, max_seq_len=seq_len)).train()
+        setups[mixer] = (model, build_optimizer(model, TrainArgs()))
+    times: dict[str, list[float]] = {mixer: [] for mixer in configs}
+    for rep in range(repeats + 1):  # round 0 warms up (allocations, kernel selection) and is not counted
+        for mixer, (model, optimizer) in setups.items():
+            t0 = time.perf_counter()
+            logits, _ = model(ids[:, :-1])
+            F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if rep:
+                times[mixer].append(time.perf_counter() - t0)
+    return {
+        mixer: {
+            "seq_len": seq_len,
+            "batch": batch,
+            "seconds_per_step": _median(t),
+            "tokens_per_s": batch * seq_len / _median(t),
+        }  # fmt: skip
+        for mixer, t in times.items()
+    }
 
 
 @torch.no_grad()
-def generation_speed(model: LiquidLM, context: int, new_tokens: int, repeats: int) -> dict[str, Any]:
-    """ms per decoded token with ``context`` tokens already in the state, and the state's size."""
-    model.eval()
-    ids = torch.randint(0, model.config.vocab_size, (1, context), generator=torch.Generator().manual_seed(context))
-    t0 = time.perf_counter()
-    logits, state = model(ids)
-    prefill = time.perf_counter() - t0
-    token = logits[:, -1].argmax(-1, keepdim=True)
-    per_token = []
+def generation_speed(models: dict[str, LiquidLM], context: int, new_tokens: int, repeats: int) -> dict[str, Any]:
+    """ms per decoded token with ``context`` tokens already in the state, and the state's size (round robin)."""
+    vocab = next(iter(models.values())).config.vocab_size
+    ids = torch.randint(0, vocab, (1, context), generator=torch.Generator().manual_seed(context))
+    prefilled = {}
+    for mixer, model in models.items():
+        model.eval()
+        t0 = time.perf_counter()
+        logits, state = model(ids)
+        prefilled[mixer] = (logits[:, -1].argmax(-1, keepdim=True), state, time.perf_counter() - t0)
+    per_token: dict[str, list[float]] = {mixer: [] for mixer in models}
     for _ in range(repeats):
-        current, t0 = state, time.perf_counter()
-        step_token = token
-        for _ in range(new_tokens):
-            out, current = model(step_token, state=current)
-            step_token = out[:, -1].argmax(-1, keepdim=True)
-        per_token.append((time.perf_counter() - t0) / new_tokens)
-    ms = 1000 * _median(per_token)
-    return {"context": context, "ms_per_token": ms, "tokens_per_s": 1000 / ms, "state_bytes": state.nbytes(),
-            "prefill_s": prefill}  # fmt: skip
+        for mixer, model in models.items():
+            token, state, _ = prefilled[mixer]
+            t0 = time.perf_counter()
+            for _ in range(new_tokens):
+                out, state = model(token, state=state)
+                token = out[:, -1].argmax(-1, keepdim=True)
+            per_token[mixer].append((time.perf_counter() - t0) / new_tokens)
+    results = {}
+    for mixer, times in per_token.items():
+        ms = 1000 * _median(times)
+        results[mixer] = {"context": context, "ms_per_token": ms, "tokens_per_s": 1000 / ms,
+                          "state_bytes": prefilled[mixer][1].nbytes(), "prefill_s": prefilled[mixer][2]}  # fmt: skip
+    return results
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Phase 1 trains each mixer in turn (``--steps 0`` skips it: speed only, untrained weights); phase 2
+    measures speed with the mixers interleaved."""
     from liquid_memory.ops.dispatch import resolve_backend
 
     out = Path(args.out_dir)
@@ -116,44 +139,56 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     runs_dir.mkdir(parents=True, exist_ok=True)
     mixers = [m.strip() for m in args.mixers.split(",") if m.strip()]
     results: dict[str, Any] = {"command": getattr(args, "command_line", None), "runs": {}}
-    logs = {}
-    configs = None
+    logs: dict[str, Any] = {}
     default_threads = torch.get_num_threads()
+    base = TrainArgs(
+        data=args.data, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
+        vocab_size=args.vocab_size, seq_len=args.seq_len, batch_size=args.batch_size, steps=max(1, args.steps),
+        warmup=args.warmup, lr=args.lr, seed=args.seed, eval_every=max(1, args.steps // 3), eval_windows=10**9,
+        checkpoint_every=0, progress=args.progress, plot=False, tokenizer=str(runs_dir / "tokenizer.json"),
+    )  # fmt: skip
+    configs = _configs_after_tokenizer(args, base, mixers, runs_dir / "tokenizer.json")
+    if "liquid" in configs:
+        results["liquid_backend"] = resolve_backend(configs["liquid"].backend)
+    models: dict[str, LiquidLM] = {}
     for mixer in mixers:
+        results["runs"][mixer] = {
+            "parameters": LiquidLM(configs[mixer]).num_parameters(),
+            "ffn_dim": configs[mixer].ffn_dim,
+            "train_throughput": [],
+            "generation": [],
+        }
+        if args.steps <= 0:
+            continue
         if args.train_threads:
             torch.set_num_threads(args.train_threads)
-        train_args = TrainArgs(
-            data=args.data, out_dir=str(runs_dir / mixer), mixer=mixer, d_model=args.d_model,
-            n_layers=args.n_layers, n_heads=args.n_heads, vocab_size=args.vocab_size, seq_len=args.seq_len,
-            batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, lr=args.lr, seed=args.seed,
-            eval_every=max(1, args.steps // 3), eval_windows=10**9, checkpoint_every=0, progress=args.progress,
-            plot=False,
-        )  # fmt: skip
-        if configs is None:  # the vocabulary is known once the first run trained its tokenizer; reuse it
-            configs = _configs_after_tokenizer(args, train_args, mixers, runs_dir / "tokenizer.json")
-        train_args.ffn_dim = configs[mixer].ffn_dim
-        train_args.tokenizer = str(runs_dir / "tokenizer.json")
+        train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer), mixer=mixer,
+                                         ffn_dim=configs[mixer].ffn_dim)  # fmt: skip
         summary = run_training(train_args)
-        model = summary.pop("model")
+        models[mixer] = summary.pop("model")
         logs[mixer] = summary.pop("log")
-        torch.set_num_threads(args.speed_threads or default_threads)
-        speed = [
-            training_throughput(configs[mixer], n, args.throughput_tokens, args.repeats)
-            for n in _ints(args.throughput_lens)
-        ]  # noqa: E501
-        generation = [generation_speed(model, n, args.decode_tokens, args.repeats) for n in _ints(args.decode_contexts)]
-        results["runs"][mixer] = {
-            "parameters": summary["parameters"], "ffn_dim": configs[mixer].ffn_dim,
+        results["runs"][mixer].update({
             "heldout_loss": summary["heldout_loss"], "heldout_ppl": summary["heldout_ppl"],
             "final_train_loss": summary["final_loss"], "train_seconds": summary["seconds"],
-            "evals": logs[mixer]["evals"], "train_throughput": speed, "generation": generation,
-        }  # fmt: skip
-        if mixer == "liquid":
-            results["liquid_backend"] = resolve_backend(configs[mixer].backend)
+            "evals": logs[mixer]["evals"],
+        })  # fmt: skip
         results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in ("mixer", "ffn_dim", "out_dir")}
         results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]
         results["heldout_tokens"], results["tokens_seen"] = summary["heldout_tokens"], summary["tokens_seen"]
         _write(out, results, logs)  # after every mixer: a partial run still leaves its numbers
+    torch.set_num_threads(args.speed_threads or default_threads)
+    for seq_len in _ints(args.throughput_lens):
+        for mixer, row in training_throughput(configs, seq_len, args.throughput_tokens, args.repeats).items():
+            results["runs"][mixer]["train_throughput"].append(row)
+        _write(out, results, logs)
+    for mixer in mixers:
+        if mixer not in models:
+            torch.manual_seed(0)
+            models[mixer] = LiquidLM(configs[mixer])
+    for context in _ints(args.decode_contexts):
+        for mixer, row in generation_speed(models, context, args.decode_tokens, args.repeats).items():
+            results["runs"][mixer]["generation"].append(row)
+        _write(out, results, logs)
     return results
 
 
@@ -188,7 +223,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         return {}
     liquid, attention = runs["liquid"], runs["attention"]
     out: dict[str, Any] = {}
-    if liquid["heldout_ppl"] and attention["heldout_ppl"]:
+    if liquid.get("heldout_ppl") and attention.get("heldout_ppl"):
         ratio = liquid["heldout_ppl"] / attention["heldout_ppl"]
         out["ppl_ratio_liquid_over_attention"] = {"value": ratio, "target": "<= 1.10", "met": ratio <= 1.10}
     speed = {r["seq_len"]: r["tokens_per_s"] for r in liquid["train_throughput"]}

@@ -17,14 +17,17 @@ def render_table(results: dict[str, Any]) -> str:
         f"held-out tokens; every model saw the same {results.get('tokens_seen')} tokens. liquid backend: "
         f"{results.get('liquid_backend', 'n/a')}. Machine: {results.get('machine', {}).get('platform')}.",
         "",
-        "| mixer | params | held-out loss | held-out ppl | train s | train tok/s @512 | train tok/s @2048 |",
-        "|---|---|---|---|---|---|---|",
     ]
+    lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
+    lines.append("| mixer | params | held-out loss | held-out ppl | train s | " +
+                 "".join(f"train tok/s @{n} | " for n in lens))  # fmt: skip
+    lines.append("|---|---|---|---|---|" + "---|" * len(lens))
     for mixer, run in runs.items():
         speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
         lines.append(
-            f"| {mixer} | {run['parameters'] / 1e6:.2f}M | {_f(run['heldout_loss'], 4)} | {_f(run['heldout_ppl'], 2)} "
-            f"| {run['train_seconds']:.0f} | {_f(speed.get(512), 0)} | {_f(speed.get(2048), 0)} |"
+            f"| {mixer} | {run['parameters'] / 1e6:.2f}M | {_f(run.get('heldout_loss'), 4)} "
+            f"| {_f(run.get('heldout_ppl'), 2)} | {_f(run.get('train_seconds'), 0)} | "
+            + "".join(f"{_f(speed.get(n), 0)} | " for n in lens).rstrip()
         )
     contexts = sorted({g["context"] for run in runs.values() for g in run["generation"]})
     lines += ["", "Generation: ms per token (decode-state MB) with N tokens of context already in the state", ""]
@@ -80,7 +83,9 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
         for mixer, run in runs.items():
             gen = run["generation"]
             ax.plot([g["context"] for g in gen], [g[key] * scale for g in gen], "o-", label=mixer)
-        ax.set(title=title, xlabel="context tokens", xscale="log", yscale="log")
+        ax.set(title=title, xlabel="context tokens")
+        if any(run["generation"] for run in runs.values()):  # log axes need data (partial results have none yet)
+            ax.set(xscale="log", yscale="log")
         ax.legend(fontsize=8)
     axes[2].set_ylabel("ms / token")
     fig.tight_layout()
