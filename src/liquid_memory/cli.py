@@ -8,6 +8,7 @@ from pathlib import Path
 
 from liquid_memory import cli_quality
 from liquid_memory.cli_licensing import add_subcommands, run
+from liquid_memory.cli_lm import add_lm_subcommand, run_lm
 
 DEFAULT_LENGTHS = "1024,2048,4096,8192,16384,32768,65536,131072"
 
@@ -70,12 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_bench(sub)
     add_subcommands(sub)
+    add_lm_subcommand(sub)
     cli_quality.add_subcommands(sub)
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         return _run_bench(args, extra)
     if extra:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    if args.command == "lm":
+        return run_lm(args)
     if args.command == "quality":
         return cli_quality.run(args, argv)
     return run(args)

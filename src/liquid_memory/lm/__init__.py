@@ -1,0 +1,1 @@
+"""LiquidLM tools: training (one process or torchrun/DDP), chat, web UI and the LM benchmark."""

@@ -1,0 +1,39 @@
+"""A short causal depthwise convolution on the mixer input (the "shift" that helps linear layers recall).
+
+flash-linear-attention's layers put such a convolution on q/k/v and Zoology's BaseConv shows why: a token's
+key can then carry its neighbour, which associative recall needs. LiquidMemory projects q/k/v itself, so the
+convolution sits on the mixer's input instead. Decode keeps the last ``kernel_size - 1`` inputs as state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ShortConv(nn.Module):
+    """``y_t = Σ_{j<K} w_j ⊙ x_{t-j}`` per channel (no bias); ``x_{t<0}`` come from the conv state (zeros)."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.channels, self.kernel_size = channels, kernel_size
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Near-identity start (current tap 1, earlier taps small) so the mixer first sees its plain input."""
+        with torch.no_grad():
+            nn.init.normal_(self.weight, std=0.02)
+            self.weight[:, 0, -1] += 1.0
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x`` ``[B, T, C]``, ``state`` ``[B, K-1, C]`` (previous inputs, oldest first) → ``(y, new_state)``."""
+        batch, length, channels = x.shape
+        if state is None:
+            state = x.new_zeros(batch, self.kernel_size - 1, channels)
+        elif state.shape != (batch, self.kernel_size - 1, channels):
+            raise ValueError(f"conv state must be {(batch, self.kernel_size - 1, channels)}, got {tuple(state.shape)}")
+        full = torch.cat([state.to(x.dtype), x], dim=1)  # [B, K-1+T, C]
+        y = F.conv1d(full.transpose(1, 2), self.weight.to(x.dtype), groups=channels).transpose(1, 2)
+        return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()

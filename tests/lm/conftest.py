@@ -1,0 +1,48 @@
+"""LiquidLM tool fixtures: a small synthetic corpus and one tiny trained checkpoint shared by the tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = (
+    "the a model memory state token learns reads writes keeps every small long short fast slow river stone "
+    "light garden morning night city road story number question answer because while after before"
+).split()
+
+
+def write_corpus(folder: Path, files: int = 12, sentences: int = 40, seed: int = 0) -> Path:
+    """Deterministic word-salad essays (enough structure for a tiny model to lower its loss quickly)."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        lines = []
+        for _ in range(sentences):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+            lines.append(" ".join(words).capitalize() + ".")
+        (folder / f"doc{i:02d}.txt").write_text(" ".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+TINY_TRAIN = [
+    "--d-model", "32", "--n-layers", "2", "--n-heads", "2", "--vocab-size", "300", "--seq-len", "32",
+    "--batch-size", "4", "--warmup", "1", "--eval-windows", "4", "--lr", "3e-3", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, corpus) -> Path:
+    """A 12-step liquid-mixer run (reference backend: needs no licence) → its out dir."""
+    from liquid_memory.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    args = ["lm", "train", "--data", str(corpus), "--out-dir", str(out), "--steps", "12", "--eval-every", "6"]
+    assert main(args + TINY_TRAIN + ["--backend", "chunked"]) == 0
+    return out

@@ -1,0 +1,123 @@
+"""``lm train``: files and log, resume equals never stopping, bf16, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from core.scan_cases import rel_err
+
+from liquid_memory.cli import main
+from liquid_memory.lm.checkpoint import load_checkpoint
+from liquid_memory.lm.data import batch_for_step, load_corpus
+from liquid_memory.lm.distributed import DistInfo
+from liquid_memory.lm.errors import TrainingSetupError
+from liquid_memory.lm.train import TrainArgs, _check_args, lr_factor, run_training
+
+from .conftest import TINY_TRAIN, write_corpus
+
+
+def test_train_writes_checkpoint_log_and_plot_and_learns(tiny_run):
+    log = json.loads((tiny_run / "train_log.json").read_text())
+    assert log["world_size"] == 1 and log["steps_done"] == 12 and len(log["steps"]) == 12
+    assert log["model_config"]["mixer"] == "liquid" and log["parameters"] > 0
+    assert [e["step"] for e in log["evals"]] == [6, 12]
+    losses = [r["loss"] for r in log["steps"]]
+    assert losses[-1] < losses[0] - 0.5  # ln(300) ≈ 5.7 at the start; a real drop, not noise
+    assert log["evals"][-1]["heldout_loss"] < log["evals"][0]["heldout_loss"]
+    assert (tiny_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = load_checkpoint(tiny_run / "checkpoint.pt")
+    assert ckpt.step == 12 and ckpt.config.vocab_size == ckpt.codec.vocab_size <= 300
+
+
+def _args(corpus, out, **overrides) -> TrainArgs:
+    fields = dict(data=str(corpus), out_dir=str(out), mixer="liquidnet", d_model=32, n_layers=2, n_heads=2,
+                  short_conv=3, vocab_size=300, seq_len=32, batch_size=4, steps=6, warmup=2, eval_every=0,
+                  checkpoint_every=0, progress=False, plot=False)  # fmt: skip
+    fields.update(overrides)
+    return TrainArgs(**fields)
+
+
+def test_resume_gives_the_same_next_step_loss_as_uninterrupted(corpus, tmp_path):
+    whole = run_training(_args(corpus, tmp_path / "whole"))
+    run_training(_args(corpus, tmp_path / "split", stop_at=3))
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt").step == 3
+    resumed = run_training(_args(corpus, tmp_path / "split", resume=True))
+    expected = [r["loss"] for r in whole["log"]["steps"]]
+    got = [r["loss"] for r in resumed["log"]["steps"]]
+    assert len(got) == 6
+    assert got[3] == pytest.approx(expected[3], rel=1e-6, abs=0)  # the next step after the interruption
+    assert got == pytest.approx(expected, rel=1e-6, abs=0)
+    for name, param in whole["model"].state_dict().items():
+        assert rel_err(resumed["model"].state_dict()[name], param) < 1e-6, name
+
+
+def test_bf16_autocast_trains(corpus, tmp_path):
+    summary = run_training(_args(corpus, tmp_path, mixer="attention", steps=3, bf16=True, eval_every=3))
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in summary["log"]["steps"])
+    assert summary["heldout_loss"] is not None
+
+
+def test_batches_are_a_function_of_step_and_split_across_ranks():
+    tokens = torch.arange(1000)
+    x, y = batch_for_step(tokens, 5, seed=1, global_batch=4, seq_len=16)
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    halves = [batch_for_step(tokens, 5, seed=1, global_batch=4, seq_len=16, rank=r, world=2)[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), x)
+    assert not torch.equal(batch_for_step(tokens, 6, seed=1, global_batch=4, seq_len=16)[0], x)
+
+
+def test_learning_rate_schedule():
+    args = TrainArgs(steps=100, warmup=10, min_lr_ratio=0.1)
+    assert lr_factor(0, args) == pytest.approx(0.1) and lr_factor(9, args) == pytest.approx(1.0)
+    assert lr_factor(55, args) == pytest.approx(0.55) and lr_factor(100, args) == pytest.approx(0.1)
+
+
+def test_folder_split_holds_out_whole_files(tmp_path):
+    corpus = load_corpus(write_corpus(tmp_path / "c", files=21))
+    assert len(corpus.train) == 19 and len(corpus.heldout) == 2
+    assert not set(corpus.train) & set(corpus.heldout)
+
+
+def _run_cli(capsys, args) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_bad_data_is_a_clear_error(tmp_path, capsys):
+    base = ["lm", "train", "--out-dir", str(tmp_path / "out"), "--steps", "2"] + TINY_TRAIN
+    code, err = _run_cli(capsys, base + ["--data", str(tmp_path / "missing.txt")])
+    assert code == 2 and "[LM601]" in err and "does not exist" in err
+    (tmp_path / "empty.txt").write_text("   \n")
+    code, err = _run_cli(capsys, base + ["--data", str(tmp_path / "empty.txt")])
+    assert code == 2 and "[LM601]" in err and "empty" in err
+    (tmp_path / "nothing").mkdir()
+    code, err = _run_cli(capsys, base + ["--data", str(tmp_path / "nothing")])
+    assert code == 2 and "[LM601]" in err
+    (tmp_path / "short.txt").write_text("one line\nand another one\n")
+    code, err = _run_cli(capsys, base + ["--data", str(tmp_path / "short.txt")])
+    assert code == 2 and "[LM601]" in err and "fewer than one window" in err
+
+
+def test_resume_with_another_configuration_is_refused(tiny_run, corpus, capsys):
+    args = ["lm", "train", "--data", str(corpus), "--out-dir", str(tiny_run), "--steps", "14", "--resume"]
+    code, err = _run_cli(capsys, args + TINY_TRAIN[:-1] + ["--d-model", "64", "--backend", "chunked"])
+    assert code == 2 and "[LM603]" in err and "d_model=32 in the checkpoint but 64 asked" in err
+    assert load_checkpoint(tiny_run / "checkpoint.pt").step == 12  # untouched
+
+
+def test_bad_options_are_clear_errors(tmp_path, capsys, monkeypatch):
+    with pytest.raises(TrainingSetupError, match="not divisible by the 2 processes"):
+        _check_args(TrainArgs(batch_size=3), DistInfo(world=2))
+    base = ["lm", "train", "--out-dir", str(tmp_path), "--data", str(write_corpus(tmp_path / "c", files=2))]
+    code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2", "--d-model", "33"])
+    assert code == 2 and "[LM605]" in err and "divisible by n_heads" in err
+    for name in ("LM_PRIVATE_KEY", "LM_PRIVATE_KEY_FILE", "LM_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2"])  # compiled kernels without a licence
+    assert code == 2 and "[LM101]" in err and "LM_BACKEND=reference" in err
+    code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2", "--resume"])
+    assert code == 2 and "no checkpoint" in err
