@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from liquid_memory.nn.decay import DELTA_MIN, init_decay_bias
+from liquid_memory.nn.decay import DELTA_MIN, make_decay_projection, reset_decay_projection
 from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
 from liquid_memory.nn.masks import SUPPORTED_MASKS, is_causal_pattern, is_empty_mask, padding_to_bool
 from liquid_memory.nn.norm import HeadRMSNorm
@@ -25,6 +25,7 @@ class LiquidMemory(nn.Module):
 
         q_t, k_t, v_t = projections of the query / key / value streams (MHA's in_proj parameters)
         δ_t = softplus(decay_proj(x^k_t)) + 1e-6        a_t = exp(-δ_t)      (per key channel)
+                          decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))
 
@@ -46,6 +47,12 @@ class LiquidMemory(nn.Module):
         backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
             default: ``LM_BACKEND`` or the fastest licensed backend.
         precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
+        decay_rank: ``None`` (default): ``decay_proj`` is a full ``nn.Linear(kdim, embed_dim)`` (keys
+            ``decay_proj.weight``, ``decay_proj.bias``). An int ``r``: ``W_δ = U·V`` of rank ``r`` (keys
+            ``decay_proj.down.weight`` ``[r, kdim]``, ``decay_proj.up.weight`` ``[embed_dim, r]``,
+            ``decay_proj.up.bias`` ``[embed_dim]``), ``r·(kdim + embed_dim)`` instead of ``kdim·embed_dim``
+            multiply-adds per token. Either way the bias gets the multi-timescale init and an MHA
+            ``state_dict`` loads with only the liquid parameters missing.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -79,6 +86,7 @@ class LiquidMemory(nn.Module):
         out_norm: bool = True,
         backend: str | None = None,
         precision_safe: bool | None = None,
+        decay_rank: int | None = None,
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -115,7 +123,8 @@ class LiquidMemory(nn.Module):
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
         self.bias_k = self.bias_v = None
         self.add_zero_attn = False
-        self.decay_proj = nn.Linear(self.kdim, embed_dim, **factory)
+        self.decay_rank = decay_rank
+        self.decay_proj = make_decay_projection(self.kdim, embed_dim, decay_rank, **factory)
         self.out_norm = HeadRMSNorm(num_heads, self.head_dim, **factory) if out_norm else None
         self._state: Tensor | None = None
         self._reset_parameters()
@@ -133,9 +142,7 @@ class LiquidMemory(nn.Module):
         if self.in_proj_bias is not None:
             nn.init.zeros_(self.in_proj_bias)
             nn.init.zeros_(self.out_proj.bias)
-        nn.init.normal_(self.decay_proj.weight, std=0.02)
-        with torch.no_grad():
-            self.decay_proj.bias.copy_(init_decay_bias(self.num_heads, self.head_dim))
+        reset_decay_projection(self.decay_proj, self.num_heads, self.head_dim)
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
@@ -262,8 +269,15 @@ class LiquidMemory(nn.Module):
 
     def _log_decay(self, k_in: Tensor) -> Tensor:
         """``log a = -(softplus(W_δ x^k + b_δ) + δ_min)``, computed in fp32 whatever the model dtype."""
-        z = F.linear(k_in.float(), self.decay_proj.weight.float(), self.decay_proj.bias.float())
+        z = self._decay_logits(k_in.float())
         return self._heads(F.softplus(z).add_(DELTA_MIN).neg_())  # in place: softplus's backward needs only z
+
+    def _decay_logits(self, x: Tensor) -> Tensor:
+        """``W_δ x + b_δ`` in fp32 (``x`` fp32): the full matrix, or ``U (V x)`` without forming ``U·V``."""
+        proj = self.decay_proj
+        if self.decay_rank is None:
+            return F.linear(x, proj.weight.float(), proj.bias.float())
+        return F.linear(F.linear(x, proj.down.weight.float()), proj.up.weight.float(), proj.up.bias.float())
 
     def _heads(self, x: Tensor) -> Tensor:
         """``[B, T, E]`` → contiguous ``[B, H, T, d]``: the kernels read it without a copy of their own, and the
@@ -386,7 +400,8 @@ class LiquidMemory(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "
-            f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}"
+            f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}, "
+            f"decay_rank={self.decay_rank}"
         )
 
 

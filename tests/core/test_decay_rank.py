@@ -1,0 +1,129 @@
+"""``decay_rank``: W_δ = U·V of rank r — equations, gradients, decode, parameter names, MHA checkpoints, init."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from layer_reference import reference_layer
+from scan_cases import rel_err
+
+from liquid_memory import LiquidMemory
+from liquid_memory.nn.decay import init_decay_bias
+
+RANK_KEYS = {"decay_proj.down.weight", "decay_proj.up.weight", "decay_proj.up.bias"}
+
+
+def make(backend: str, rank: int = 3, **kwargs) -> LiquidMemory:
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 4, batch_first=True, backend=backend, decay_rank=rank, **kwargs)
+    with torch.no_grad():  # a decay the test can see: U·V entries well away from zero
+        module.decay_proj.down.weight.normal_(0, 0.5)
+        module.decay_proj.up.weight.normal_(0, 0.5)
+        module.out_norm.weight.uniform_(0.5, 1.5)
+    return module
+
+
+@pytest.mark.parametrize("mode", ["causal", "bidirectional"])
+def test_low_rank_layer_matches_equations(backend, mode):
+    module = make(backend)
+    x = torch.randn(2, 29, 32, generator=torch.Generator().manual_seed(1))
+    out, _ = module(x, x, x, is_causal=mode == "causal", need_weights=False)
+    expected, _ = reference_layer(module, x, x, x, mode)  # reads decay_proj.weight = U·V, decay_proj.bias
+    assert rel_err(out, expected) < 1e-5
+
+
+def test_low_rank_cross_attention_with_kdim(backend):
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 4, kdim=16, vdim=24, batch_first=True, backend=backend, decay_rank=5)
+    gen = torch.Generator().manual_seed(2)
+    query, key, value = (
+        torch.randn(2, 5, 32, generator=gen),
+        torch.randn(2, 9, 16, generator=gen),
+        torch.randn(2, 9, 24, generator=gen),
+    )
+    assert module.decay_proj.down.weight.shape == (5, 16) and module.decay_proj.weight.shape == (32, 16)
+    out, _ = module(query, key, value, need_weights=False)
+    expected, _ = reference_layer(module, query, key, value, "cross")
+    assert rel_err(out, expected) < 1e-5
+
+
+def test_low_rank_gradients_match_float64_reference(backend):
+    module = make(backend)
+    x = torch.randn(2, 23, 32, generator=torch.Generator().manual_seed(3))
+    target = torch.randn(2, 23, 32, generator=torch.Generator().manual_seed(4))
+    out, _ = module(x, x, x, is_causal=True, need_weights=False)
+    (out * target).sum().backward()
+    got = {name: p.grad.clone() for name, p in module.named_parameters()}
+    module.zero_grad()
+    expected, _ = reference_layer(module, x, x, x, "causal")
+    (expected * target.double()).sum().backward()
+    for name in ("decay_proj.down.weight", "decay_proj.up.weight", "decay_proj.up.bias", "in_proj_weight"):
+        assert got[name].abs().sum() > 0, name
+        assert rel_err(got[name], module.get_parameter(name).grad) < 1e-4, name
+
+
+def test_low_rank_decode_continues_the_prefill(backend):
+    module = make(backend).eval()
+    x = torch.randn(1, 12, 32, generator=torch.Generator().manual_seed(5))
+    full, _ = module(x, x, x, is_causal=True, need_weights=False)
+    module.reset_state()
+    with torch.no_grad():
+        head = module.prefill(x[:, :8])
+        steps = [module.step(x[:, t]) for t in range(8, 12)]
+    assert rel_err(torch.cat([head, torch.stack(steps, dim=1)], dim=1), full) < 1e-5
+
+
+def test_parameter_names_and_shapes():
+    module = LiquidMemory(64, 4, decay_rank=16)
+    shapes = {name: tuple(p.shape) for name, p in module.named_parameters() if name.startswith("decay_proj")}
+    assert shapes == {"decay_proj.down.weight": (16, 64), "decay_proj.up.weight": (64, 16), "decay_proj.up.bias": (64,)}
+    full = LiquidMemory(64, 4)
+    assert {n for n, _ in full.named_parameters() if n.startswith("decay_proj")} == {
+        "decay_proj.weight",
+        "decay_proj.bias",
+    }
+    assert "decay_rank=16" in repr(module)
+    assert sum(p.numel() for p in module.decay_proj.parameters()) == 16 * 64 * 2 + 64
+
+
+@pytest.mark.parametrize("kdim", [None, 16])
+def test_mha_checkpoint_loads_with_only_liquid_parameters_missing(kdim):
+    mha = torch.nn.MultiheadAttention(32, 4, kdim=kdim, vdim=kdim, batch_first=True)
+    module = LiquidMemory(32, 4, kdim=kdim, vdim=kdim, batch_first=True, decay_rank=4)
+    result = module.load_state_dict(mha.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert set(result.missing_keys) == RANK_KEYS | {"out_norm.weight"}
+    converted = LiquidMemory.from_mha(mha, decay_rank=4)
+    assert converted.decay_rank == 4
+    assert torch.equal(converted.out_proj.weight, mha.out_proj.weight)
+
+
+def test_low_rank_state_dict_round_trips():
+    a, b = LiquidMemory(32, 4, decay_rank=4), LiquidMemory(32, 4, decay_rank=4)
+    torch.manual_seed(9)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.decay_proj.weight, b.decay_proj.weight)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        LiquidMemory(32, 4, decay_rank=8).load_state_dict(a.state_dict())
+
+
+def test_initialisation_matches_the_full_projection():
+    torch.manual_seed(0)
+    module = LiquidMemory(256, 4, decay_rank=16)
+    assert torch.equal(module.decay_proj.bias, init_decay_bias(4, 64))  # multi-timescale half-lives unchanged
+    std = module.decay_proj.weight.std().item()  # U·V entries on the full projection's N(0, 0.02) scale
+    assert abs(std - 0.02) < 0.002, std
+
+
+@pytest.mark.parametrize("rank", [0, -3, 2.5, True, "16"])
+def test_bad_rank_raises(rank):
+    with pytest.raises(ValueError, match="decay_rank must be a positive int or None"):
+        LiquidMemory(32, 4, decay_rank=rank)
+
+
+def test_rank_reduces_decay_work():
+    full, low = LiquidMemory(1024, 16), LiquidMemory(1024, 16, decay_rank=16)
+    ratio = sum(p.numel() for p in full.decay_proj.parameters()) / sum(p.numel() for p in low.decay_proj.parameters())
+    assert ratio > 30 and math.isclose(low.decay_proj.weight.shape[0], 1024)
