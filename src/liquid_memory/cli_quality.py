@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODELS = "attention,liquid,liquid-conv,liquid-coupled,liquid-no-norm,liquidnet"
+DEFAULT_MODELS = "attention,liquid,liquid-conv,liquid-r16,liquid-r64,liquid-coupled,liquid-no-norm,liquidnet"
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         "a re-run skips them.",
     )
     mqar.add_argument(
-        "--preset", choices=["target", "grid", "custom"], default="target",
-        help="target: T=256, 16 pairs, d_model 128; grid: T 64-512, pairs 4-64, d_model 64-256",
+        "--preset", choices=["target", "small", "grid", "custom"], default="target",
+        help="target: T=256, 16 pairs, d_model 128; small: T=64, 4 pairs, d_model 64; "
+        "grid: T 64-512, pairs 4-64, d_model 64-256",
     )  # fmt: skip
     mqar.add_argument(
         "--settings", default=None,
@@ -36,14 +37,17 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     mqar.add_argument("--list-models", action="store_true", help="print the model names and exit")
     mqar.add_argument("--layers", type=int, default=2)
     mqar.add_argument("--heads", type=int, default=2)
-    mqar.add_argument("--vocab", type=int, default=8192, help="vocabulary (Zoology: 8192; half keys, half values)")
+    mqar.add_argument(
+        "--vocab", type=int, default=1024,
+        help="vocabulary, half keys and half values (default 1024: CPU scale; Zoology's paper uses 8192)",
+    )  # fmt: skip
     mqar.add_argument("--batch-size", type=int, default=32)
     mqar.add_argument("--max-steps", type=int, default=2000)
     mqar.add_argument("--lr", type=float, default=3e-3)
     mqar.add_argument("--warmup-steps", type=int, default=100)
-    mqar.add_argument("--eval-every", type=int, default=100)
+    mqar.add_argument("--eval-every", type=int, default=50)
     mqar.add_argument("--eval-examples", type=int, default=256)
-    mqar.add_argument("--stop-accuracy", type=float, default=0.99)
+    mqar.add_argument("--stop-accuracy", type=float, default=0.95)
     mqar.add_argument("--seed", type=int, default=0)
     mqar.add_argument("--time-budget", type=float, default=0.0, help="seconds per run (0 = none)")
     mqar.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: a shared CPU)")

@@ -3,6 +3,7 @@ stopped keeps what it measured, and a re-run skips the runs already in the file)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -35,8 +36,9 @@ class Setting:
 
 # The issue's target (sequence 256, 16 pairs, d_model 128, 2 layers) and a smaller grid around it.
 TARGET = [(256, 16, 128)]
+SMALL = [(64, 4, 64)]
 GRID = [(64, 4, 64), (128, 8, 64), (256, 16, 64), (512, 32, 128), (512, 64, 256)]
-PRESETS = {"target": TARGET, "grid": GRID}
+PRESETS = {"target": TARGET, "small": SMALL, "grid": GRID}
 
 
 def settings_from(
@@ -59,8 +61,21 @@ def load_runs(path: Path) -> dict:
     return doc
 
 
+def _source_digest() -> str:
+    """SHA-256 over the sources that decide the models (LiquidLM, LiquidMemory, the ops), to tie results to code."""
+    import liquid_memory
+
+    root = Path(liquid_memory.__file__).parent
+    digest = hashlib.sha256()
+    for folder in ("models", "nn", "ops", "quality"):
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _environment() -> dict:
     return {
+        "source_sha256_16": _source_digest(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -32,10 +32,10 @@ class TrainConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    eval_every: int = 100
+    eval_every: int = 50
     eval_examples: int = 256
-    stop_accuracy: float = 0.99  # stop a run early once held-out accuracy reaches this
-    thresholds: tuple[float, ...] = (0.5, 0.9, 0.99)
+    stop_accuracy: float = 0.95  # stop a run early once held-out accuracy reaches this
+    thresholds: tuple[float, ...] = (0.5, 0.9, 0.95)
     seed: int = 0
     time_budget_s: float = 0.0  # 0 = no wall-clock limit; otherwise stop (and say so) after this long
 
