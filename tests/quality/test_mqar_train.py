@@ -25,17 +25,19 @@ def _one_thread():
 
 
 def test_attention_learns_tiny_mqar_and_records_the_curve() -> None:
-    """From chance (1/32 values) to >= 0.9 held-out accuracy: the loop, loss masking and eval are wired right."""
-    cfg = TrainConfig(batch_size=32, max_steps=400, lr=3e-3, warmup_steps=20, eval_every=50, eval_examples=64,
-                      stop_accuracy=0.95)  # fmt: skip
-    model = build_model(MODEL_SPECS["attention"], SHAPE, TASK, seed=0)
-    result = train_mqar(model, answer_logits, TASK, cfg)
+    """From near chance (1/16 values) to >= 0.9 held-out accuracy: the loop, loss masking and eval are wired right."""
+    task = MQARTask(seq_len=16, num_kv_pairs=2, vocab_size=32)
+    cfg = TrainConfig(batch_size=32, max_steps=500, lr=3e-3, warmup_steps=20, eval_every=25, eval_examples=64,
+                      stop_accuracy=0.9)  # fmt: skip
+    model = build_model(MODEL_SPECS["attention"], SHAPE, task, seed=0)
+    torch.set_num_threads(1)
+    result = train_mqar(model, answer_logits, task, cfg)
     accs = [row["accuracy"] for row in result.history]
-    assert accs[0] < 0.5, accs  # not learnt after the first 50 steps: the task is not trivial
+    assert accs[0] < 0.4, accs  # not solved after 25 steps: the task is not trivial
     assert result.best_accuracy >= 0.9, accs
     assert result.steps_to["0.90"] is not None and result.steps_to["0.90"] % cfg.eval_every == 0
     assert result.steps_to["0.50"] <= result.steps_to["0.90"]
-    assert result.stop_reason == "reached 0.95" and result.steps_run < cfg.max_steps
+    assert result.stop_reason == "reached 0.9" and result.steps_run < cfg.max_steps
 
 
 def test_max_steps_and_no_learning_is_reported_as_such() -> None:
@@ -60,7 +62,7 @@ def test_cli_writes_json_png_table_and_skips_finished_runs(tmp_path, capsys) -> 
     text = capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert [r["model"] for r in doc["runs"]] == ["attention", "liquid"]
-    assert doc["commands"] == ["liquid-memory " + " ".join(argv)]
+    assert len(doc["commands"]) == 1 and doc["commands"][0].endswith("liquid-memory " + " ".join(argv))
     run = doc["runs"][1]
     assert run["state_size"] == 2 * 32 * 32 // 2 and run["parameters"] > 0 and len(run["history"]) == 2
     assert "| T32-kv4-d32-L2-H2-V64 | liquid |" in text and "steps→0.90" in text
