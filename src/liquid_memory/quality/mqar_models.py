@@ -26,6 +26,7 @@ class ModelSpec:
     mixer: str
     options: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    init: str = "lm"  # "lm": LiquidLM's own init; "xavier": q/k/v re-initialised as LiquidMemory/MHA do (adapter)
 
 
 SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
@@ -41,6 +42,13 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         ModelSpec("liquid-r16", "liquid", {"liquid_kwargs": {"decay_rank": 16}}, "LiquidMemory, rank-16 decay"),
         ModelSpec("liquid-r64", "liquid", {"liquid_kwargs": {"decay_rank": 64}}, "LiquidMemory, rank-64 decay"),
         ModelSpec("liquidnet", "liquidnet", {}, "the seed LiquidNet's diagonal mixer (vector state)"),
+        ModelSpec(
+            "liquid-xavier",
+            "liquid",
+            {},
+            "LiquidMemory, q/k/v xavier init (MHA's) instead of N(0, 0.02)",
+            init="xavier",
+        ),  # fmt: skip
     )
 }
 
@@ -79,7 +87,26 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
         vocab_size=task.vocab_size, d_model=shape.d_model, n_layers=shape.n_layers, n_heads=shape.n_heads,
         mixer=spec.mixer, max_seq_len=task.seq_len, backend=shape.backend, **spec.options,
     )  # fmt: skip
-    return LiquidLM(config)
+    model = LiquidLM(config)
+    if spec.init == "xavier":
+        _xavier_qkv(model)
+    elif spec.init != "lm":
+        raise ValueError(f"unknown init {spec.init!r} (lm | xavier)")
+    return model
+
+
+def _xavier_qkv(model: nn.Module) -> None:
+    """Adapter, not a models/ change: give each LiquidMemory's q/k/v projection the xavier-uniform init that
+    LiquidMemory (like nn.MultiheadAttention) uses standalone, in place of LiquidLM's N(0, 0.02); everything else,
+    including the zero-init output projection, stays LiquidLM's. Tests whether the small init slows recall."""
+    with torch.no_grad():
+        for block in model.blocks:
+            memory = getattr(block.mixer, "memory", None)
+            if memory is None:
+                raise ValueError("init='xavier' applies to the liquid mixer only")
+            for weight in (memory.in_proj_weight, memory.q_proj_weight, memory.k_proj_weight, memory.v_proj_weight):
+                if weight is not None:
+                    nn.init.xavier_uniform_(weight)
 
 
 def hidden_states(model: nn.Module, input_ids: Tensor) -> Tensor:

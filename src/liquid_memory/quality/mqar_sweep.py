@@ -102,6 +102,7 @@ def run_one(setting: Setting, spec: ModelSpec, cfg: TrainConfig, log: Callable[[
         "model": spec.name,
         "mixer": spec.mixer,
         "options": spec.options,
+        "init": spec.init,
         "note": spec.note,
         "task": setting.task.as_dict(),
         "shape": asdict(setting.shape),
