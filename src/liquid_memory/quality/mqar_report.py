@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from liquid_memory.quality.mqar_sweep import FORMAT, load_runs
+from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
 
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
@@ -26,15 +26,19 @@ def merge(paths: list[Path]) -> dict:
                 commands.append(cmd)
         environment = doc.get("environment", environment)
         for run in doc["runs"]:
-            runs[(run["setting"], run["model"], run["train"]["seed"])] = run
+            runs[run_key(run)] = run
     return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
 
 
 def _attention_steps(runs: list[dict], setting: str, seed: int) -> int | None:
-    for run in runs:
-        if run["setting"] == setting and run["model"] == "attention" and run["train"]["seed"] == seed:
-            return run["steps_to"].get(f"{TARGET_ACCURACY:.2f}")
-    return None
+    """Attention's steps to the target accuracy in the same setting and seed (its fastest learning rate)."""
+    steps = [
+        run["steps_to"].get(f"{TARGET_ACCURACY:.2f}")
+        for run in runs
+        if run["setting"] == setting and run["model"] == "attention" and run["train"]["seed"] == seed
+    ]
+    steps = [s for s in steps if s is not None]
+    return min(steps) if steps else None
 
 
 def annotate(doc: dict) -> dict:
@@ -65,14 +69,15 @@ def _fmt(value, spec: str = "") -> str:
 def table(doc: dict) -> str:
     """One markdown row per run, grouped by setting."""
     head = (
-        "| setting | model | params | state | best acc | final acc | steps→0.50 | steps→0.90 | steps→0.95 "
+        "| setting | model | lr | params | state | best acc | final acc | steps→0.50 | steps→0.90 | steps→0.95 "
         "| ×attn (0.90) | steps run | ms/step | time s | stop |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for run in sorted(doc["runs"], key=lambda r: (r["setting"], r["model"])):
+    for run in sorted(doc["runs"], key=lambda r: (r["setting"], r["model"], r["train"]["lr"])):
         steps = run["steps_to"]
         lines.append(
-            f"| {run['setting']} | {run['model']} | {run['parameters']:,} | {run['state_size']:,} "
+            f"| {run['setting']} | {run['model']} | {run['train']['lr']:g} | {run['parameters']:,} "
+            f"| {run['state_size']:,} "
             f"| {run['best_accuracy']:.3f} | {run['final_accuracy']:.3f} | {_fmt(steps.get('0.50'))} "
             f"| {_fmt(steps.get('0.90'))} | {_fmt(steps.get('0.95'))} | {_fmt(run.get('steps_ratio_vs_attention'))} "
             f"| {run['steps_run']} | {run['seconds_per_step'] * 1000:.0f} | {run['train_seconds']:.0f} "

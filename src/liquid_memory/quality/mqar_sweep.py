@@ -51,6 +51,11 @@ def settings_from(
     ]
 
 
+def run_key(run: dict) -> tuple:
+    """What identifies a run: setting, model, seed, learning rate and batch size."""
+    return (run["setting"], run["model"], run["train"]["seed"], run["train"]["lr"], run["train"]["batch_size"])
+
+
 def load_runs(path: Path) -> dict:
     """The results document at ``path`` (a fresh one if it does not exist); a foreign file is a ``ValueError``."""
     if not path.exists():
@@ -128,11 +133,11 @@ def run_sweep(
     if command not in doc["commands"]:
         doc["commands"].append(command)
     doc["environment"] = _environment()
-    done = {(r["setting"], r["model"], r["train"]["seed"]) for r in doc["runs"]}
+    done = {run_key(r) for r in doc["runs"]}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for setting in settings:
         for spec in specs:
-            if (setting.key, spec.name, cfg.seed) in done:
+            if (setting.key, spec.name, cfg.seed, cfg.lr, cfg.batch_size) in done:
                 log(f"[{setting.key}] {spec.name}: already in {json_path}, skipped")
                 continue
             doc["runs"].append(run_one(setting, spec, cfg, log))
