@@ -43,7 +43,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     mqar.add_argument("--batch-size", type=int, default=32)
     mqar.add_argument("--max-steps", type=int, default=2000)
-    mqar.add_argument("--lr", type=float, default=3e-3)
+    mqar.add_argument(
+        "--lr", type=float, default=3e-3,
+        help="AdamW learning rate, constant after warmup (Zoology tunes it per model; here attention learns "
+        "fastest at 3e-3 and LiquidMemory at 1e-3 — see benchmarks/results/mqar/README.md)",
+    )  # fmt: skip
     mqar.add_argument("--warmup-steps", type=int, default=100)
     mqar.add_argument("--eval-every", type=int, default=50)
     mqar.add_argument("--eval-examples", type=int, default=256)

@@ -86,25 +86,30 @@ def table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _label(run: dict) -> str:
+    return f"{run['model']} (lr {run['train']['lr']:g})"
+
+
 def plot(doc: dict, png: Path) -> None:
-    """Left: best accuracy vs state size (log x), every run. Right: accuracy vs steps per setting's models."""
+    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 3)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = doc["runs"]
-    models = sorted({r["model"] for r in runs})
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    labels = sorted({_label(r) for r in runs})
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
-    curve_setting = next((s for s in settings if s.startswith(TARGET_SETTING)), settings[0])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    shown = settings[:3]
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
+    left = axes[0][0]
     markers = "osD^v<>ph*"
     for run in runs:
-        left.scatter(run["state_size"], run["best_accuracy"], color=colours[run["model"]],
+        left.scatter(run["state_size"], run["best_accuracy"], color=colours[_label(run)],
                      marker=markers[settings.index(run["setting"]) % len(markers)], s=40)  # fmt: skip
-    for model in models:
-        left.scatter([], [], color=colours[model], label=model)
+    for label in labels:
+        left.scatter([], [], color=colours[label], label=label)
     for i, setting in enumerate(settings):
         left.scatter([], [], color="grey", marker=markers[i % len(markers)], label=setting)
     left.set_xscale("log")
@@ -112,21 +117,22 @@ def plot(doc: dict, png: Path) -> None:
     left.set_ylabel("best held-out accuracy")
     left.set_ylim(-0.02, 1.02)
     left.set_title("MQAR accuracy vs state size")
-    left.legend(fontsize=7, loc="lower right")
-    for run in runs:
-        if run["setting"] == curve_setting:
-            steps = [row["step"] for row in run["history"]]
-            accs = [row["accuracy"] for row in run["history"]]
-            right.plot(steps, accs, color=colours[run["model"]], label=run["model"], marker=".")
-    right.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
-    right.set_xlabel("training steps")
-    right.set_ylabel("held-out accuracy")
-    right.set_ylim(-0.02, 1.02)
-    right.set_title(f"accuracy vs steps: {curve_setting}")
-    right.legend(fontsize=7)
+    left.legend(fontsize=6, loc="center left")
+    for ax, setting in zip(axes[0][1:], shown, strict=True):
+        for run in runs:
+            if run["setting"] == setting:
+                steps = [row["step"] for row in run["history"]]
+                accs = [row["accuracy"] for row in run["history"]]
+                ax.plot(steps, accs, color=colours[_label(run)], label=_label(run), linewidth=1.2)
+        ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"accuracy vs steps: {setting}", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=90)
+    fig.savefig(png, dpi=80)
     plt.close(fig)
 
 
