@@ -69,14 +69,15 @@ def _fmt(value, spec: str = "") -> str:
 def table(doc: dict) -> str:
     """One markdown row per run, grouped by setting."""
     head = (
-        "| setting | model | lr | params | state | best acc | final acc | steps→0.50 | steps→0.90 | steps→0.95 "
+        "| setting | model | lr | seed | params | state | best acc | final acc | steps→0.50 | steps→0.90 | steps→0.95 "
         "| ×attn (0.90) | steps run | ms/step | time s | stop |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for run in sorted(doc["runs"], key=lambda r: (r["setting"], r["model"], r["train"]["lr"])):
+    for run in sorted(doc["runs"], key=lambda r: (r["setting"], r["model"], r["train"]["lr"], r["train"]["seed"])):
         steps = run["steps_to"]
         lines.append(
-            f"| {run['setting']} | {run['model']} | {run['train']['lr']:g} | {run['parameters']:,} "
+            f"| {run['setting']} | {run['model']} | {run['train']['lr']:g} | {run['train']['seed']} "
+            f"| {run['parameters']:,} "
             f"| {run['state_size']:,} "
             f"| {run['best_accuracy']:.3f} | {run['final_accuracy']:.3f} | {_fmt(steps.get('0.50'))} "
             f"| {_fmt(steps.get('0.90'))} | {_fmt(steps.get('0.95'))} | {_fmt(run.get('steps_ratio_vs_attention'))} "
