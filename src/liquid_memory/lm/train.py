@@ -132,8 +132,8 @@ def heldout_loss(model: LiquidLM, windows: torch.Tensor, batch: int = 8, bf16: b
     model.eval()
     total, count = 0.0, 0
     for i in range(0, windows.shape[0], batch):
-        chunk = windows[i : i + batch]
-        with _autocast(bf16):
+        chunk = windows[i : i + batch].to(model.embed.weight.device)
+        with _autocast(bf16, chunk.device.type):
             logits, _ = model(chunk[:, :-1], use_cache=False)
         total += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum").item()
         count += chunk[:, 1:].numel()
@@ -141,8 +141,8 @@ def heldout_loss(model: LiquidLM, windows: torch.Tensor, batch: int = 8, bf16: b
     return total / count
 
 
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def _autocast(bf16: bool, device_type: str = "cpu"):
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def run_training(args: TrainArgs) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def _train(args: TrainArgs, info: DistInfo) -> dict[str, Any]:
         )  # fmt: skip
         x, y = x.to(info.device), y.to(info.device)
         t0 = time.perf_counter()
-        with _autocast(args.bf16):
+        with _autocast(args.bf16, info.device.type):
             logits, _ = wrapped(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         loss.backward()

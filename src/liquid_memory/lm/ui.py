@@ -31,7 +31,9 @@ def build_app(gen: Generator):
         prompt = gr.Textbox(label="Prompt", lines=4, elem_id="prompt", placeholder="Start a text to continue…")
         with gr.Row():
             max_new = gr.Slider(1, 1000, value=120, step=1, label="Max new tokens", elem_id="max-new-tokens")
-            temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+            temperature = gr.Slider(
+                0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)", elem_id="temperature"
+            )
             top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
         button = gr.Button("Generate", variant="primary", elem_id="generate")
         output = gr.Textbox(label="Completion", lines=10, elem_id="completion", interactive=False)

@@ -90,7 +90,11 @@ class LiquidNetMixer(nn.Module):
         u = _at_least_fp32(self.alpha_proj(x))
         log_alpha = F.logsigmoid(u)
         drive = torch.sigmoid(-u) * torch.tanh(_at_least_fp32(self.value_proj(x)))  # (1 - α) ⊙ tanh(W_v z)
-        h, last = chunked_diag_scan(log_alpha, drive, state)
+        if x.shape[1] == 1 and state is not None:  # decode: one step of the recurrence, O(1)
+            h = torch.exp(log_alpha) * state.to(drive.dtype)[:, None] + drive
+            last = h[:, 0]
+        else:
+            h, last = chunked_diag_scan(log_alpha, drive, state)
         gated = torch.sigmoid(self.gate_proj(x)) * h.to(x.dtype)
         y = self.out_proj(F.dropout(gated, p=self.dropout, training=self.training))
         return y, (last if use_cache or state is not None else None)

@@ -1,0 +1,93 @@
+"""The ``lm bench`` table (markdown) and figure (PNG) from its results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def render_table(results: dict[str, Any]) -> str:
+    runs = results["runs"]
+    lines = [
+        "# LiquidLM benchmark",
+        "",
+        f"Command: `{results.get('command')}`",
+        "",
+        f"Data: {results.get('data')}; {results.get('train_tokens')} training / {results.get('heldout_tokens')} "
+        f"held-out tokens; every model saw the same {results.get('tokens_seen')} tokens. liquid backend: "
+        f"{results.get('liquid_backend', 'n/a')}. Machine: {results.get('machine', {}).get('platform')}.",
+        "",
+    ]
+    lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
+    lines.append("| mixer | params | held-out loss | held-out ppl | train s | " +
+                 "".join(f"train tok/s @{n} | " for n in lens))  # fmt: skip
+    lines.append("|---|---|---|---|---|" + "---|" * len(lens))
+    for mixer, run in runs.items():
+        speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
+        lines.append(
+            f"| {mixer} | {run['parameters'] / 1e6:.2f}M | {_f(run.get('heldout_loss'), 4)} "
+            f"| {_f(run.get('heldout_ppl'), 2)} | {_f(run.get('train_seconds'), 0)} | "
+            + "".join(f"{_f(speed.get(n), 0)} | " for n in lens).rstrip()
+        )
+    contexts = sorted({g["context"] for run in runs.values() for g in run["generation"]})
+    lines += ["", "Generation: ms per token (decode-state MB) with N tokens of context already in the state", ""]
+    lines.append("| mixer | " + " | ".join(f"ctx {c}" for c in contexts) + " |")
+    lines.append("|---|" + "---|" * len(contexts))
+    for mixer, run in runs.items():
+        by_context = {g["context"]: g for g in run["generation"]}
+        cells = [
+            f"{by_context[c]['ms_per_token']:.2f} ({by_context[c]['state_bytes'] / 2**20:.2f} MB)" if c in by_context
+            else "—" for c in contexts
+        ]  # fmt: skip
+        lines.append(f"| {mixer} | " + " | ".join(cells) + " |")
+    lines += ["", "Targets (issue 10):", ""]
+    for name, value in results.get("targets", {}).items():
+        if isinstance(value, dict):
+            verdict = "met" if value["met"] else "MISSED"
+            lines.append(f"- {name}: {value['value']:.3f} (target {value['target']}) — {verdict}")
+        else:
+            lines.append(f"- {name}: {value:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    ax = axes[0]
+    for mixer, log in logs.items():
+        (line,) = ax.plot([r["step"] for r in log["steps"]], [r["loss"] for r in log["steps"]], lw=0.7, label=mixer)
+        evals = log.get("evals") or []
+        ax.plot([e["step"] for e in evals], [e["heldout_loss"] for e in evals], "o--", color=line.get_color(), ms=3)
+    ax.set(title="training loss (lines), held-out (markers)", xlabel="step", ylabel="nats / token")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
+    width = 0.8 / max(1, len(runs))
+    for i, (mixer, run) in enumerate(runs.items()):
+        speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
+        ax.bar([j + i * width for j in range(len(lens))], [speed.get(n, 0) for n in lens], width, label=mixer)
+    ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(lens))], [f"seq {n}" for n in lens])
+    ax.set(title="training throughput", ylabel="tokens / s")
+    ax.legend(fontsize=8)
+    for ax, key, title, scale in ((axes[2], "ms_per_token", "generation time per token", 1.0),
+                                  (axes[3], "state_bytes", "decode state (MB)", 2.0**-20)):  # fmt: skip
+        for mixer, run in runs.items():
+            gen = run["generation"]
+            ax.plot([g["context"] for g in gen], [g[key] * scale for g in gen], "o-", label=mixer)
+        ax.set(title=title, xlabel="context tokens")
+        if any(run["generation"] for run in runs.values()):  # log axes need data (partial results have none yet)
+            ax.set(xscale="log", yscale="log")
+        ax.legend(fontsize=8)
+    axes[2].set_ylabel("ms / token")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
