@@ -21,6 +21,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -58,87 +59,82 @@ struct DenormalGuard {
 // Physical time index of logical step t (reverse runs the recurrence from the end).
 static inline int64_t phys(int64_t t, int64_t T, bool reverse) { return reverse ? T - 1 - t : t; }
 
+// Row addressing of one operand: element (b, h, t, c) at base[b*sB + h*sH + t*sT + c] (the channel dim
+// is contiguous). Lets the kernels read q/k/v/log_a straight out of a [B, T, H, d] projection buffer
+// (sT = H*d or wider) and write [B, T, H, d] outputs, with no transposing copy on either side.
+struct Rows {
+  int64_t sB = 0, sH = 0, sT = 0, H = 1;
+  int64_t off(int64_t bh) const { return (bh / H) * sB + (bh % H) * sH; }
+};
+
+// Rows [t0, t0+L) of one slab (row stride ld) as fp32 [L][dp], padded with zeros to dp.
 template <typename T>
 static inline void load_rows_generic(const T* base, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                             float* dst) {
+                                     float* dst, int64_t ld) {
   for (int i = 0; i < L; ++i) {
-    const T* src = base + phys(t0 + i, T_len, reverse) * d;
+    const T* src = base + phys(t0 + i, T_len, reverse) * ld;
     float* row = dst + i * dp;
-    for (int c = 0; c < d; ++c) row[c] = static_cast<float>(src[c]);
+    if constexpr (std::is_same_v<T, float>) {
+      std::memcpy(row, src, sizeof(float) * d);
+    } else {
+      for (int c = 0; c < d; ++c) row[c] = static_cast<float>(src[c]);
+    }
     for (int c = d; c < dp; ++c) row[c] = 0.0f;
   }
 }
 
 template <typename T>
 static inline void store_rows_generic(const float* src, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                              T* base) {
+                                      T* base, int64_t ld) {
   for (int i = 0; i < L; ++i) {
-    T* dst = base + phys(t0 + i, T_len, reverse) * d;
+    T* dst = base + phys(t0 + i, T_len, reverse) * ld;
     const float* row = src + i * dp;
-    for (int c = 0; c < d; ++c) dst[c] = static_cast<T>(row[c]);
-  }
-}
-
-template <typename T>
-static inline void load_rows(const T* base, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                             float* dst) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (d == dp && !reverse) {
-      std::memcpy(dst, base + t0 * d, sizeof(float) * L * d);
-      return;
+    if constexpr (std::is_same_v<T, float>) {
+      std::memcpy(dst, row, sizeof(float) * d);
+    } else {
+      for (int c = 0; c < d; ++c) dst[c] = static_cast<T>(row[c]);
     }
   }
-  load_rows_generic(base, T_len, t0, L, d, dp, reverse, dst);
-}
-
-template <typename T>
-static inline void store_rows(const float* src, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                              T* base) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (d == dp && !reverse) {
-      std::memcpy(base + t0 * d, src, sizeof(float) * L * d);
-      return;
-    }
-  }
-  store_rows_generic(src, T_len, t0, L, d, dp, reverse, base);
 }
 
 // Software prefetch of rows [t0, t0+L) (one cache line at a time).
 template <typename T>
-static inline void prefetch_rows(const T* base, int64_t T_len, int64_t t0, int64_t L, int d, bool reverse) {
-  const int64_t first = reverse ? T_len - t0 - L : t0;
-  const char* p = reinterpret_cast<const char*>(base + first * d);
-  const int64_t bytes = L * d * static_cast<int64_t>(sizeof(T));
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+static inline void prefetch_rows(const T* base, int64_t T_len, int64_t t0, int64_t L, int d, bool reverse,
+                                 int64_t ld) {
+  const int64_t row_bytes = d * static_cast<int64_t>(sizeof(T));
+  for (int64_t i = 0; i < L; ++i) {
+    const char* p = reinterpret_cast<const char*>(base + phys(t0 + i, T_len, reverse) * ld);
+    for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+  }
 }
 
 // Rows [t0, t0+L) of one (batch, head) slab as fp32 [L][dp]: the input itself when it already has
-// that layout (fp32, d == dp, forward order), else converted into buf.
+// that layout (fp32, d == dp, rows adjacent, forward order), else gathered/converted into buf.
 template <typename T>
 static inline const float* bind_rows(const T* base, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                                     float* buf) {
+                                     float* buf, int64_t ld) {
   if constexpr (std::is_same_v<T, float>) {
-    if (d == dp && !reverse) return base + t0 * d;
+    if (d == dp && !reverse && ld == d) return base + t0 * d;
   }
-  load_rows_generic(base, T_len, t0, L, d, dp, reverse, buf);
+  load_rows_generic(base, T_len, t0, L, d, dp, reverse, buf, ld);
   return buf;
 }
 
 // Where to write output rows: straight into the output when the layout matches, else buf (then
-// store_rows copies/converts).
+// finish_rows scatters/converts).
 template <typename T>
-static inline float* out_rows(T* base, int64_t t0, int d, int dp, bool reverse, float* buf) {
+static inline float* out_rows(T* base, int64_t t0, int d, int dp, bool reverse, float* buf, int64_t ld) {
   if constexpr (std::is_same_v<T, float>) {
-    if (d == dp && !reverse) return base + t0 * d;
+    if (d == dp && !reverse && ld == d) return base + t0 * d;
   }
   return buf;
 }
 
 template <typename T>
 static inline void finish_rows(const float* src, int64_t T_len, int64_t t0, int L, int d, int dp, bool reverse,
-                               T* base) {
-  if (static_cast<const void*>(src) == static_cast<const void*>(base + t0 * d)) return;
-  store_rows_generic(src, T_len, t0, L, d, dp, reverse, base);
+                               T* base, int64_t ld) {
+  if (static_cast<const void*>(src) == static_cast<const void*>(base + t0 * ld)) return;
+  store_rows_generic(src, T_len, t0, L, d, dp, reverse, base, ld);
 }
 
 // Decay factors of one chunk, computed from its log-decays la[L][dp].

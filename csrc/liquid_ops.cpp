@@ -29,6 +29,27 @@ void advise_huge_pages(const at::Tensor& t) {
 #endif
 }
 
+at::Tensor channel_contiguous(const at::Tensor& t) {
+  return (t.size(3) <= 1 || t.stride(3) == 1) ? t : t.contiguous();
+}
+
+Rows rows_of(const at::Tensor& t) {
+  Rows r;
+  r.sB = t.stride(0);
+  r.sH = t.stride(1);
+  r.sT = t.stride(2);
+  r.H = std::max<int64_t>(1, t.size(1));
+  return r;
+}
+
+bool heads_inner(const at::Tensor& q) { return q.size(1) > 1 && q.size(2) > 1 && q.stride(1) < q.stride(2); }
+
+at::Tensor empty_in_layout(const at::Tensor& q, at::ScalarType dtype) {
+  const auto opts = q.options().dtype(dtype);
+  if (!heads_inner(q)) return at::empty(q.sizes(), opts);
+  return at::empty({q.size(0), q.size(2), q.size(1), q.size(3)}, opts).permute({0, 2, 1, 3});
+}
+
 ScanArgs check_scan_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
                          const std::optional<at::Tensor>& initial_state, bool reverse, bool precision_safe) {
   TORCH_CHECK(q.dim() == 4, "liquid_scan (cpp): q must be [B, H, T, d], got shape ", q.sizes());
@@ -117,12 +138,16 @@ TORCH_LIBRARY(liquid_memory, m) {
   m.def(
       "liquid_scan_bwd(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor? initial_state, Tensor grad_o, "
       "Tensor? grad_final_state, bool reverse, bool precision_safe) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "liquid_scan_fwd_normed(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor? initial_state, bool reverse, "
+      "bool precision_safe, Tensor? norm_weight, float eps, float out_scale) -> (Tensor, Tensor)");
   m.def("liquid_step_(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor(a!) state) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(liquid_memory, CPU, m) {
   m.impl("liquid_scan_fwd", &lm::liquid_scan_fwd);
   m.impl("liquid_scan_bwd", &lm::liquid_scan_bwd);
+  m.impl("liquid_scan_fwd_normed", &lm::liquid_scan_fwd_normed);
   m.impl("liquid_step_", &lm::liquid_step_);
 }
 

@@ -23,6 +23,15 @@ struct ScanArgs {
 ScanArgs check_scan_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,
                          const std::optional<at::Tensor>& initial_state, bool reverse, bool precision_safe);
 
+// The operand as the kernels address it: any strides with a contiguous channel dim (else a contiguous copy).
+at::Tensor channel_contiguous(const at::Tensor& t);
+Rows rows_of(const at::Tensor& t);
+// True when q keeps heads inside time ([B, T, H, d] memory seen as [B, H, T, d]): outputs then take that
+// layout too, so the caller merges heads with a free view. ops/cpp.py's fake kernels mirror this rule.
+bool heads_inner(const at::Tensor& q);
+// An uninitialised [B, H, T, d] tensor in q's layout family (see heads_inner) with the given dtype.
+at::Tensor empty_in_layout(const at::Tensor& q, at::ScalarType dtype);
+
 // Calls f(scalar_t{}) for the supported input dtypes (fp32, bf16, fp16).
 template <typename F>
 static inline void LM_DISPATCH(at::ScalarType t, F&& f) {
@@ -78,6 +87,21 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at
                                                    const at::Tensor& log_a,
                                                    const std::optional<at::Tensor>& initial_state, bool reverse,
                                                    bool precision_safe);
+
+// Inference read-out fused into the scan (no autograd): o_t = RMSNorm_h(S_t^T q_t) * w_h with the norm's
+// eps (the caller folds the 1/sqrt(d) query scale into eps: RMSNorm(s o) = o / sqrt(mean(o^2) + eps/s^2)),
+// or o_t = out_scale * S_t^T q_t without a weight. Same layouts as liquid_scan_fwd.
+struct Epilogue {
+  bool active = false;
+  const float* weight = nullptr;
+  float eps = 1e-5f, scale = 1.0f;
+};
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_normed(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v, const at::Tensor& log_a,
+                                                          const std::optional<at::Tensor>& initial_state,
+                                                          bool reverse, bool precision_safe,
+                                                          const std::optional<at::Tensor>& norm_weight, double eps,
+                                                          double out_scale);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_scan_bwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,

@@ -140,9 +140,10 @@ struct BwdWorkspace : Workspace {
 
 template <typename T>
 void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float* la, const float* init,
-              const T* go, const float* gfinal, T* dq, T* dk, T* dv, float* dla, float* dinit) {
+              const T* go, const float* gfinal, T* dq, T* dk, T* dv, float* dla, float* dinit, const Rows& rq,
+              const Rows& rk, const Rows& rv, const Rows& rl, const Rows& rg, const Rows& ro) {
   const int d = a.d, dp = round_up8(d);
-  const int64_t T_len = a.T, per = a.T * d;
+  const int64_t T_len = a.T;
   const int64_t nc = (T_len + CH - 1) / CH;
   std::atomic<bool> positive{false};
   // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
@@ -163,9 +164,9 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
       for (int64_t n = 0; n < nc; ++n) {  // state pass: S at every chunk boundary
         const int64_t t0 = n * CH;
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
-        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
-        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
-        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
+        ws.k_ = bind_rows(k + rk.off(bh), T_len, t0, L, d, dp, rev, ws.K.data(), rk.sT);
+        ws.v_ = bind_rows(v + rv.off(bh), T_len, t0, L, d, dp, rev, ws.V.data(), rv.sT);
+        ws.la_ = bind_rows(la + rl.off(bh), T_len, t0, L, d, dp, rev, ws.LA.data(), rl.sT);
         ws.chunk_forward(L, S.data(), comp.data(), a.precision_safe, false);
         float* dst = states.data() + (n + 1) * sz;
         for (int64_t i = 0; i < sz; ++i) dst[i] = S[i] - comp[i];
@@ -175,21 +176,22 @@ void bwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float
       for (int64_t n = nc - 1; n >= 0; --n) {
         const int64_t t0 = n * CH;
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
-        ws.q_ = bind_rows(q + bh * per, T_len, t0, L, d, dp, rev, ws.Q.data());
-        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, rev, ws.K.data());
-        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, rev, ws.V.data());
-        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, rev, ws.LA.data());
-        ws.do_ = bind_rows(go + bh * per, T_len, t0, L, d, dp, rev, ws.DO.data());
-        float* dqp = out_rows(dq + bh * per, t0, d, dp, rev, dQ.data());
-        float* dkp = out_rows(dk + bh * per, t0, d, dp, rev, dK.data());
-        float* dvp = out_rows(dv + bh * per, t0, d, dp, rev, dV.data());
-        float* dlap = out_rows(dla + bh * per, t0, d, dp, rev, dLA.data());
+        ws.q_ = bind_rows(q + rq.off(bh), T_len, t0, L, d, dp, rev, ws.Q.data(), rq.sT);
+        ws.k_ = bind_rows(k + rk.off(bh), T_len, t0, L, d, dp, rev, ws.K.data(), rk.sT);
+        ws.v_ = bind_rows(v + rv.off(bh), T_len, t0, L, d, dp, rev, ws.V.data(), rv.sT);
+        ws.la_ = bind_rows(la + rl.off(bh), T_len, t0, L, d, dp, rev, ws.LA.data(), rl.sT);
+        ws.do_ = bind_rows(go + rg.off(bh), T_len, t0, L, d, dp, rev, ws.DO.data(), rg.sT);
+        const int64_t oo = ro.off(bh), ld = ro.sT;
+        float* dqp = out_rows(dq + oo, t0, d, dp, rev, dQ.data(), ld);
+        float* dkp = out_rows(dk + oo, t0, d, dp, rev, dK.data(), ld);
+        float* dvp = out_rows(dv + oo, t0, d, dp, rev, dV.data(), ld);
+        float* dlap = out_rows(dla + oo, t0, d, dp, rev, dLA.data(), ld);
         ws.chunk_backward(L, states.data() + n * sz, states.data() + (n + 1) * sz, dS.data(), dScomp.data(),
                           a.precision_safe, dqp, dkp, dvp, dlap);
-        finish_rows(dqp, T_len, t0, L, d, dp, rev, dq + bh * per);
-        finish_rows(dkp, T_len, t0, L, d, dp, rev, dk + bh * per);
-        finish_rows(dvp, T_len, t0, L, d, dp, rev, dv + bh * per);
-        finish_rows(dlap, T_len, t0, L, d, dp, rev, dla + bh * per);
+        finish_rows(dqp, T_len, t0, L, d, dp, rev, dq + oo, ld);
+        finish_rows(dkp, T_len, t0, L, d, dp, rev, dk + oo, ld);
+        finish_rows(dvp, T_len, t0, L, d, dp, rev, dv + oo, ld);
+        finish_rows(dlap, T_len, t0, L, d, dp, rev, dla + oo, ld);
       }
       store_state(dS.data(), dScomp.data(), d, dp, dinit + bh * d * d);
     }
@@ -211,14 +213,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_sc
                     grad_final_state->size(3) == a.d && grad_final_state->size(0) == a.B &&
                     grad_final_state->size(1) == a.H,
                 "liquid_scan_bwd (cpp): grad_final_state must be [B, H, d, d]");
-  auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  auto goc = grad_o.to(q.scalar_type()).contiguous();
-  auto lac = log_a.to(at::kFloat).contiguous();
+  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
+  auto goc = channel_contiguous(grad_o.to(q.scalar_type()));
+  auto lac = channel_contiguous(log_a.to(at::kFloat));
   at::Tensor init, gfin;
   if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
   if (grad_final_state.has_value()) gfin = grad_final_state->to(at::kFloat).contiguous();
-  auto dq = at::empty_like(qc), dk = at::empty_like(qc), dv = at::empty_like(qc);
-  auto dla = at::empty_like(lac);
+  // gradients in q's layout family: for a [B, T, H, d] projection buffer they merge back with a free view
+  auto dq = empty_in_layout(q, q.scalar_type()), dk = empty_in_layout(q, q.scalar_type());
+  auto dv = empty_in_layout(q, q.scalar_type()), dla = empty_in_layout(q, at::kFloat);
   for (const at::Tensor* t : {&dq, &dk, &dv, &dla}) advise_huge_pages(*t);
   auto dinit = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
@@ -232,7 +235,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_sc
     bwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
                        lac.data_ptr<float>(), initp, goc.data_ptr<scalar_t>(), gfp, dq.data_ptr<scalar_t>(),
                        dk.data_ptr<scalar_t>(), dv.data_ptr<scalar_t>(), dla.data_ptr<float>(),
-                       dinit.data_ptr<float>());
+                       dinit.data_ptr<float>(), rows_of(qc), rows_of(kc), rows_of(vc), rows_of(lac), rows_of(goc),
+                       rows_of(dq));
   });
   return {dq, dk, dv, dla, dinit};
 }

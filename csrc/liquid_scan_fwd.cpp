@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cmath>
 
 namespace lm {
 
@@ -145,11 +146,33 @@ void Workspace::chunk_forward(int L, float* S, float* comp, bool precision_safe,
   state_update(S, comp, dec.egL.data(), U.data(), dp, precision_safe);
 }
 
+// The layer's read-out epilogue on one chunk's output rows O[L][dp] of head h, in place:
+// per-head RMSNorm with weight w[h*d : (h+1)*d] when w is given, else a plain scale.
+static void epilogue_rows(float* O, int L, int d, int dp, const float* w, float eps, float scale) {
+  for (int i = 0; i < L; ++i) {
+    float* row = O + i * dp;
+    if (w == nullptr) {
+      for (int c = 0; c < d; ++c) row[c] *= scale;
+      continue;
+    }
+    v8 acc = bc(0.0f);
+    int c = 0;
+    for (; c + VL <= d; c += VL) acc += ld(row + c) * ld(row + c);
+    float ss = hsum(acc);
+    for (; c < d; ++c) ss += row[c] * row[c];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+    c = 0;
+    for (; c + VL <= d; c += VL) st(row + c, ld(row + c) * bc(r) * ld(w + c));
+    for (; c < d; ++c) row[c] = row[c] * r * w[c];
+  }
+}
+
 template <typename T>
 static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, const float* la, const float* init,
-                     T* o, float* final_state) {
+                     T* o, float* final_state, const Rows& rq, const Rows& rk, const Rows& rv, const Rows& rl,
+                     const Rows& ro, const Epilogue& ep = Epilogue{}) {
   const int d = a.d, dp = round_up8(d);
-  const int64_t T_len = a.T, per = a.T * d;
+  const int64_t T_len = a.T;
   std::atomic<bool> positive{false};
   // One task per thread; threads pull (batch, head) slabs from a shared counter so a thread that the
   // OS deschedules (busy machine) does not hold back the others as a static split would.
@@ -165,18 +188,22 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
       for (int64_t t0 = 0; t0 < T_len; t0 += CH) {
         const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
         const bool r = a.reverse;
-        ws.q_ = bind_rows(q + bh * per, T_len, t0, L, d, dp, r, ws.Q.data());
-        ws.k_ = bind_rows(k + bh * per, T_len, t0, L, d, dp, r, ws.K.data());
-        ws.v_ = bind_rows(v + bh * per, T_len, t0, L, d, dp, r, ws.V.data());
-        ws.la_ = bind_rows(la + bh * per, T_len, t0, L, d, dp, r, ws.LA.data());
-        ws.o_ = out_rows(o + bh * per, t0, d, dp, r, ws.O.data());
+        ws.q_ = bind_rows(q + rq.off(bh), T_len, t0, L, d, dp, r, ws.Q.data(), rq.sT);
+        ws.k_ = bind_rows(k + rk.off(bh), T_len, t0, L, d, dp, r, ws.K.data(), rk.sT);
+        ws.v_ = bind_rows(v + rv.off(bh), T_len, t0, L, d, dp, r, ws.V.data(), rv.sT);
+        ws.la_ = bind_rows(la + rl.off(bh), T_len, t0, L, d, dp, r, ws.LA.data(), rl.sT);
+        ws.o_ = out_rows(o + ro.off(bh), t0, d, dp, r, ws.O.data(), ro.sT);
         if (t0 + CH < T_len) {  // pull the next chunk's inputs towards the cache while this one computes
           const int64_t nxt = std::min<int64_t>(CH, T_len - t0 - CH);
-          for (const T* base : {q, k, v}) prefetch_rows(base + bh * per, T_len, t0 + CH, nxt, d, r);
-          prefetch_rows(la + bh * per, T_len, t0 + CH, nxt, d, r);
+          prefetch_rows(q + rq.off(bh), T_len, t0 + CH, nxt, d, r, rq.sT);
+          prefetch_rows(k + rk.off(bh), T_len, t0 + CH, nxt, d, r, rk.sT);
+          prefetch_rows(v + rv.off(bh), T_len, t0 + CH, nxt, d, r, rv.sT);
+          prefetch_rows(la + rl.off(bh), T_len, t0 + CH, nxt, d, r, rl.sT);
         }
         ws.chunk_forward(L, S.data(), comp.data(), a.precision_safe, true);
-        finish_rows(ws.o_, T_len, t0, L, d, dp, r, o + bh * per);
+        if (ep.active)
+          epilogue_rows(ws.o_, L, d, dp, ep.weight ? ep.weight + (bh % a.H) * d : nullptr, ep.eps, ep.scale);
+        finish_rows(ws.o_, T_len, t0, L, d, dp, r, o + ro.off(bh), ro.sT);
       }
       store_state(S.data(), comp.data(), d, dp, final_state + bh * d * d);
     }
@@ -190,18 +217,55 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at
                                                    const std::optional<at::Tensor>& initial_state, bool reverse,
                                                    bool precision_safe) {
   ScanArgs a = check_scan_args(q, k, v, log_a, initial_state, reverse, precision_safe);
-  auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  auto lac = log_a.to(at::kFloat).contiguous();
+  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
+  auto lac = channel_contiguous(log_a.to(at::kFloat));
   at::Tensor init;
   if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
-  auto o = at::empty_like(qc);
+  auto o = empty_in_layout(q, q.scalar_type());
   advise_huge_pages(o);
   auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
   const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   LM_DISPATCH(q.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
     fwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
-                       lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>());
+                       lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc),
+                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o));
+  });
+  return {o, fs};
+}
+
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_normed(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v, const at::Tensor& log_a,
+                                                          const std::optional<at::Tensor>& initial_state,
+                                                          bool reverse, bool precision_safe,
+                                                          const std::optional<at::Tensor>& norm_weight, double eps,
+                                                          double out_scale) {
+  ScanArgs a = check_scan_args(q, k, v, log_a, initial_state, reverse, precision_safe);
+  at::Tensor w;
+  if (norm_weight.has_value()) {
+    w = norm_weight->to(at::kFloat).contiguous();
+    TORCH_CHECK(w.dim() == 1 && w.numel() == a.H * a.d, "liquid_scan_fwd_normed (cpp): norm_weight must be [H*d] = [",
+                a.H * a.d, "], got ", norm_weight->sizes());
+  }
+  TORCH_CHECK(eps > 0, "liquid_scan_fwd_normed (cpp): eps must be > 0");
+  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
+  auto lac = channel_contiguous(log_a.to(at::kFloat));
+  at::Tensor init;
+  if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
+  auto o = empty_in_layout(q, q.scalar_type());
+  advise_huge_pages(o);
+  auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
+  const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
+  Epilogue ep;
+  ep.active = true;
+  ep.weight = w.defined() ? w.data_ptr<float>() : nullptr;
+  ep.eps = static_cast<float>(eps);
+  ep.scale = static_cast<float>(out_scale);
+  LM_DISPATCH(q.scalar_type(), [&](auto tag) {
+    using scalar_t = decltype(tag);
+    fwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
+                       lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc),
+                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o), ep);
   });
   return {o, fs};
 }

@@ -1,20 +1,36 @@
-"""Fresh random liquid_scan inputs shared by the backend tests."""
+"""Shared by the core tests: the ONE ``rel_err`` helper and fixed-seed random ``liquid_scan`` inputs.
+
+Every randomized kernel test draws from a generator seeded by ``case_seed`` (a stable hash of the case's
+parameters) unless it passes its own seed: a failure reproduces on the next run and on CI.
+"""
 
 from __future__ import annotations
+
+import zlib
 
 import torch
 
 
+def case_seed(*params) -> int:
+    """A fixed seed for one test case, stable across runs, processes and machines (not Python's ``hash``)."""
+    return zlib.crc32(repr(params).encode()) % 2**31
+
+
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ in float64; fails loudly on NaN/Inf."""
+    """‖a − b‖ / ‖b‖ in float64 (‖a − b‖ when b is exactly zero, e.g. a gradient nothing depends on);
+    fails loudly on NaN/Inf in either tensor."""
     assert torch.isfinite(actual).all(), "NaN/Inf in result"
+    assert torch.isfinite(expected).all(), "NaN/Inf in the expected tensor"
     actual, expected = actual.detach().double(), expected.detach().double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-300)).item()
+    diff, norm = (actual - expected).norm(), expected.norm()
+    return (diff / norm).item() if norm > 0 else diff.item()
 
 
 def scan_inputs(batch, heads, length, dim, *, dtype=torch.float32, decay="mixed", seed=None, requires_grad=False):
     """q, k, v in ``dtype``; log_a fp32 (float64 for float64 runs) with weak, strong or mixed decays."""
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    if seed is None:
+        seed = case_seed(batch, heads, length, dim, str(dtype), decay)
+    gen = torch.Generator().manual_seed(seed)
     shape = (batch, heads, length, dim)
     q, k, v = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(3))
     rates = {

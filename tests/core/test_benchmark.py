@@ -37,6 +37,10 @@ def test_small_benchmark_writes_table_json_and_plot(tmp_path, licensed, capsys):
     first = data["rows"][0]
     for key in (
         "lm_fwd_ms",
+        "floor_fwd_ms",
+        "lm_floor_fwd_ms",
+        "floor_fwdbwd_ms",
+        "lm_floor_fwdbwd_ms",
         "lm_mem_mb",
         "sdpa_fwd_ms",
         "lm_fwdbwd_ms",
@@ -46,6 +50,8 @@ def test_small_benchmark_writes_table_json_and_plot(tmp_path, licensed, capsys):
     ):
         assert first[key]["status"] == "ok" and first[key]["value"] > 0, key
     assert first["mha_fwd_ms"]["status"] == "skipped (over budget)"  # a 1-byte memory budget
+    assert first["mha_w_mem_mb"]["status"] == "skipped (over budget)"
+    assert "need_weights=False" in data["notes"] and "floor" in printed
     assert data["environment"]["liquid_scan_backend"] == "cpp"
     assert result["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -71,3 +77,70 @@ def test_cli_bench_layer_and_mixer(tmp_path, licensed, capsys):
                  str(tmp_path), *mixer_args]) == 0  # fmt: skip
     assert (tmp_path / "mixer_float32.json").is_file()
     assert sorted(p.suffix for p in tmp_path.iterdir() if p.name.startswith("layer_")) == [".json", ".png"]
+
+
+def test_projection_floor_runs_exactly_the_layer_gemms():
+    from liquid_memory import LiquidMemory
+    from liquid_memory.benchmarks.peers import ProjectionFloor
+
+    layer = LiquidMemory(32, 2, batch_first=True, decay_rank=4)
+    x = torch.randn(1, 10, 32)
+    with torch.autograd.profiler.profile() as prof:
+        with torch.no_grad():
+            ProjectionFloor(layer)(x)
+    gemms = [e.name for e in prof.function_events if e.name in ("aten::addmm", "aten::mm", "aten::bmm")]
+    assert len(gemms) == 4  # packed q/k/v, decay down, decay up, out_proj
+
+
+def test_sdpa_decode_writes_into_the_preallocated_cache():
+    from liquid_memory.benchmarks.peers import SDPAAttention
+
+    torch.manual_seed(0)
+    sdpa = SDPAAttention(16, 2)
+    x = torch.randn(1, 6, 16)
+    cache_k, cache_v = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
+    with torch.no_grad():
+        q, k, v = (t.view(1, 6, 2, 8).transpose(1, 2) for t in sdpa.in_proj(x).chunk(3, dim=-1))
+        cache_k[:, :, :5], cache_v[:, :, :5] = k[:, :, :5], v[:, :, :5]
+        step = sdpa.decode_step(x[:, 5:6], cache_k, cache_v, 5)
+        full = sdpa(x)[:, 5:6]
+    assert torch.allclose(cache_k[:, :, 5], k[:, :, 5]) and torch.allclose(step, full, atol=1e-6)
+
+
+def test_readme_table_renders_and_updates_between_markers(tmp_path):
+    """On the committed results (real data): every row rendered, the block between the markers replaced."""
+    from pathlib import Path
+
+    from liquid_memory.benchmarks.readme_table import END, START, main
+
+    results = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("layer_*.json"))
+    assert results, "benchmarks/results/ holds the committed benchmark JSON"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\nstale\n{END}\ntail\n", encoding="utf-8")
+    assert main([*map(str, results), "--update", str(readme)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "stale" not in text and text.endswith(f"{END}\ntail\n")
+    assert text.count("| T | floor ms | LM ms | LM/floor |") == len(results)
+    rows = sum(len(json.loads(p.read_text())["rows"]) for p in results)
+    assert sum(1 for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()) >= rows
+
+
+def test_extras_bandwidth_and_decode_vs_weight_read(licensed):
+    from liquid_memory import LiquidMemory
+    from liquid_memory.benchmarks import extras
+
+    assert extras.read_bandwidth_gbs(megabytes=32, repeats=2) > 0.1
+    layer = LiquidMemory(32, 2, batch_first=True)
+    result = extras.decode_vs_bandwidth(layer, 10.0)
+    assert result["fp32"]["weight_mib"] == 2 * result["bf16"]["weight_mib"]
+    assert result["fp32"]["ratio"] > 0 and result["bf16"]["decode_ms"] > 0
+    sweep = extras.rank_sweep(32, 2, 64, ranks=(None, 4), budget_s=1.0)
+    assert [r["decay_rank"] for r in sweep] == [None, 4] and sweep[1]["decay_params"] < sweep[0]["decay_params"]
+
+
+def test_dtype_comparison_alternates_fp32_and_bf16(licensed):
+    from liquid_memory.benchmarks import extras
+
+    result = extras.dtype_comparison(32, 2, 64, budget_s=1.0)
+    assert set(result["ms"]) == {f"{p}_{d}" for p in ("lm", "floor", "sdpa") for d in ("fp32", "bf16")}
+    assert result["lm_bf16_over_fp32"] > 0 and result["floor_bf16_over_fp32"] > 0

@@ -1,4 +1,4 @@
-"""The C++ ``liquid_scan`` kernels against the float64 sequential oracle, on fresh random inputs.
+"""The C++ ``liquid_scan`` kernels against the float64 sequential oracle, on fixed-seed random inputs.
 
 The cpp kernels compute in fp32, so instead of ``torch.autograd.gradcheck`` (which needs float64
 arithmetic end to end) their gradients are compared by relative error with float64 autograd through
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scan_cases import rel_err
 
 from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan, cpp_liquid_step
 from liquid_memory.ops.naive import naive_liquid_scan
@@ -17,6 +18,7 @@ from liquid_memory.ops.naive import naive_liquid_scan
 def test_extension_is_built():
     """The cpp backend is part of every install: a missing build fails here (and below), it is never skipped."""
     assert cpp_available(), "liquid_memory._C is not built: pip install --no-build-isolation -e ."
+
 
 DECAYS = {
     "weak": lambda shape, g: -0.02 * torch.rand(shape, generator=g),
@@ -27,14 +29,6 @@ DECAYS = {
         - 20.0 * (torch.rand(shape, generator=g) < 0.02)
     ),
 }
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a−b‖/‖b‖ in float64; fails on NaN/Inf."""
-    assert torch.isfinite(a).all(), "NaN/Inf in the tested tensor"
-    a, b = a.double(), b.double()
-    denom = b.norm()
-    return float((a - b).norm() / denom) if denom > 0 else float((a - b).norm())
 
 
 def make_inputs(B, H, T, d, decay="mixed", dtype=torch.float32, seed=0, init=False):

@@ -1,15 +1,19 @@
-"""The layer benchmark: LiquidMemory vs nn.MultiheadAttention vs an SDPA layer, side by side in one run.
+"""The layer benchmark: LiquidMemory vs its own projection GEMMs (the floor), nn.MultiheadAttention and an
+SDPA layer, side by side in one run.
 
 For every sequence length it measures forward time and peak extra memory (inference), forward+backward
-time (training), and decode time per token at that context. A peer that would exceed the time or
-memory budget is reported as "skipped (over budget)" (predicted from its measured growth), one that
-fails to allocate as "OOM" — never silently dropped.
+time (training), and decode time per token at that context. The layer and its floor are timed in
+alternation and their ratio is the median of paired samples (robust on a shared machine). MHA's memory is
+also measured with its default ``need_weights=True``. A peer that would exceed the time or memory budget
+is reported as "skipped (over budget)" (predicted from its measured growth), one that fails to allocate as
+"OOM" — never silently dropped.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -18,8 +22,15 @@ from torch import nn
 from tqdm import tqdm
 
 from liquid_memory.benchmarks.memory import peak_allocated_bytes
-from liquid_memory.benchmarks.peers import SDPAAttention, causal_mha_call, mha_peak_estimate_bytes
-from liquid_memory.benchmarks.timing import time_call
+from liquid_memory.benchmarks.peers import (
+    ProjectionFloor,
+    SDPAAttention,
+    causal_mha_call,
+    mha_peak_estimate_bytes,
+    mha_weights_peak_estimate_bytes,
+    mha_with_weights_call,
+)
+from liquid_memory.benchmarks.timing import paired_ratio, time_call, time_interleaved
 from liquid_memory.nn.liquid_memory import LiquidMemory
 
 OVER_BUDGET = "skipped (over budget)"
@@ -55,6 +66,7 @@ class LayerBenchConfig:
     backward: bool = True
     decode: bool = True
     backend: str | None = None
+    decay_rank: int | None = None
 
 
 class _Budget:
@@ -110,7 +122,8 @@ class LayerBenchmark:
         factory = {"device": config.device, "dtype": config.dtype}
         torch.manual_seed(0)
         e, h = config.embed_dim, config.num_heads
-        self.lm = LiquidMemory(e, h, batch_first=True, backend=config.backend, **factory)
+        self.lm = LiquidMemory(e, h, batch_first=True, backend=config.backend, decay_rank=config.decay_rank, **factory)
+        self.floor = ProjectionFloor(self.lm)
         self.mha = nn.MultiheadAttention(e, h, batch_first=True, **factory)
         self.sdpa = SDPAAttention(e, h, **factory)
         self.budget = _Budget(config.time_budget_s)
@@ -137,11 +150,51 @@ class LayerBenchmark:
             "sdpa": lambda: self.sdpa(x),
         }
 
+    def _layer_vs_floor(self, row: Row, length: int, x: torch.Tensor, suffix: str, step=None) -> None:
+        """Time the layer and its floor in alternation: ``lm_<suffix>``, ``floor_<suffix>``, ``lm_floor_<suffix>``."""
+        c = self.config
+        lm_fn = step or (lambda: self.lm(x, x, x, is_causal=True, need_weights=False)[0])
+        floor_fn = self._floor_step(x) if step else (lambda: self.floor(x))
+        key = f"lm_{suffix}"
+        if not self.budget.allows(key, length, 1.0):
+            for name in (key, f"floor_{suffix}", f"lm_floor_{suffix}"):
+                row.cells[name] = Cell(status=OVER_BUDGET)
+            return
+        try:
+            samples = time_interleaved({"lm": lm_fn, "floor": floor_fn}, budget_s=2 * c.time_budget_s)
+        except (RuntimeError, MemoryError) as error:
+            if not _is_oom(error):
+                raise
+            row.cells[key] = Cell(status=OOM)
+            return
+        finally:
+            gc.collect()
+        lm_ms, floor_ms = (statistics.median(samples[n]) * 1e3 for n in ("lm", "floor"))
+        self.budget.record(key, length, lm_ms / 1e3)
+        row.cells[key] = Cell(value=lm_ms)
+        row.cells[f"floor_{suffix}"] = Cell(value=floor_ms)
+        row.cells[f"lm_floor_{suffix}"] = Cell(value=paired_ratio(samples["lm"], samples["floor"]))
+
+    def _floor_step(self, x: torch.Tensor) -> Callable[[], None]:
+        def step() -> None:
+            self.floor(x).backward()
+            x.grad = None
+
+        return step
+
     def run_length(self, length: int) -> Row:
         c, row = self.config, Row(length)
         exponent = {"lm": 1.0, "mha": 2.0, "sdpa": 2.0}
         x = self._input(length)
         with torch.inference_mode():
+            self._layer_vs_floor(row, length, x, "fwd_ms")
+            if mha_weights_peak_estimate_bytes(c.batch_size, c.num_heads, length, c.dtype) > c.memory_budget_bytes:
+                row.cells["mha_w_mem_mb"] = Cell(status=OVER_BUDGET)
+            else:
+                row.cells["mha_w_mem_mb"] = _measure(
+                    lambda x=x: peak_allocated_bytes(lambda: mha_with_weights_call(self.mha, x)) / 2**20,
+                    self.budget, "mha_w_mem", length, 2.0, timing=False,
+                )  # fmt: skip
             for peer, fn in self._forward_fns(x).items():
                 if peer == "mha" and self._mha_memory_estimate(length) > c.memory_budget_bytes:
                     row.cells["mha_fwd_ms"] = row.cells["mha_mem_mb"] = Cell(status=OVER_BUDGET)
@@ -155,6 +208,8 @@ class LayerBenchmark:
                 if row.cells[f"{peer}_mem_mb"].status != "ok":
                     row.cells[f"{peer}_fwd_ms"] = row.cells[f"{peer}_mem_mb"]
                     continue
+                if peer == "lm":
+                    continue  # timed against its floor above
                 row.cells[f"{peer}_fwd_ms"] = _measure(
                     lambda fn=fn: time_call(fn, budget_s=c.time_budget_s) * 1e3,
                     self.budget, f"{peer}_fwd_ms", length, exponent[peer],
@@ -168,7 +223,16 @@ class LayerBenchmark:
 
     def _run_backward(self, length: int, row: Row, exponent: dict[str, float]) -> None:
         c = self.config
-        for peer in ("lm", "sdpa", "mha"):
+        x = self._input(length, requires_grad=True)
+
+        def lm_step() -> None:
+            self.lm(x, x, x, is_causal=True, need_weights=False)[0].float().sum().backward()
+            x.grad = None
+
+        self._layer_vs_floor(row, length, x, "fwdbwd_ms", step=lm_step)
+        self.lm.zero_grad(set_to_none=True)
+        del x
+        for peer in ("sdpa", "mha"):
             key = f"{peer}_fwdbwd_ms"
             if peer == "mha" and self._mha_memory_estimate(length) * 2 > c.memory_budget_bytes:
                 row.cells[key] = Cell(status=OVER_BUDGET)
@@ -204,13 +268,18 @@ class LayerBenchmark:
             row.cells["lm_decode_ms"] = _measure(lm_decode, self.budget, "lm_decode", length, 1.0)
             self.lm.reset_state()
             heads, head_dim = c.num_heads, c.embed_dim // c.num_heads
-            shape = (c.batch_size, heads, length, head_dim)
 
             def sdpa_decode() -> float:
-                cache_k = torch.randn(shape, device=c.device, dtype=c.dtype)
-                cache_v = torch.randn(shape, device=c.device, dtype=c.dtype)
+                capacity = (c.batch_size, heads, length + DECODE_TOKENS, head_dim)
+                cache_k = torch.randn(capacity, device=c.device, dtype=c.dtype)
+                cache_v = torch.randn(capacity, device=c.device, dtype=c.dtype)
                 token = x[:, -1:]
-                return time_call(lambda: self.sdpa.decode_step(token, cache_k, cache_v)) * 1e3
+
+                def tokens() -> None:  # DECODE_TOKENS steps, each written into the cache after `length` tokens
+                    for i in range(DECODE_TOKENS):
+                        self.sdpa.decode_step(token, cache_k, cache_v, length - 1 + i)
+
+                return time_call(tokens) * 1e3 / DECODE_TOKENS
 
             row.cells["sdpa_decode_ms"] = _measure(sdpa_decode, self.budget, "sdpa_decode", length, 1.0)
 

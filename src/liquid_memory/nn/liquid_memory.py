@@ -13,7 +13,7 @@ from liquid_memory.nn.decay import DELTA_MIN, make_decay_projection, reset_decay
 from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
 from liquid_memory.nn.masks import SUPPORTED_MASKS, is_causal_pattern, is_empty_mask, padding_to_bool
 from liquid_memory.nn.norm import HeadRMSNorm
-from liquid_memory.ops.dispatch import liquid_scan, liquid_step
+from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout, liquid_step
 
 _warned_weights = False
 
@@ -186,8 +186,11 @@ class LiquidMemory(nn.Module):
             padded = padding_to_bool(key_padding_mask, batch, source_len)
 
         q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
-        o = self._mix(q, k, v, log_a, mode)
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
+        if mode == "causal":
+            o, _ = self._scan_read(q, k, v, log_a)
+        else:
+            o = self._read(self._mix(q, k, v, log_a, mode))
         del q, k, v, log_a  # in inference nothing else holds them: free before the output stage (linear memory)
         out = self._output(o)
         if unbatched:
@@ -247,12 +250,21 @@ class LiquidMemory(nn.Module):
     def _project(
         self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Heads-split ``q`` (scaled by 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a`` ``[B, H, T, d]``."""
-        w_q, w_k, w_v = self._projection_weights()
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
-        q = self._heads(F.linear(q_in, w_q, b_q)) * (self.head_dim**-0.5)
-        k = self._heads(F.linear(k_in, w_k, b_k))
-        v = self._heads(F.linear(v_in, w_v, b_v))
+        """Heads-split ``q`` (unscaled: the read-out applies 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a``
+        ``[B, H, T, d]``, as views of ``[B, T, ·]`` projection buffers (the kernels read them in place).
+
+        Self-attention with MHA's packed ``in_proj_weight`` takes one GEMM for q, k and v. The decay has its
+        own fp32 GEMM (full or rank ``r``) whatever the model dtype.
+        """
+        if q_in is k_in and k_in is v_in and self._qkv_same_embed_dim:
+            qkv = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = (self._heads(t) for t in qkv.chunk(3, dim=-1))
+        else:
+            w_q, w_k, w_v = self._projection_weights()
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+            q = self._heads(F.linear(q_in, w_q, b_q))
+            k = self._heads(F.linear(k_in, w_k, b_k))
+            v = self._heads(F.linear(v_in, w_v, b_v))
         log_a = self._log_decay(k_in)
         if self.coupled_input:
             k = k * (-torch.expm1(log_a)).to(k.dtype)
@@ -280,13 +292,33 @@ class LiquidMemory(nn.Module):
         return F.linear(F.linear(x, proj.down.weight.float()), proj.up.weight.float(), proj.up.bias.float())
 
     def _heads(self, x: Tensor) -> Tensor:
-        """``[B, T, E]`` → contiguous ``[B, H, T, d]``: the kernels read it without a copy of their own, and the
-        ``[B, T, E]`` projection is freed at once (peak memory stays a few ``T×E`` buffers)."""
+        """``[B, T, E]`` (possibly a column slice of a wider buffer) → a ``[B, H, T, d]`` view, no copy: the
+        ``cpp`` kernels read strided rows and write ``[B, T, H, d]`` outputs, so heads merge back for free."""
         batch, length, _ = x.shape
-        return x.view(batch, length, self.num_heads, -1).transpose(1, 2).contiguous()
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _scan(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
         return liquid_scan(q, k, v, log_a, backend=self.backend, precision_safe=self.precision_safe, **kwargs)
+
+    def _read(self, o: Tensor) -> Tensor:
+        """The read-out of raw ``o = Sᵀq`` ``[B, H, L, d]``: ``RMSNorm(o/sqrt(d))·w`` (the scale folded into the
+        norm's eps), or ``o/sqrt(d)`` without ``out_norm``."""
+        scale = self.head_dim**-0.5
+        return o * scale if self.out_norm is None else self.out_norm(o, input_scale=scale)
+
+    def _scan_read(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
+        """Causal scan + read-out. Without autograd the ``cpp`` backend fuses the read-out into the scan's
+        epilogue (``liquid_scan_readout``); with autograd: ``liquid_scan`` then :meth:`_read`."""
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, log_a)):
+            o, state = self._scan(q, k, v, log_a, **kwargs)
+            return self._read(o), state
+        scale = self.head_dim**-0.5
+        norm = self.out_norm
+        return liquid_scan_readout(
+            q, k, v, log_a, norm_weight=None if norm is None else norm.weight.detach(),
+            eps=1e-5 if norm is None else norm.eps / scale**2, out_scale=scale,
+            backend=self.backend, precision_safe=self.precision_safe, **kwargs,
+        )  # fmt: skip
 
     def _mix(self, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, mode: str) -> Tensor:
         """``o`` ``[B, H, L, d]`` for the three read-out modes (DESIGN.md §2)."""
@@ -302,9 +334,8 @@ class LiquidMemory(nn.Module):
         return o
 
     def _output(self, o: Tensor) -> Tensor:
-        """Norm, dropout, concatenate heads, ``out_proj``: ``[B, H, L, d]`` → ``[B, L, E]``."""
-        if self.out_norm is not None:
-            o = self.out_norm(o)
+        """Dropout, concatenate heads, ``out_proj``: read-out ``[B, H, L, d]`` → ``[B, L, E]`` (the merge is a
+        free view when ``o`` has ``[B, L, H, d]`` memory, as the ``cpp`` kernels write it)."""
         o = F.dropout(o, p=self.dropout, training=self.training)
         batch, _, length, _ = o.shape
         return self.out_proj(o.transpose(1, 2).reshape(batch, length, self.embed_dim))
@@ -325,7 +356,7 @@ class LiquidMemory(nn.Module):
                 )
             return None
         with torch.no_grad():
-            weights = implicit_attention(q, k, log_a, mode).to(q.dtype)
+            weights = implicit_attention(q * self.head_dim**-0.5, k, log_a, mode).to(q.dtype)
         if average:
             weights = weights.mean(dim=1)
         return weights.squeeze(0) if unbatched else weights
@@ -355,7 +386,7 @@ class LiquidMemory(nn.Module):
             x_in.shape[0], x_in.shape[1],
         )  # fmt: skip
         q, k, v, log_a = self._project(x_in, x_in, x_in, padded)
-        o, self._state = self._scan(q, k, v, log_a, initial_state=self._state, output_final_state=True)
+        o, self._state = self._scan_read(q, k, v, log_a, initial_state=self._state, output_final_state=True)
         out = self._output(o)
         if unbatched:
             return out.squeeze(0)
@@ -375,7 +406,7 @@ class LiquidMemory(nn.Module):
         o_t, self._state = liquid_step(
             q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
         )
-        out = self._output(o_t.unsqueeze(2))[:, 0]
+        out = self._output(self._read(o_t.unsqueeze(2)))[:, 0]
         return out.squeeze(0) if unbatched else out
 
     def reset_state(self) -> None:

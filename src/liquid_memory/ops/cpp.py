@@ -4,11 +4,16 @@ Loads ``liquid_memory._C`` (whose import registers the ops ``torch.ops.liquid_me
 what torch needs to treat each op as one opaque node: fake (meta) kernels for tracing and
 ``torch.compile``, and autograd through the C++ chunked backward.
 
-Ops (all CPU, fp32 accumulation and state; inputs fp32/bf16/fp16, log_a fp32 ≤ 0):
+Ops (all CPU, fp32 accumulation and state; inputs fp32/bf16/fp16, log_a fp32 ≤ 0). Inputs may have any
+strides with a contiguous last (channel) dim — e.g. ``[B, H, T, d]`` views of a ``[B, T, 3E]`` projection
+buffer — and are read in place; outputs take ``[B, T, H, d]`` memory when ``q`` does (``heads_inner``):
 
 - ``liquid_scan_fwd(q, k, v, log_a, initial_state?, reverse, precision_safe) -> (o, final_state)``
 - ``liquid_scan_bwd(q, k, v, log_a, initial_state?, grad_o, grad_final_state?, reverse, precision_safe)
   -> (dq, dk, dv, dlog_a, dinitial_state)`` (recomputes the chunk-boundary states, no saved activations)
+- ``liquid_scan_fwd_normed(q, k, v, log_a, initial_state?, reverse, precision_safe, norm_weight?, eps, out_scale)
+  -> (o, final_state)``: inference only (no autograd), the forward with the layer's read-out (per-head RMSNorm
+  times its weight, or a scale) applied to each output row before it is stored
 - ``liquid_step_(q_t, k_t, v_t, log_a_t, state!) -> o_t``: one decode step, **updates ``state`` in place**
   (declared as a mutation in the schema, so torch.compile and functionalization handle it).
 
@@ -58,19 +63,24 @@ def _require() -> Any:
 def _register_python_side() -> None:
     @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd")
     def _fwd_fake(q, k, v, log_a, initial_state, reverse, precision_safe):
-        b, h, _, d = q.shape  # the kernels return contiguous tensors whatever the input strides
-        return q.new_empty(q.shape), q.new_empty((b, h, d, d), dtype=torch.float32)
+        b, h, _, d = q.shape
+        return empty_in_layout(q, q.dtype), q.new_empty((b, h, d, d), dtype=torch.float32)
 
     @torch.library.register_fake(f"{_OPS}::liquid_scan_bwd")
     def _bwd_fake(q, k, v, log_a, initial_state, grad_o, grad_final_state, reverse, precision_safe):
         b, h, _, d = q.shape
         return (
-            q.new_empty(q.shape),
-            k.new_empty(k.shape),
-            v.new_empty(v.shape),
-            log_a.new_empty(log_a.shape, dtype=torch.float32),
+            empty_in_layout(q, q.dtype),
+            empty_in_layout(q, q.dtype),
+            empty_in_layout(q, q.dtype),
+            empty_in_layout(q, torch.float32),
             q.new_empty((b, h, d, d), dtype=torch.float32),
         )
+
+    @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd_normed")
+    def _fwd_normed_fake(q, k, v, log_a, initial_state, reverse, precision_safe, norm_weight, eps, out_scale):
+        b, h, _, d = q.shape
+        return empty_in_layout(q, q.dtype), q.new_empty((b, h, d, d), dtype=torch.float32)
 
     @torch.library.register_fake(f"{_OPS}::liquid_step_")
     def _step_fake(q, k, v, log_a, state):
@@ -94,6 +104,20 @@ def _register_python_side() -> None:
         return dq, dk, dv, dla.to(ctx.log_a_dtype), dinit, None, None
 
     torch.library.register_autograd(f"{_OPS}::liquid_scan_fwd", backward, setup_context=setup_context)
+
+
+def heads_inner(q: Tensor) -> bool:
+    """``q`` keeps heads inside time (``[B, T, H, d]`` memory seen as ``[B, H, T, d]``). The kernels then
+    return outputs and gradients in that layout too (csrc ``heads_inner``), so heads merge with a free view."""
+    return q.shape[1] > 1 and q.shape[2] > 1 and q.stride(1) < q.stride(2)
+
+
+def empty_in_layout(q: Tensor, dtype: torch.dtype) -> Tensor:
+    """An empty ``[B, H, T, d]`` tensor in ``q``'s layout family: the kernels' output allocation, for fakes."""
+    if not heads_inner(q):
+        return q.new_empty(q.shape, dtype=dtype)
+    b, h, t, d = q.shape
+    return q.new_empty((b, t, h, d), dtype=dtype).permute(0, 2, 1, 3)
 
 
 _AVAILABLE = _load()  # at import, so torch.compile never traces the registration
@@ -123,6 +147,33 @@ def cpp_liquid_scan(
         initial_state = initial_state.float()
     safe = resolve_precision_safe(precision_safe, q.shape[2])
     o, final_state = ops.liquid_scan_fwd(q, k, v, log_a, initial_state, reverse, safe)
+    return o, (final_state if output_final_state else None)
+
+
+def cpp_liquid_scan_readout(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_a: Tensor,
+    *,
+    norm_weight: Tensor | None,
+    eps: float,
+    out_scale: float,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+    precision_safe: bool | None = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Inference only (no autograd): the causal scan with the layer's read-out in its epilogue, per output row
+    ``o·rsqrt(mean(o²) + eps)·w_h`` (``norm_weight`` ``[H·d]``) or ``out_scale·o`` — no extra pass over ``o``."""
+    ops = _require()
+    if log_a.dtype != torch.float32:
+        log_a = log_a.float()
+    if initial_state is not None and initial_state.dtype != torch.float32:
+        initial_state = initial_state.float()
+    safe = resolve_precision_safe(precision_safe, q.shape[2])
+    o, final_state = ops.liquid_scan_fwd_normed(
+        q, k, v, log_a, initial_state, False, safe, norm_weight, float(eps), float(out_scale)
+    )
     return o, (final_state if output_final_state else None)
 
 

@@ -100,6 +100,55 @@ def liquid_scan(
     return _compiled_scan(name)(q, k, v, log_a, precision_safe=precision_safe, **kwargs)
 
 
+def liquid_scan_readout(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_a: Tensor,
+    *,
+    norm_weight: Tensor | None,
+    eps: float = 1e-5,
+    out_scale: float = 1.0,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+    backend: str | None = None,
+    precision_safe: bool | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Causal ``liquid_scan`` followed by the layer's read-out, for inference (no autograd through it).
+
+    Per head ``h`` and step ``t``: ``r_t = o_t · rsqrt(mean_c(o_t²) + eps) · w_h`` with ``norm_weight``
+    ``[H·d]`` (``w_h`` its h-th slice), else ``r_t = out_scale · o_t``. The ``cpp`` backend applies it in the
+    scan's epilogue; every other backend composes ``liquid_scan`` and :func:`reference_readout` (the
+    reference the tests compare against).
+    """
+    _check_scan_inputs(q, k, v, log_a, initial_state)
+    name = resolve_backend(backend, device_type=q.device.type)
+    kwargs = dict(initial_state=initial_state, output_final_state=output_final_state)
+    if name == "cpp" and v.shape == q.shape:
+        _require_licence()
+        from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan_readout
+
+        if not cpp_available():
+            raise BackendUnavailable(_NOT_BUILT)
+        return cpp_liquid_scan_readout(
+            q, k, v, log_a, norm_weight=norm_weight, eps=eps, out_scale=out_scale, precision_safe=precision_safe,
+            **kwargs,
+        )  # fmt: skip
+    o, state = liquid_scan(q, k, v, log_a, backend=backend, precision_safe=precision_safe, **kwargs)
+    return reference_readout(o, norm_weight, eps, out_scale), state
+
+
+def reference_readout(o: Tensor, norm_weight: Tensor | None, eps: float, out_scale: float) -> Tensor:
+    """``o`` ``[B, H, T, d]`` → ``o · rsqrt(mean(o²) + eps) · w_h`` (fp32 statistics), or ``out_scale · o``."""
+    if norm_weight is None:
+        return o * out_scale
+    heads, dim = o.shape[1], o.shape[3]
+    compute = torch.promote_types(o.dtype, torch.float32)  # fp32 statistics; float64 stays float64
+    of = o.to(compute)
+    normed = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + eps)
+    return (normed * norm_weight.to(compute).view(heads, 1, dim)).to(o.dtype)
+
+
 def liquid_step(
     q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, state: Tensor, *, backend: str | None = None
 ) -> tuple[Tensor, Tensor]:
