@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from liquid_memory import cli_quality
 from liquid_memory.cli_licensing import add_subcommands, run
 from liquid_memory.cli_lm import add_lm_subcommand, run_lm
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_bench(sub)
     add_subcommands(sub)
     add_lm_subcommand(sub)
+    cli_quality.add_subcommands(sub)
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         return _run_bench(args, extra)
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if args.command == "lm":
         return run_lm(args)
+    if args.command == "quality":
+        return cli_quality.run(args, argv)
     return run(args)
 
 

@@ -1,0 +1,131 @@
+"""``liquid-memory quality``: what a mixer can learn — ``mqar`` (Zoology's multi-query associative recall)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_MODELS = "attention,liquid,liquid-conv,liquid-r16,liquid-r64,liquid-coupled,liquid-no-norm,liquidnet"
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Register ``quality mqar`` and ``quality mqar-report`` on the top-level parser."""
+    quality = sub.add_parser("quality", help="quality benchmarks: MQAR recall against softmax attention")
+    qsub = quality.add_subparsers(dest="quality_command", required=True)
+    mqar = qsub.add_parser(
+        "mqar",
+        help="train every model on MQAR settings; JSON per run, table and accuracy-vs-state-size PNG",
+        description="Zoology's multi-query associative recall at CPU scale. Every model of a setting trains on the "
+        "same seeded batches with the same optimizer; held-out accuracy is recorded every --eval-every steps, "
+        "and each run stops at --stop-accuracy or --max-steps. Finished runs are appended to --json at once; "
+        "a re-run skips them.",
+    )
+    mqar.add_argument(
+        "--preset", choices=["target", "small", "grid", "custom"], default="target",
+        help="target: T=256, 16 pairs, d_model 128; small: T=64, 4 pairs, d_model 64; "
+        "grid: T 64-512, pairs 4-64, d_model 64-256",
+    )  # fmt: skip
+    mqar.add_argument(
+        "--settings", default=None,
+        help="custom settings 'T:pairs:d_model,...' (e.g. 64:4:64,128:8:64); implies --preset custom",
+    )  # fmt: skip
+    mqar.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model names (see --list-models)")
+    mqar.add_argument("--list-models", action="store_true", help="print the model names and exit")
+    mqar.add_argument("--layers", type=int, default=2)
+    mqar.add_argument("--heads", type=int, default=2)
+    mqar.add_argument(
+        "--vocab", type=int, default=1024,
+        help="vocabulary, half keys and half values (default 1024: CPU scale; Zoology's paper uses 8192)",
+    )  # fmt: skip
+    mqar.add_argument("--batch-size", type=int, default=32)
+    mqar.add_argument("--max-steps", type=int, default=2000)
+    mqar.add_argument(
+        "--lr", type=float, default=3e-3,
+        help="AdamW learning rate, constant after warmup (Zoology tunes it per model; here attention learns "
+        "fastest at 3e-3 and LiquidMemory at 1e-3 — see benchmarks/results/mqar/README.md)",
+    )  # fmt: skip
+    mqar.add_argument("--warmup-steps", type=int, default=100)
+    mqar.add_argument("--eval-every", type=int, default=50)
+    mqar.add_argument("--eval-examples", type=int, default=256)
+    mqar.add_argument("--stop-accuracy", type=float, default=0.95)
+    mqar.add_argument("--seed", type=int, default=0)
+    mqar.add_argument("--time-budget", type=float, default=0.0, help="seconds per run (0 = none)")
+    mqar.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: a shared CPU)")
+    mqar.add_argument("--backend", default=None, help="liquid_scan backend of the liquid mixer")
+    mqar.add_argument("--json", default="mqar_results/mqar.json", help="results file (appended, runs skipped)")
+    mqar.add_argument("--png", default=None, help="plot path (default: beside --json)")
+    report = qsub.add_parser("mqar-report", help="merge MQAR results files: table, target verdict, combined JSON+PNG")
+    report.add_argument("inputs", nargs="+", help="results JSON files written by `quality mqar`")
+    report.add_argument("--json", default=None, help="write the merged, annotated JSON here")
+    report.add_argument("--png", default=None, help="write the plot here")
+
+
+def _settings(args: argparse.Namespace):
+    from liquid_memory.quality.mqar_sweep import PRESETS, settings_from
+
+    if args.settings:
+        triples = []
+        for item in args.settings.split(","):
+            parts = item.strip().split(":")
+            if len(parts) != 3 or not all(p.isdigit() for p in parts):
+                raise ValueError(f"a setting is 'seq_len:pairs:d_model' (e.g. 256:16:128), got {item!r}")
+            triples.append(tuple(int(p) for p in parts))
+    else:
+        triples = PRESETS[args.preset] if args.preset != "custom" else []
+        if not triples:
+            raise ValueError("--preset custom needs --settings")
+    return settings_from(triples, n_layers=args.layers, n_heads=args.heads, vocab_size=args.vocab,
+                         backend=args.backend)  # fmt: skip
+
+
+def _run_mqar(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    from liquid_memory.quality.mqar_models import MODEL_SPECS, parse_models
+    from liquid_memory.quality.mqar_report import report
+    from liquid_memory.quality.mqar_sweep import run_sweep
+    from liquid_memory.quality.mqar_train import TrainConfig
+
+    if args.list_models:
+        for spec in MODEL_SPECS.values():
+            print(f"{spec.name:16s} {spec.note}")
+        return 0
+    specs = parse_models(args.models)
+    settings = _settings(args)
+    cfg = TrainConfig(
+        batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup_steps,
+        eval_every=args.eval_every, eval_examples=args.eval_examples, stop_accuracy=args.stop_accuracy,
+        seed=args.seed, time_budget_s=args.time_budget,
+    )  # fmt: skip
+    torch.set_num_threads(args.threads)
+    json_path = Path(args.json)
+    png = Path(args.png) if args.png else json_path.with_suffix(".png")
+    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = env + "liquid-memory " + shlex.join(argv)
+    start = time.perf_counter()
+    run_sweep(settings, specs, cfg, json_path, command, log=lambda m: print(m, flush=True))
+    print(f"sweep finished in {time.perf_counter() - start:.0f}s; results in {json_path}\n")
+    print(report([json_path], None, png))
+    print(f"\nplot: {png}")
+    return 0
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Dispatch ``quality`` subcommands; bad settings or files give one clear line and exit status 2."""
+    from liquid_memory.errors import LiquidMemoryError
+    from liquid_memory.quality.mqar_report import report
+
+    try:
+        if args.quality_command == "mqar":
+            return _run_mqar(args, sys.argv[1:] if argv is None else argv)
+        text = report([Path(p) for p in args.inputs], Path(args.json) if args.json else None,
+                      Path(args.png) if args.png else None)  # fmt: skip
+        print(text)
+        return 0
+    except (ValueError, OSError, ImportError, LiquidMemoryError) as exc:
+        print(f"liquid-memory quality: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,145 @@
+"""The models MQAR compares, by name, built as ``liquid_memory.models.LiquidLM`` at one width and depth.
+
+Adapter (kept here so ``models/`` stays untouched): MQAR scores a handful of answer positions per sequence,
+so :func:`answer_logits` runs LiquidLM's trunk (embedding → blocks → final norm) and applies the tied output
+head only at those positions. With Zoology's 8192-token vocabulary the full ``[B, T, V]`` head would cost more
+than the rest of the model; the answer-position logits equal the full forward's (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liquid_memory.quality.mqar_data import MQARTask
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model: LiquidLM mixer plus the config fields that distinguish it."""
+
+    name: str
+    mixer: str
+    options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    init: str = "lm"  # "lm": LiquidLM's own init; "xavier": q/k/v re-initialised as LiquidMemory/MHA do (adapter)
+
+
+SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("attention", "attention", {}, "softmax attention (SDPA, RoPE): the Transformer baseline"),
+        ModelSpec("liquid", "liquid", {}, "LiquidMemory, defaults (uncoupled input, out_norm, full-rank decay)"),
+        ModelSpec("liquid-conv", "liquid", {"short_conv": SHORT_CONV_KERNEL}, "LiquidMemory + short causal conv"),
+        ModelSpec("liquid-coupled", "liquid", {"coupled_input": True}, "ablation: seed's (1-a) coupled input"),
+        ModelSpec("liquid-no-norm", "liquid", {"out_norm": False}, "ablation: no per-head output RMSNorm"),
+        ModelSpec("liquid-r16", "liquid", {"liquid_kwargs": {"decay_rank": 16}}, "LiquidMemory, rank-16 decay"),
+        ModelSpec("liquid-r64", "liquid", {"liquid_kwargs": {"decay_rank": 64}}, "LiquidMemory, rank-64 decay"),
+        ModelSpec("liquidnet", "liquidnet", {}, "the seed LiquidNet's diagonal mixer (vector state)"),
+        ModelSpec(
+            "liquid-xavier",
+            "liquid",
+            {},
+            "LiquidMemory, q/k/v xavier init (MHA's) instead of N(0, 0.02)",
+            init="xavier",
+        ),  # fmt: skip
+    )
+}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Width and depth shared by every model of a comparison."""
+
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 2
+    backend: str | None = None  # liquid_scan backend for the liquid mixer (None: LM_BACKEND or the default)
+
+
+def parse_models(names: str) -> list[ModelSpec]:
+    """``"attention,liquid"`` → specs; an unknown name is a ``ValueError`` listing the known ones."""
+    specs = []
+    for raw in names.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in MODEL_SPECS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_SPECS)}")
+        specs.append(MODEL_SPECS[name])
+    if not specs:
+        raise ValueError("no models given")
+    return specs
+
+
+def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -> nn.Module:
+    """A freshly initialised LiquidLM for ``spec`` (``torch.manual_seed(seed)`` first, so inits are fixed)."""
+    from liquid_memory.models import LiquidLM, LiquidLMConfig
+
+    torch.manual_seed(seed)
+    config = LiquidLMConfig(
+        vocab_size=task.vocab_size, d_model=shape.d_model, n_layers=shape.n_layers, n_heads=shape.n_heads,
+        mixer=spec.mixer, max_seq_len=task.seq_len, backend=shape.backend, **spec.options,
+    )  # fmt: skip
+    model = LiquidLM(config)
+    if spec.init == "xavier":
+        _xavier_qkv(model)
+    elif spec.init != "lm":
+        raise ValueError(f"unknown init {spec.init!r} (lm | xavier)")
+    return model
+
+
+def _xavier_qkv(model: nn.Module) -> None:
+    """Adapter, not a models/ change: give each LiquidMemory's q/k/v projection the xavier-uniform init that
+    LiquidMemory (like nn.MultiheadAttention) uses standalone, in place of LiquidLM's N(0, 0.02); everything else,
+    including the zero-init output projection, stays LiquidLM's. Tests whether the small init slows recall."""
+    with torch.no_grad():
+        for block in model.blocks:
+            memory = getattr(block.mixer, "memory", None)
+            if memory is None:
+                raise ValueError("init='xavier' applies to the liquid mixer only")
+            for weight in (memory.in_proj_weight, memory.q_proj_weight, memory.k_proj_weight, memory.v_proj_weight):
+                if weight is not None:
+                    nn.init.xavier_uniform_(weight)
+
+
+def hidden_states(model: nn.Module, input_ids: Tensor) -> Tensor:
+    """LiquidLM's final-norm output ``[B, T, E]`` for a whole sequence (training form: no decode state)."""
+    x = model.embed(input_ids)
+    for block in model.blocks:
+        x, _ = block(x, None, False)
+    return model.final_norm(x)
+
+
+def answer_logits(model: nn.Module, input_ids: Tensor, mask: Tensor) -> Tensor:
+    """Logits ``[N, V]`` at the ``N`` positions where ``mask`` is True (row-major order), tied head."""
+    hidden = hidden_states(model, input_ids)
+    return F.linear(hidden[mask], model.embed.weight)
+
+
+def state_size(model: nn.Module, seq_len: int) -> int:
+    """Floats of decode state after ``seq_len`` tokens of one sequence, summed over layers (Zoology's measure).
+
+    Measured, not computed from a formula: run one sequence with ``use_cache`` and count the state's elements
+    (attention: the KV cache, ``2·E·T`` per layer; LiquidMemory: ``H·d·d`` per layer; plus any conv window).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ids = torch.zeros(1, seq_len, dtype=torch.long)
+            _, state = model(ids, use_cache=True)
+    finally:
+        model.train(was_training)
+    total = 0
+    for layer in state.layers:
+        for value in (layer.conv, layer.mixer):
+            tensors = value.values() if isinstance(value, dict) else [value]
+            total += sum(t.numel() for t in tensors if isinstance(t, Tensor))
+    return total

@@ -1,0 +1,154 @@
+"""The MQAR table (markdown), the target verdict and the plots, from one or more results files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
+
+TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
+TARGET_ACCURACY = 0.90
+TARGET_STEP_RATIO = 1.5
+
+
+def merge(paths: list[Path]) -> dict:
+    """All runs of several results files (later files win for the same setting, model and seed)."""
+    runs: dict[tuple, dict] = {}
+    commands: list[str] = []
+    environment = {}
+    for path in paths:
+        doc = load_runs(path)
+        if not doc["runs"]:
+            raise ValueError(f"{path} holds no runs")
+        for cmd in doc.get("commands", []):
+            if cmd not in commands:
+                commands.append(cmd)
+        environment = doc.get("environment", environment)
+        for run in doc["runs"]:
+            runs[run_key(run)] = run
+    return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
+
+
+def _attention_steps(runs: list[dict], setting: str, seed: int) -> int | None:
+    """Attention's steps to the target accuracy in the same setting and seed (its fastest learning rate)."""
+    steps = [
+        run["steps_to"].get(f"{TARGET_ACCURACY:.2f}")
+        for run in runs
+        if run["setting"] == setting and run["model"] == "attention" and run["train"]["seed"] == seed
+    ]
+    steps = [s for s in steps if s is not None]
+    return min(steps) if steps else None
+
+
+def annotate(doc: dict) -> dict:
+    """Add each run's steps-to-0.90 ratio against attention in the same setting and seed, and the verdict."""
+    runs = doc["runs"]
+    for run in runs:
+        mine = run["steps_to"].get(f"{TARGET_ACCURACY:.2f}")
+        base = _attention_steps(runs, run["setting"], run["train"]["seed"])
+        run["steps_ratio_vs_attention"] = round(mine / base, 2) if mine and base else None
+    verdicts = []
+    for run in runs:
+        if run["setting"].startswith(TARGET_SETTING) and run["mixer"] == "liquid":
+            ratio = run["steps_ratio_vs_attention"]
+            hit = run["best_accuracy"] >= TARGET_ACCURACY and ratio is not None and ratio <= TARGET_STEP_RATIO
+            verdicts.append({"model": run["model"], "setting": run["setting"], "best_accuracy": run["best_accuracy"],
+                             "steps_ratio_vs_attention": ratio, "target_met": hit})  # fmt: skip
+    doc["target"] = {
+        "rule": f"accuracy >= {TARGET_ACCURACY} at {TARGET_SETTING}, within {TARGET_STEP_RATIO}x attention's steps",
+        "verdicts": verdicts,
+    }
+    return doc
+
+
+def _fmt(value, spec: str = "") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(doc: dict) -> str:
+    """One markdown row per run, grouped by setting."""
+    head = (
+        "| setting | model | lr | seed | params | state | best acc | final acc | steps→0.50 | steps→0.90 | steps→0.95 "
+        "| ×attn (0.90) | steps run | ms/step | time s | stop |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for run in sorted(doc["runs"], key=lambda r: (r["setting"], r["model"], r["train"]["lr"], r["train"]["seed"])):
+        steps = run["steps_to"]
+        lines.append(
+            f"| {run['setting']} | {run['model']} | {run['train']['lr']:g} | {run['train']['seed']} "
+            f"| {run['parameters']:,} "
+            f"| {run['state_size']:,} "
+            f"| {run['best_accuracy']:.3f} | {run['final_accuracy']:.3f} | {_fmt(steps.get('0.50'))} "
+            f"| {_fmt(steps.get('0.90'))} | {_fmt(steps.get('0.95'))} | {_fmt(run.get('steps_ratio_vs_attention'))} "
+            f"| {run['steps_run']} | {run['seconds_per_step'] * 1000:.0f} | {run['train_seconds']:.0f} "
+            f"| {run['stop_reason']} |"
+        )
+    return "\n".join(lines)
+
+
+def _label(run: dict) -> str:
+    return f"{run['model']} (lr {run['train']['lr']:g})"
+
+
+def plot(doc: dict, png: Path) -> None:
+    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = doc["runs"]
+    labels = sorted({_label(r) for r in runs})
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
+    settings = sorted({r["setting"] for r in runs})
+    shown = settings[:3]
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
+    left = axes[0][0]
+    markers = "osD^v<>ph*"
+    for run in runs:
+        left.scatter(run["state_size"], run["best_accuracy"], color=colours[_label(run)],
+                     marker=markers[settings.index(run["setting"]) % len(markers)], s=40)  # fmt: skip
+    for label in labels:
+        left.scatter([], [], color=colours[label], label=label)
+    for i, setting in enumerate(settings):
+        left.scatter([], [], color="grey", marker=markers[i % len(markers)], label=setting)
+    left.set_xscale("log")
+    left.set_xlabel("state size (floats of decode state, all layers)")
+    left.set_ylabel("best held-out accuracy")
+    left.set_ylim(-0.02, 1.02)
+    left.set_title("MQAR accuracy vs state size")
+    left.legend(fontsize=6, loc="center left")
+    for ax, setting in zip(axes[0][1:], shown, strict=True):
+        for run in runs:
+            if run["setting"] == setting:
+                steps = [row["step"] for row in run["history"]]
+                accs = [row["accuracy"] for row in run["history"]]
+                ax.plot(steps, accs, color=colours[_label(run)], label=_label(run), linewidth=1.2)
+        ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"accuracy vs steps: {setting}", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+
+
+def report(paths: list[Path], out_json: Path | None, png: Path | None) -> str:
+    """Merge, annotate, write the combined JSON and the PNG; return the table and verdicts as text."""
+    doc = annotate(merge(paths))
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(doc, indent=1) + "\n")
+    if png is not None:
+        plot(doc, png)
+    text = [table(doc), ""]
+    for v in doc["target"]["verdicts"]:
+        text.append(
+            f"target ({doc['target']['rule']}): {v['model']} best {v['best_accuracy']:.3f}, "
+            f"steps ×attention {_fmt(v['steps_ratio_vs_attention'])} → {'HIT' if v['target_met'] else 'MISS'}"
+        )
+    return "\n".join(text)
