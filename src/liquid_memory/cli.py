@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from liquid_memory.cli_hf import add_linearize, run_bench_hf, run_linearize
 from liquid_memory.cli_licensing import add_subcommands, run
 
 DEFAULT_LENGTHS = "1024,2048,4096,8192,16384,32768,65536,131072"
@@ -39,9 +40,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="run the mixer-only liquid_scan benchmark (backends vs a same-run SGEMM rate); further options "
         "(--backends, --no-backward, --threads, --budget-s, ...) are passed on to it",
     )  # fmt: skip
+    bench.add_argument("--hf", action="store_true", help="Hugging Face benchmark (see liquid-memory bench --hf --help)")
 
 
 def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.hf:  # issue 7: linearized SmolLM2 vs the original (cli_hf.py)
+        return run_bench_hf(extra + ["--out-dir", args.out_dir])
     if args.mixer:
         from liquid_memory.benchmarks.mixer import main as mixer_main
 
@@ -69,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_bench(sub)
     add_subcommands(sub)
+    add_linearize(sub)
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         return _run_bench(args, extra)
     if extra:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    if args.command == "linearize":
+        return run_linearize(args)
     return run(args)
 
 
