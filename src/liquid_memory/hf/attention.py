@@ -67,7 +67,9 @@ class LiquidHybridAttention(nn.Module):
         )  # fmt: skip
         self.window, self.backend, self.mode = window, backend, "hybrid"
         self.liquid = LiquidParams(config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim)
-        self.liquid.to(device=original.q_proj.weight.device)
+        # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
+        weight = original.q_proj.weight
+        self.liquid.to(device=weight.device, dtype=torch.float64 if weight.dtype == torch.float64 else torch.float32)
 
     def extra_repr(self) -> str:
         return f"window={self.window}, heads={self.num_heads}, kv_heads={self.num_kv_heads}, mode={self.mode}"
