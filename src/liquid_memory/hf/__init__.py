@@ -12,7 +12,7 @@ from typing import Any
 _EXPORTS = {
     "patch_model": "patch", "is_patched": "patch", "liquid_parameters": "patch", "set_mode": "patch",
     "LiquidHybridCache": "cache", "LiquidCacheLayer": "cache",
-    "linearize": "linearize", "LinearizeConfig": "config",
+    "linearize": "linearization", "LinearizeConfig": "config",
     "from_pretrained": "io", "save_liquid": "io",
     "load_smollm2": "smollm",
     "UnsupportedArchitecture": "errors", "PatchError": "errors", "CheckpointInvalid": "errors",

@@ -114,6 +114,11 @@ def merge_lora(model: Any, factors: dict[str, torch.Tensor], meta: dict[str, Any
     """``W += alpha / rank · B @ A`` for each ``{module}.lora_A`` / ``{module}.lora_B`` pair."""
     modules = dict(model.named_modules())
     scale = float(meta["alpha"]) / float(meta["rank"])
+    with torch.no_grad():
+        _merge(modules, factors, scale)
+
+
+def _merge(modules: dict[str, Any], factors: dict[str, torch.Tensor], scale: float) -> None:
     for key in sorted(k for k in factors if k.endswith(".lora_A")):
         name = key[: -len(".lora_A")]
         if name not in modules or f"{name}.lora_B" not in factors:

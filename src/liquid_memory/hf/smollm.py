@@ -77,7 +77,7 @@ def load_smollm2(cache_dir: Path | None = None) -> tuple[Any, Any]:
 
 
 def load_base(name: str, cache_dir: Path | None = None) -> tuple[Any, Any]:
-    """A base model by its short name (``smollm2-135m``) or a local transformers folder."""
+    """``(model, tokenizer or None)`` by short name (``smollm2-135m``) or a local transformers folder."""
     if name.lower() in MODEL_NAMES:
         return load_smollm2(cache_dir)
     path = Path(name)
@@ -85,7 +85,9 @@ def load_base(name: str, cache_dir: Path | None = None) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
-        return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
+        has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True) if has_tokenizer else None
+        return model.eval(), tokenizer
     raise ModelUnavailable(
         f"unknown model {name!r}", remedy=f"use one of {', '.join(MODEL_NAMES)} or a local transformers folder"
     )

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from liquid_memory.hf.config import LORA_TARGETS, LinearizeConfig
-from liquid_memory.hf.io import base_fingerprint, save_liquid
+from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
 from liquid_memory.hf.patch import is_patched, liquid_parameters, patch_model, patched_layers, set_mode
 
 
@@ -194,23 +194,25 @@ def _stage2(model: nn.Module, ids: torch.Tensor, config: LinearizeConfig, run: _
             run.save(model, _lora_factors(peft_model))
     bar.close()
     factors = _lora_factors(peft_model)
-    peft_model.unload()  # back to the plain patched model; factors are merged by from_pretrained
+    peft_model.unload()  # back to the plain patched model, then merged as from_pretrained will merge them
+    merge_lora(model, factors, {"rank": config.lora_rank, "alpha": config.lora_alpha})
     model.eval()
     return factors
 
 
 def linearize(
     model: nn.Module, tokenizer: Any, text: str, out_dir: str | Path, config: LinearizeConfig | None = None,
-    *, resume: bool = False, progress: bool = True,
+    *, resume: bool = False, progress: bool = True, backend: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Linearize ``model`` (patched or not; patched in place with ``config.window``) on ``text``; write ``out_dir``.
 
+    ``backend``: the ``liquid_scan`` backend (``None``: ``LM_BACKEND`` or the licensed ``cpp`` kernel).
     Returns the JSON log. ``out_dir`` then loads with ``from_pretrained`` (base model + stored parameters)."""
     config = config or LinearizeConfig()
     torch.manual_seed(config.seed)
     if not is_patched(model):
         fingerprint = base_fingerprint(model)
-        patch_model(model, window=config.window)
+        patch_model(model, window=config.window, backend=backend)
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")
     for p in model.parameters():
