@@ -39,7 +39,7 @@ def add_linearize(sub: argparse._SubParsersAction) -> None:
 def run_linearize(args: argparse.Namespace) -> int:
     from liquid_memory.data.essays import joined, train_heldout_split
     from liquid_memory.hf.config import LinearizeConfig
-    from liquid_memory.hf.linearize import linearize
+    from liquid_memory.hf.linearization import linearize
     from liquid_memory.hf.smollm import load_base
 
     try:
