@@ -90,43 +90,65 @@ def _fresh_original() -> tuple[Any, Any]:
     return load_smollm2()
 
 
+MODELS = ("original", "pure_before", "pure_after", "hybrid_after")
+PARTS = ("ppl", "decode", "agreement")
+
+
+def _load(name: str, args: argparse.Namespace) -> Any:
+    if name == "original":
+        return load_smollm2()[0]
+    if name == "pure_before":
+        return patch_model(load_smollm2()[0], window=0)
+    path = args.pure if name == "pure_after" else args.hybrid
+    if not path:
+        raise SystemExit(f"--{'pure' if name == 'pure_after' else 'hybrid'} DIR is needed for {name}")
+    return from_pretrained(path)[0]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The selected parts for the selected models (parts of one benchmark may run as separate processes)."""
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    original, tok = _fresh_original()
+    _, tok = load_smollm2()
     _, heldout = train_heldout_split()
     ids = tok(joined(heldout), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
     contexts = [int(c) for c in args.contexts.split(",")]
-    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "contexts": contexts,
+    names, parts = args.models.split(","), args.parts.split(",")
+    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads,
                               "machine": "shared 2-core CPU (5 concurrent helpers); ratios are same-run"}  # fmt: skip
-    models: dict[str, Any] = {"original": original}
-    models["pure_before"] = patch_model(_fresh_original()[0], window=0)
-    if args.pure:
-        models["pure_after"] = from_pretrained(args.pure)[0]
-    if args.hybrid:
-        models["hybrid_after"] = from_pretrained(args.hybrid)[0]
     result["linearization"] = {
         name: read_config(path)["training"] for name, path in (("pure", args.pure), ("hybrid", args.hybrid)) if path
     }
-    ppl: dict[str, dict[str, Any]] = {}
-    for name, model in models.items():
-        ppl[name] = {str(c): perplexity(model, ids, c, args.max_eval_tokens) for c in contexts}
-        print(name, {c: round(v["ppl"], 2) for c, v in ppl[name].items()}, flush=True)
-    result["perplexity"] = ppl
-    if "hybrid_after" in models:
+    models = {name: _load(name, args) for name in names}
+    if "ppl" in parts:
+        result["perplexity"] = {}
+        for name, model in models.items():
+            result["perplexity"][name] = {
+                str(c): perplexity(model, ids, c, args.max_eval_tokens if c < 8192 else c) for c in contexts
+            }
+            print(name, {c: round(v["ppl"], 2) for c, v in result["perplexity"][name].items()}, flush=True)
+    if "decode" in parts:
         result["decode"] = _decode(models["original"], models["hybrid_after"], ids, args)
+    if "agreement" in parts:
         result["greedy_agreement"] = _agreement(models, ids, args)
-    result["targets"] = targets(result)
     return result
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of two partial results (b wins on conflicts)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, each with the measured value and hit / miss."""
     out: dict[str, Any] = {}
-    ppl = result["perplexity"]
-    ctx = "2048" if "2048" in ppl["original"] else next(iter(ppl["original"]))
+    ppl = result.get("perplexity", {})
+    ctx = "2048" if "2048" in ppl.get("original", {}) else next(iter(ppl.get("original", {"": 0})))
     for name, limit in (("hybrid_after", 1.15), ("pure_after", 1.5)):
-        if name in ppl:
+        if name in ppl and "original" in ppl:
             ratio = ppl[name][ctx]["ppl"] / ppl["original"][ctx]["ppl"]
             out[f"{name}_ppl_ratio_at_{ctx}"] = {"value": ratio, "target": f"<= {limit}", "hit": ratio <= limit}
     if "decode" in result:
@@ -213,11 +235,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-len", type=int, default=192)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
+    p.add_argument("--tag", help="write the partial result hf_smollm2.TAG.json (combine them with --combine)")
+    p.add_argument("--combine", action="store_true", help="merge OUT_DIR/hf_smollm2.*.json into hf_smollm2.json")
     p.add_argument("--out-dir", default="bench_results")
     args = p.parse_args(argv)
-    result = run(args)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        result: dict[str, Any] = {}
+        for part in sorted(out.glob("hf_smollm2.*.json")):
+            result = merge(result, json.loads(part.read_text(encoding="utf-8")))
+    else:
+        result = run(args)
+    if args.tag:
+        (out / f"hf_smollm2.{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return 0
+    result["targets"] = targets(result)
     (out / "hf_smollm2.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, out / "hf_smollm2.png")
     print(json.dumps({k: v for k, v in result.items() if k != "decode"}, indent=1)[:4000])
