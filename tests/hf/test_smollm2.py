@@ -15,7 +15,7 @@ def test_smollm2_patch_linearize_generate(tmp_path, licensed):
     model, tokenizer = load_smollm2()
     train, heldout = train_heldout_split()
     text = train["addiction.txt"][:3000]  # a short training text
-    config = LinearizeConfig(window=64, seq_len=128, max_train_tokens=256, steps_per_layer=2, lora_steps=0)
+    config = LinearizeConfig(window=64, seq_len=128, max_train_tokens=256, steps_per_layer=1, lora_steps=0)
     log = linearize(model, tokenizer, text, tmp_path / "lin", config, progress=False)
     assert len(log["stage1"]) == 30 and all(
         torch.isfinite(torch.tensor(e["losses"])).all() for e in log["stage1"].values()
