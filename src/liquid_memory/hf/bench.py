@@ -201,11 +201,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     names = list(result["perplexity"])
+    ctx = sorted({c for name in names for c in result["perplexity"][name]}, key=int)
     for i, name in enumerate(names):
-        ctx = list(result["perplexity"][name])
-        vals = [result["perplexity"][name][c]["ppl"] for c in ctx]
-        axes[0].bar([j + i * 0.2 for j in range(len(ctx))], vals, width=0.2, label=name)
-        axes[0].set_xticks(range(len(ctx)), ctx)
+        rows = result["perplexity"][name]
+        xs = [ctx.index(c) + (i - len(names) / 2 + 0.5) * 0.2 for c in rows]
+        axes[0].bar(xs, [rows[c]["ppl"] for c in rows], width=0.2, label=name)
+    axes[0].set_xticks(range(len(ctx)), ctx)
     axes[0].set(yscale="log", xlabel="context (tokens)", ylabel="held-out perplexity", title="perplexity")
     axes[0].legend(fontsize=7)
     if "decode" in result:
