@@ -44,8 +44,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
-    if args.hf:  # issue 7: linearized SmolLM2 vs the original (cli_hf.py)
-        return run_bench_hf(extra + ["--out-dir", args.out_dir])
     if args.mixer:
         from liquid_memory.benchmarks.mixer import main as mixer_main
 
@@ -69,6 +67,9 @@ def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and "--hf" in argv:  # issue 7: its own options and --help (cli_hf.py)
+        return run_bench_hf([a for a in argv[1:] if a != "--hf"])
     parser = argparse.ArgumentParser(prog="liquid-memory", description="Liquid Memory customer tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_bench(sub)
