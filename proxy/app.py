@@ -35,6 +35,7 @@ def build_extractor_from_settings(settings: ProxySettings) -> Any:
         "model": settings.vllm_model,
         "api_key": settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None,
         "timeout_s": settings.extractor_timeout_s,
+        "linearized_dir": settings.smollm2_linearized_dir,
     }
     return build_extractor(settings.extractor, **options)
 

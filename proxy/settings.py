@@ -62,6 +62,11 @@ class ProxySettings(BaseSettings):
     vllm_model: str | None = Field(None, description="Model name served by vLLM (extractor=vllm).")
     vllm_api_key: SecretStr | None = Field(None, description="API key for the vLLM server, if it needs one.")
     extractor_timeout_s: float = Field(60.0, gt=0, description="Per-chunk extractor call timeout (seconds).")
+    smollm2_linearized_dir: str | None = Field(
+        None,
+        description="extractor=smollm2: a DIR written by `liquid-memory linearize` — run the extractor on that "
+        "linearized (constant decode state) SmolLM2 instead of the original.",
+    )
     chunk_tokens: int = Field(512, ge=32, le=32768, description="Tokens per chunk.")
     chunk_overlap_tokens: int = Field(64, ge=0, description="Token overlap between neighbouring chunks.")
     target_ratio: float | None = Field(20.0, gt=1, description="Target compression (input/forwarded tokens).")

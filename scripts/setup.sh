@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="bench"
-[ "${1:-}" = "test" ] && extras="bench,proxy,lm,test"
+[ "${1:-}" = "test" ] && extras="bench,proxy,hf,lm,test"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade "pip>=24"
 # torch first (the pinned CPU wheel), then build against it without isolation.

@@ -147,6 +147,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `liquid-memory-proxy bench`; returns the process exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if argv and argv[0] == "memory":  # the local reader's memory proof (issue 7): proxy/bench/memory.py
+        from liquid_memory_proxy.bench.memory import main as memory_main
+
+        return memory_main(argv[1:])
     args = _parser().parse_args(argv)
     report = asyncio.run(_run(args))
     print(format_table(report["rows"]))

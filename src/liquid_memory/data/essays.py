@@ -4,7 +4,7 @@ Every consumer that trains or evaluates on essays (HF linearization, LiquidLM, t
 the split from here, so held-out perplexities are comparable and no training run ever sees the
 held-out essays. The split is by whole essays (never inside one), fixed by name, not by a seed:
 
-``HELDOUT_ESSAYS`` = avg, diff, founders, gap, submarine — 13,720 words (≈ 18K SmolLM2 tokens: enough
+``HELDOUT_ESSAYS`` = avg, diff, founders, gap, submarine — 13,720 words (19,546 SmolLM2 tokens: enough
 for one 8192-token window and several 2048 ones), chosen to mix long and short essays and topics
 (programming languages, startups, economics, media). The other 44 essays (≈ 100K words) are training text.
 

@@ -1,0 +1,159 @@
+"""``LiquidHybridAttention``: a drop-in ``self_attn`` for Llama / Mistral / Qwen2 decoder layers.
+
+It reuses the layer's own ``q_proj``, ``k_proj``, ``v_proj``, ``o_proj`` (and their biases) and adds only
+``LiquidParams`` (feature maps, rank-16 decay, mix scale). RoPE is applied to ``q`` and ``k`` exactly as
+the original layer does (HF's ``apply_rotary_pos_emb`` with the model's ``position_embeddings``), so the
+window part is the original softmax attention restricted to the last ``window`` keys; the liquid part's
+feature maps act on the rotated ``q``, ``k``. The math is in ``hybrid.py``.
+
+Forward contract (HF's): ``forward(hidden_states, position_embeddings, attention_mask, past_key_values,
+**kwargs) -> (output [B, T, hidden] in the input dtype, None)``. ``attention_mask`` is the 4-D mask the
+model builds (bool ``True`` = attend, or additive float) or ``None``; its last query row says which keys
+are padding (left or right). ``mode = "softmax"`` runs the original full causal softmax attention with the
+same weights (the linearization teacher; it does not use a cache).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from liquid_memory.hf.cache import liquid_layer
+from liquid_memory.hf.errors import PatchError
+from liquid_memory.hf.hybrid import combine, liquid_part, window_part
+from liquid_memory.hf.params import LiquidParams
+
+MODES = ("hybrid", "softmax")
+
+
+def _rotary(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # same function in Mistral/Qwen2
+
+    return apply_rotary_pos_emb(q, k, cos.to(q.dtype), sin.to(q.dtype))
+
+
+def key_validity(attention_mask: Tensor | None, batch: int, length: int, device: torch.device) -> Tensor:
+    """``[B, length]`` bool, True where the key is a real token, read from the mask's last query row."""
+    if attention_mask is None:
+        return torch.ones((batch, length), dtype=torch.bool, device=device)
+    if not isinstance(attention_mask, Tensor) or attention_mask.dim() != 4:
+        raise PatchError(
+            f"LiquidHybridAttention needs a 4-D attention mask (sdpa or eager implementation), got "
+            f"{type(attention_mask).__name__}; load the model with attn_implementation='sdpa'"
+        )
+    row = attention_mask[:, 0, -1, -length:]
+    valid = row if row.dtype == torch.bool else row > torch.finfo(row.dtype).min / 2
+    return valid.expand(batch, length)
+
+
+class LiquidHybridAttention(nn.Module):
+    """Exact softmax over the last ``window`` tokens + the liquid recurrence for older ones (``window=0``: pure)."""
+
+    def __init__(self, original: nn.Module, window: int, *, backend: str | None = None) -> None:
+        super().__init__()
+        if window < 0:
+            raise ValueError(f"window must be >= 0, got {window}")
+        config = original.config
+        self.config, self.layer_idx = config, original.layer_idx
+        self.head_dim = original.head_dim
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.scaling = original.scaling
+        self.is_causal = True
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            original.q_proj, original.k_proj, original.v_proj, original.o_proj,
+        )  # fmt: skip
+        self.window, self.backend, self.mode = window, backend, "hybrid"
+        self.liquid = LiquidParams(config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim)
+        # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
+        weight = original.q_proj.weight
+        self.liquid.to(device=weight.device, dtype=torch.float64 if weight.dtype == torch.float64 else torch.float32)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, heads={self.num_heads}, kv_heads={self.num_kv_heads}, mode={self.mode}"
+
+    def _project(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        b, t, _ = hidden.shape
+        q = self.q_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
+        k = self.k_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
+        v = self.v_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
+        cos, sin = position_embeddings
+        q, k = _rotary(q, k, cos, sin)
+        return q, k, v
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        position_embeddings: tuple[Tensor, Tensor] | None = None,
+        attention_mask: Tensor | None = None,
+        past_key_values: Any = None,
+        **kwargs: Any,
+    ) -> tuple[Tensor, None]:
+        if position_embeddings is None:
+            raise PatchError("LiquidHybridAttention needs position_embeddings (the model passes them)")
+        if self.mode == "softmax":
+            return self.softmax_forward(hidden_states, position_embeddings, attention_mask), None
+        b, t, _ = hidden_states.shape
+        q, k, v = self._project(hidden_states, position_embeddings)
+        log_a = self.liquid.decay(hidden_states)
+        layer = liquid_layer(past_key_values, self.layer_idx, self.window) if past_key_values is not None else None
+        state = None
+        if layer is not None:
+            state = layer.state()
+            k, packed = layer.update(k, torch.cat([v, log_a.to(v.dtype)], dim=-1))
+            v, log_a = packed[..., : self.head_dim], packed[..., self.head_dim :].float()
+            if q.dtype == torch.float64:
+                log_a = log_a.double()
+        length = k.shape[2]
+        n_cached = length - t
+        valid = key_validity(attention_mask, b, length, hidden_states.device)
+        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        phi_q, phi_k = self.liquid.feature_q(q.to(acc)), self.liquid.feature_k(k.to(acc))
+        lin, new_state = liquid_part(phi_q, phi_k, v.to(acc), log_a, valid, n_cached, self.window, state, self.backend)
+        if layer is not None:
+            layer.set_state(new_state)
+        win = None
+        if self.window > 0:
+            win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling)
+        y = combine(win, lin.to(acc), self.liquid.mix_log_scale, self.head_dim)
+        y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
+        return self.o_proj(y), None
+
+    @torch.no_grad()
+    def calibrate(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
+        """Set ``β_h`` so the liquid mass equals the softmax's mass on keys older than the window (median over
+        queries of ``ln Σ_old e^{s_ts} - ln Σ_old w_ts`` on ``hidden`` ``[B, T, hidden]``, no padding).
+
+        Without it the two masses start orders of magnitude apart (SmolLM2's logits reach 20+) and the liquid
+        part's gradient vanishes. Returns the new ``β`` (unchanged when ``window = 0`` or ``T <= window``).
+        """
+        b, t, _ = hidden.shape
+        if self.window == 0 or t <= self.window:
+            return self.liquid.mix_log_scale.detach().clone()
+        q, k, v = self._project(hidden, position_embeddings)
+        valid = torch.ones((b, t), dtype=torch.bool, device=hidden.device)
+        phi_q, phi_k = self.liquid.feature_q(q.float()), self.liquid.feature_k(k.float())
+        log_a = self.liquid.decay(hidden)
+        lin, _ = liquid_part(phi_q, phi_k, v.float(), log_a, valid, 0, self.window, None, self.backend)
+        log_d = torch.log(lin[..., self.head_dim].clamp_min(1e-30))[:, :, self.window :]  # [B, H, T-W]
+        kk = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
+        scores = torch.einsum("bhtd,bhsd->bhts", q.float(), kk.float()) * self.scaling
+        pos = torch.arange(t, device=hidden.device)
+        old = pos[None, :] <= pos[:, None] - self.window
+        lse_old = scores.masked_fill(~old, float("-inf")).logsumexp(-1)[:, :, self.window :]
+        beta = (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1).median(dim=1).values
+        self.liquid.mix_log_scale.copy_(beta)
+        return beta
+
+    def softmax_forward(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor], attention_mask) -> Tensor:
+        """The original layer's full causal softmax attention (SDPA, GQA), no cache: the teacher."""
+        b, t, _ = hidden.shape
+        q, k, v = self._project(hidden, position_embeddings)
+        valid = key_validity(attention_mask, b, t, hidden.device)
+        causal = torch.ones((t, t), dtype=torch.bool, device=hidden.device).tril()
+        mask = causal[None, None] & valid[:, None, None, :]
+        mask = mask | ~mask.any(-1, keepdim=True)  # rows with no visible key (padding): harmless, never NaN
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))

@@ -1,0 +1,260 @@
+"""``liquid-memory bench --hf``: a linearized SmolLM2 against the original (table, JSON, PNG).
+
+- held-out perplexity (the essays of ``data.essays.HELDOUT_ESSAYS``) at several contexts, non-overlapping
+  windows each scored from its first token, for the original, pure liquid before / after linearization
+  and the hybrid after linearization;
+- linearization cost (tokens, CPU minutes) from each DIR's ``linearize_log.json``;
+- decode: per-token time and decode-state bytes at contexts 1K…32K, linearized hybrid vs the original
+  with its KV cache. Decode cost depends on the cache's size, not its content, so the caches are made
+  synthetically at the given length (random keys/values for the KV cache; for the liquid cache a real
+  prefill of a few hundred tokens whose position counter is then moved to the context length);
+- greedy agreement: share of the first ``new_tokens`` greedy tokens equal to the original's, on ``prompts``
+  held-out prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liquid_memory.data.essays import joined, train_heldout_split
+from liquid_memory.hf.cache import LiquidHybridCache, cache_nbytes
+from liquid_memory.hf.io import from_pretrained, read_config
+from liquid_memory.hf.patch import patch_model
+from liquid_memory.hf.smollm import load_smollm2
+
+
+@torch.no_grad()
+def perplexity(model: Any, ids: torch.Tensor, context: int, max_tokens: int) -> dict[str, float]:
+    """exp(mean NLL) over non-overlapping windows of ``context`` tokens (at most ``max_tokens`` scored)."""
+    windows = max(1, min(len(ids) // context, max_tokens // context))
+    nll, count, t0 = 0.0, 0, time.perf_counter()
+    for w in range(windows):
+        chunk = ids[w * context : (w + 1) * context][None]
+        hidden = model.model(input_ids=chunk, use_cache=False).last_hidden_state[0]
+        for i in range(0, context - 1, 1024):  # logits in slices: [8192, 49152] fp32 would be 1.6 GB
+            logits = model.lm_head(hidden[i : min(i + 1024, context - 1)]).float()
+            target = chunk[0, i + 1 : i + 1 + len(logits)]
+            nll += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+            count += len(target)
+    return {"ppl": math.exp(nll / count), "tokens": count, "windows": windows, "seconds": time.perf_counter() - t0}
+
+
+def _kv_cache(model: Any, length: int) -> Any:
+    from transformers import DynamicCache
+
+    cfg = model.config
+    cache = DynamicCache(config=cfg)
+    shape = (1, cfg.num_key_value_heads, length, cfg.hidden_size // cfg.num_attention_heads)
+    for idx in range(cfg.num_hidden_layers):
+        cache.update(torch.randn(shape) * 0.5, torch.randn(shape) * 0.5, idx)
+    return cache
+
+
+def _liquid_cache(model: Any, prefill: torch.Tensor, length: int) -> Any:
+    cache = LiquidHybridCache(model)
+    model(input_ids=prefill[None], past_key_values=cache, use_cache=True)
+    for layer in cache.layers:
+        layer.cumulative_length = length
+    return cache
+
+
+@torch.no_grad()
+def decode_timing(model: Any, cache: Any, length: int, steps: int, warmup: int = 3) -> dict[str, float]:
+    """Median per-token time of ``steps`` greedy decode steps starting at position ``length``."""
+    token = torch.tensor([[1]])
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        out = model(input_ids=token, past_key_values=cache, use_cache=True, position_ids=torch.tensor([[length + i]]))
+        times.append(time.perf_counter() - t0)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+    return {"ms_per_token": 1000 * statistics.median(times[warmup:]), "state_bytes": cache_nbytes(cache)}
+
+
+@torch.no_grad()
+def greedy_tokens(model: Any, prompt: torch.Tensor, new_tokens: int) -> list[int]:
+    out = model.generate(input_ids=prompt[None], max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                         do_sample=False, pad_token_id=0)  # fmt: skip
+    return out[0, len(prompt) :].tolist()
+
+
+def _fresh_original() -> tuple[Any, Any]:
+    return load_smollm2()
+
+
+MODELS = ("original", "pure_before", "pure_after", "hybrid_after")
+PARTS = ("ppl", "decode", "agreement")
+
+
+def _load(name: str, args: argparse.Namespace) -> Any:
+    if name == "original":
+        return load_smollm2()[0]
+    if name == "pure_before":
+        return patch_model(load_smollm2()[0], window=0)
+    path = args.pure if name == "pure_after" else args.hybrid
+    if not path:
+        raise SystemExit(f"--{'pure' if name == 'pure_after' else 'hybrid'} DIR is needed for {name}")
+    return from_pretrained(path)[0]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The selected parts for the selected models (parts of one benchmark may run as separate processes)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    _, tok = load_smollm2()
+    _, heldout = train_heldout_split()
+    ids = tok(joined(heldout), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    contexts = [int(c) for c in args.contexts.split(",")]
+    names, parts = args.models.split(","), args.parts.split(",")
+    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads,
+                              "machine": "shared 2-core CPU (5 concurrent helpers); ratios are same-run"}  # fmt: skip
+    result["linearization"] = {
+        name: read_config(path)["training"] for name, path in (("pure", args.pure), ("hybrid", args.hybrid)) if path
+    }
+    models = {name: _load(name, args) for name in names}
+    if "ppl" in parts:
+        result["perplexity"] = {}
+        for name, model in models.items():
+            result["perplexity"][name] = {
+                str(c): perplexity(model, ids, c, args.max_eval_tokens if c < 8192 else c) for c in contexts
+            }
+            print(name, {c: round(v["ppl"], 2) for c, v in result["perplexity"][name].items()}, flush=True)
+    if "decode" in parts:
+        result["decode"] = _decode(models["original"], models["hybrid_after"], ids, args)
+    if "agreement" in parts:
+        result["greedy_agreement"] = _agreement(models, ids, args)
+    return result
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of two partial results (b wins on conflicts)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with the measured value and hit / miss."""
+    out: dict[str, Any] = {}
+    ppl = result.get("perplexity", {})
+    ctx = "2048" if "2048" in ppl.get("original", {}) else next(iter(ppl.get("original", {"": 0})))
+    for name, limit in (("hybrid_after", 1.15), ("pure_after", 1.5)):
+        if name in ppl and "original" in ppl:
+            ratio = ppl[name][ctx]["ppl"] / ppl["original"][ctx]["ppl"]
+            out[f"{name}_ppl_ratio_at_{ctx}"] = {"value": ratio, "target": f"<= {limit}", "hit": ratio <= limit}
+    if "decode" in result:
+        rows = result["decode"]["hybrid_liquid"]
+        keys = [k for k in rows if "_again" not in k]
+        ratio = rows[keys[-1]]["ms_per_token"] / rows[keys[0]]["ms_per_token"]
+        out[f"decode_time_{keys[-1]}_over_{keys[0]}"] = {"value": ratio, "target": "<= 1.1", "hit": ratio <= 1.1}
+        sizes = {rows[k]["state_bytes"] for k in rows}
+        out["decode_state_constant"] = {"value": sorted(sizes), "target": "one size", "hit": len(sizes) == 1}
+    if "greedy_agreement" in result and "hybrid_after" in result["greedy_agreement"]:
+        share = result["greedy_agreement"]["hybrid_after"]["mean"]
+        out["hybrid_greedy_agreement"] = {"value": share, "target": ">= 0.5", "hit": share >= 0.5}
+    return out
+
+
+def _decode(original: Any, hybrid: Any, ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    lengths = [int(c) for c in args.decode_contexts.split(",")]
+    out: dict[str, Any] = {"original_kv": {}, "hybrid_liquid": {}}
+    for length in lengths + [lengths[0]]:  # the first length again at the end: a drift check
+        key = str(length) if str(length) not in out["hybrid_liquid"] else f"{length}_again"
+        out["hybrid_liquid"][key] = decode_timing(hybrid, _liquid_cache(hybrid, ids[:256], length), length, args.steps)
+        cache = _kv_cache(original, length)
+        out["original_kv"][key] = decode_timing(original, cache, length, args.steps)
+        del cache
+        print("decode", key, out["hybrid_liquid"][key], out["original_kv"][key], flush=True)
+    return out
+
+
+def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    stride = (len(ids) - args.prompt_len) // args.prompts
+    prompts = [ids[i * stride : i * stride + args.prompt_len] for i in range(args.prompts)]
+    reference = [greedy_tokens(models["original"], p, args.new_tokens) for p in prompts]
+    out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
+    for name in ("hybrid_after", "pure_after"):
+        if name in models:
+            shares = []
+            for p, ref in zip(prompts, reference, strict=True):
+                got = greedy_tokens(models[name], p, args.new_tokens)
+                shares.append(sum(a == b for a, b in zip(got, ref, strict=False)) / args.new_tokens)
+            out[name] = {"mean": sum(shares) / len(shares), "per_prompt": shares}
+            print("agreement", name, out[name]["mean"], flush=True)
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    names = list(result["perplexity"])
+    ctx = sorted({c for name in names for c in result["perplexity"][name]}, key=int)
+    for i, name in enumerate(names):
+        rows = result["perplexity"][name]
+        xs = [ctx.index(c) + (i - len(names) / 2 + 0.5) * 0.2 for c in rows]
+        axes[0].bar(xs, [rows[c]["ppl"] for c in rows], width=0.2, label=name)
+    axes[0].set_xticks(range(len(ctx)), ctx)
+    axes[0].set(yscale="log", xlabel="context (tokens)", ylabel="held-out perplexity", title="perplexity")
+    axes[0].legend(fontsize=7)
+    if "decode" in result:
+        for name, rows in result["decode"].items():
+            keys = [k for k in rows if "_again" not in k]
+            xs = [int(k) for k in keys]
+            axes[1].plot(xs, [rows[k]["ms_per_token"] for k in keys], marker="o", label=name)
+            axes[2].plot(xs, [rows[k]["state_bytes"] / 2**20 for k in keys], marker="o", label=name)
+        axes[1].set(xscale="log", xlabel="context", ylabel="ms / token", title="decode time per token")
+        axes[2].set(xscale="log", yscale="log", xlabel="context", ylabel="MiB", title="decode state")
+        axes[1].legend(fontsize=7)
+        axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="liquid-memory bench --hf", description=__doc__)
+    p.add_argument("--hybrid", help="DIR of the linearized hybrid (window 64)")
+    p.add_argument("--pure", help="DIR of the linearized pure liquid model (window 0)")
+    p.add_argument("--contexts", default="512,2048,8192")
+    p.add_argument("--max-eval-tokens", type=int, default=8192, help="tokens scored per context and model")
+    p.add_argument("--decode-contexts", default="1024,4096,16384,32768")
+    p.add_argument("--steps", type=int, default=16, help="timed decode steps per context")
+    p.add_argument("--prompts", type=int, default=20)
+    p.add_argument("--prompt-len", type=int, default=192)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
+    p.add_argument("--tag", help="write the partial result hf_smollm2.TAG.json (combine them with --combine)")
+    p.add_argument("--combine", action="store_true", help="merge OUT_DIR/hf_smollm2.*.json into hf_smollm2.json")
+    p.add_argument("--out-dir", default="bench_results")
+    args = p.parse_args(argv)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        result: dict[str, Any] = {}
+        for part in sorted(out.glob("hf_smollm2.*.json")):
+            result = merge(result, json.loads(part.read_text(encoding="utf-8")))
+    else:
+        result = run(args)
+    if args.tag:
+        (out / f"hf_smollm2.{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return 0
+    result["targets"] = targets(result)
+    (out / "hf_smollm2.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    plot(result, out / "hf_smollm2.png")
+    print(json.dumps({k: v for k, v in result.items() if k != "decode"}, indent=1)[:4000])
+    return 0

@@ -1,0 +1,130 @@
+"""The decode state of a patched model, on transformers' linear-attention cache layers.
+
+Per layer, ``LiquidCacheLayer`` (a ``LinearAttentionAndSlidingWindowAttentionLayer``) holds:
+- the last ``window - 1`` keys (after RoPE) and ``[v | log_a]`` of those tokens (the sliding-window half;
+  ``log_a`` rides along because a key's decay enters the state only when it leaves the window), and
+- the recurrent state ``S`` ``[B, Hkv, 2d, 2d]`` fp32 (the linear-attention half, ``recurrent_states[0]``).
+Its size never depends on the context length. ``get_seq_length`` counts every token seen (generation
+needs the position), ``get_mask_sizes`` describes only the keys actually held.
+
+``LiquidHybridCache(model)`` builds one for a patched model; ``model.generate()`` and a plain forward with
+``use_cache=True`` create transformers' default ``DynamicCache`` instead, and the patched attention swaps
+its (still empty) layer for a ``LiquidCacheLayer`` on first use — so generate() works unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers.cache_utils import Cache, LinearAttentionAndSlidingWindowAttentionLayer
+
+from liquid_memory.hf.errors import PatchError
+
+
+class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
+    """Sliding window of ``window - 1`` tokens + one recurrent state; constant size."""
+
+    is_compileable = False
+
+    def __init__(self, window: int) -> None:
+        super().__init__(sliding_window=max(window, 1))
+        self.window = window
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        """Append the new tokens; keep (a copy of) the last ``window - 1``; return cached + new."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.cumulative_length += key_states.shape[-2]
+        if self.keys.numel():
+            full_k = torch.cat([self.keys, key_states], dim=-2)
+            full_v = torch.cat([self.values, value_states], dim=-2)
+        else:
+            full_k, full_v = key_states, value_states
+        keep = max(self.window - 1, 0)
+        start = full_k.shape[-2] - min(keep, full_k.shape[-2])
+        self.keys, self.values = full_k[:, :, start:].clone(), full_v[:, :, start:].clone()  # drop the long tensor
+        return full_k, full_v
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        held = self.keys.shape[-2] if self.is_initialized and self.keys.numel() else 0
+        return held + query_length, self.cumulative_length - held
+
+    def get_seq_length(self) -> int:
+        return self.cumulative_length
+
+    def state(self) -> Tensor | None:
+        return self.recurrent_states[0] if self.is_recurrent_states_initialized[0] else None
+
+    def set_state(self, state: Tensor) -> None:
+        # replaced, not copied into: the previous state may still be saved by autograd or a compiled graph
+        self.recurrent_states[0] = state.detach()
+        self.is_recurrent_states_initialized[0] = True
+        self.has_previous_state[0] = True
+
+    def nbytes(self) -> int:
+        """Bytes held: window keys/values plus the recurrent state."""
+        total = 0
+        if self.is_initialized:
+            total += self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+        state = self.state()
+        return total + (state.numel() * state.element_size() if state is not None else 0)
+
+
+class LiquidHybridCache(Cache):
+    """One ``LiquidCacheLayer`` per decoder layer of a model patched by ``patch_model``."""
+
+    def __init__(self, model: Any) -> None:
+        window = _patched_window(model)
+        layers = _decoder_layers(model)
+        super().__init__(layers=[LiquidCacheLayer(window) for _ in layers])
+
+    def nbytes(self) -> int:
+        return sum(layer.nbytes() for layer in self.layers)
+
+
+def cache_nbytes(cache: Cache) -> int:
+    """Bytes a cache holds (liquid layers or transformers' KV layers)."""
+    total = 0
+    for layer in cache.layers:
+        if isinstance(layer, LiquidCacheLayer):
+            total += layer.nbytes()
+        elif getattr(layer, "is_initialized", False):
+            total += sum(t.numel() * t.element_size() for t in (layer.keys, layer.values) if t is not None)
+    return total
+
+
+def liquid_layer(cache: Any, layer_idx: int, window: int) -> LiquidCacheLayer:
+    """The ``LiquidCacheLayer`` for ``layer_idx``, installing one into an empty default cache slot."""
+    if not isinstance(cache, Cache):
+        raise PatchError(f"past_key_values must be a transformers Cache, got {type(cache).__name__}")
+    while len(cache.layers) <= layer_idx:
+        cache.layers.append(LiquidCacheLayer(window))
+    layer = cache.layers[layer_idx]
+    if isinstance(layer, LiquidCacheLayer):
+        if layer.window != window:
+            raise PatchError(f"cache layer {layer_idx} was built for window {layer.window}, model uses {window}")
+        return layer
+    if getattr(layer, "is_initialized", False):
+        raise PatchError(
+            f"cache layer {layer_idx} already holds softmax keys/values; a patched model needs an empty cache "
+            "or liquid_memory.hf.LiquidHybridCache(model)"
+        )
+    cache.layers[layer_idx] = LiquidCacheLayer(window)
+    return cache.layers[layer_idx]
+
+
+def _decoder_layers(model: Any) -> Any:
+    inner = getattr(model, "model", model)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise PatchError(f"{type(model).__name__} has no decoder layers at .model.layers")
+    return layers
+
+
+def _patched_window(model: Any) -> int:
+    windows = {getattr(layer.self_attn, "window", None) for layer in _decoder_layers(model)}
+    if len(windows) != 1 or None in windows:
+        raise PatchError("LiquidHybridCache needs a model patched by liquid_memory.hf.patch_model")
+    return windows.pop()

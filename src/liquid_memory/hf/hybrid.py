@@ -1,0 +1,154 @@
+"""The hybrid mixer's math: exact softmax over the last ``window`` keys + the liquid recurrence for older keys.
+
+For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` reads KV head ``h // G``)::
+
+    s_ts  = q_t · k_s / sqrt(d)                                   window keys  t-W < s ≤ t
+    w_ts  = φ_q(q_t) · ( Π_{r=s+1..t-W} a_r  ⊙  φ_k(k_s) )         older keys   s ≤ t-W   (the recurrence)
+    y_t   = ( Σ_win e^{s_ts} v_s + e^{β_h} Σ_old w_ts v_s ) / ( Σ_win e^{s_ts} + e^{β_h} Σ_old w_ts )
+
+one normaliser shared by both parts (as LoLCATs combines its sliding window with linear attention), with a
+learned per-head log-scale ``β_h`` that puts the liquid mass on the softmax mass's scale. The older part is
+the DESIGN.md §2 recurrence read with a delay of ``W`` tokens: ``S_j = diag(a_j) S_{j-1} + φ_k(k_j) [v_j, 1]^T``
+and ``Σ_old w_ts [v_s, 1] = S_{t-W}^T φ_q(q_t)`` — the appended 1 carries the normaliser, so one
+``liquid_scan`` gives numerator and denominator. ``W = 0`` (pure liquid): ``y_t = N_t / D_t`` with
+``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels).
+
+Evaluated stably: with ``m_t = max_win s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
+Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0.
+The state is fp32 (float64 in float64 runs) and per KV head: the ``G`` query heads of a group read the
+same state — the kernel reads one query per step, so the group's queries go in ``G`` sub-steps whose
+key is zero and decay one (the state does not change between them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from liquid_memory.ops.dispatch import liquid_scan, liquid_step
+
+QUERY_BLOCK = 128  # window part: queries per block (scores are [block, block + W - 1], not [T, T])
+TINY = 1e-30  # floor of the liquid denominator inside ln(): only rows with no older key ever reach it
+
+
+def pad_values(v: Tensor, feature_dim: int) -> Tensor:
+    """``[v, 1, 0…]`` of width ``feature_dim`` (the kernel needs dv == dk; the 1 carries the normaliser)."""
+    pad = v.new_zeros((*v.shape[:-1], feature_dim - v.shape[-1]))
+    pad[..., 0] = 1.0
+    return torch.cat([v, pad], dim=-1)
+
+
+def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float):
+    """Unnormalised softmax over the window: ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, blocked over queries.
+
+    ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
+    (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``m = -inf`` and ``A = Z = 0`` where no key is visible.
+    """
+    b, h, t, d = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
+    qg = q.view(b, hkv, g, t, d)
+    a_out, z_out, m_out = [], [], []
+    for i0 in range(0, t, QUERY_BLOCK):
+        i1 = min(t, i0 + QUERY_BLOCK)
+        j0, j1 = max(0, n_cached + i0 - window + 1), n_cached + i1
+        scores = torch.einsum("bkgtd,bksd->bkgts", qg[:, :, :, i0:i1], k[:, :, j0:j1]) * scaling
+        qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
+        kpos = torch.arange(j0, j1, device=q.device)[None, :]
+        allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        m = scores.amax(dim=-1, keepdim=True)
+        e = torch.exp(scores - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))
+        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, v[:, :, j0:j1]))
+        z_out.append(e.sum(-1))
+        m_out.append(m.squeeze(-1))
+    return (
+        torch.cat(a_out, 3).reshape(b, h, t, d),
+        torch.cat(z_out, 3).reshape(b, h, t),
+        torch.cat(m_out, 3).reshape(b, h, t),
+    )
+
+
+def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):
+    """Scan with ``G`` queries per KV-head step: ``phi_q`` ``[B, H, n, D]``, the rest ``[B, Hkv, n, D]``."""
+    b, h, n, dim = phi_q.shape
+    hkv = phi_k.shape[1]
+    g = h // hkv
+    if g == 1:
+        return liquid_scan(phi_q, phi_k, vp, log_a, initial_state=state, output_final_state=True, backend=backend)
+    qq = phi_q.view(b, hkv, g, n, dim).transpose(2, 3).reshape(b, hkv, n * g, dim)
+
+    def spread(x: Tensor) -> Tensor:  # the key/value/decay at sub-step 0 of each group, zeros after
+        out = x.new_zeros((b, hkv, n, g, dim))
+        out[:, :, :, 0] = x
+        return out.view(b, hkv, n * g, dim)
+
+    o, final = liquid_scan(
+        qq, spread(phi_k), spread(vp), spread(log_a), initial_state=state, output_final_state=True, backend=backend
+    )
+    return o.view(b, hkv, n, g, dim).transpose(2, 3).reshape(b, h, n, dim), final
+
+
+def _read(phi_q: Tensor, state: Tensor) -> Tensor:
+    """``S^T φ_q`` for every query head of each group: ``[B, H, T, D]`` against ``[B, Hkv, D, D]``."""
+    b, h, t, dim = phi_q.shape
+    hkv = state.shape[1]
+    qg = phi_q.view(b, hkv, h // hkv, t, dim).to(state.dtype)
+    return torch.einsum("bkgtd,bkde->bkgte", qg, state).reshape(b, h, t, dim)
+
+
+def liquid_part(phi_q, phi_k, v, log_a, valid, n_cached, window, state, backend):
+    """``(N·D-packed reads [B, H, T, D], new state [B, Hkv, D, D])``; keys ``0..L-W`` enter the state.
+
+    ``phi_q``: new queries ``[B, H, T, D]``; ``phi_k``, ``v`` (``[B, Hkv, L, d]``), ``log_a`` cover the cached
+    window keys followed by the new keys; ``state`` holds every key before them (``None`` = zeros).
+    """
+    b, h, t, dim = phi_q.shape
+    hkv, length = phi_k.shape[1], phi_k.shape[2]
+    keep = valid[:, None, :, None]
+    phi_k = torch.where(keep, phi_k, 0.0)
+    vp = torch.where(keep, pad_values(v, dim), 0.0)
+    log_a = torch.where(keep, log_a, 0.0)
+    acc = torch.float64 if phi_q.dtype == torch.float64 else torch.float32
+    if state is None:
+        state = phi_q.new_zeros((b, hkv, dim, dim), dtype=acc)
+    if window == 0:  # pure: query t reads S_t (its own key included); nothing stays outside the state
+        if t == 1 and length == 1:
+            _, new_state = liquid_step(
+                phi_k.new_zeros(phi_k[:, :, 0].shape), phi_k[:, :, 0], vp[:, :, 0], log_a[:, :, 0], state,
+                backend=backend,
+            )  # fmt: skip
+            return _read(phi_q, new_state), new_state
+        return _grouped_scan(phi_q, phi_k, vp, log_a, state, backend)
+    n_s = max(length - window + 1, 0)  # keys that leave the window for good
+    i0 = max(window - n_cached, 0)  # new queries before i0 read the incoming state directly
+    reads = [_read(phi_q[:, :, : min(i0, t)], state)] if i0 > 0 else []
+    if n_s == 0:
+        return torch.cat(reads, 2).to(phi_q.dtype), state
+    if n_s == 1:  # decode: one key leaves the window; no query reads the state after it in this call
+        _, new_state = liquid_step(
+            phi_k.new_zeros(phi_k[:, :, 0].shape), phi_k[:, :, 0], vp[:, :, 0], log_a[:, :, 0], state,
+            backend=backend,
+        )  # fmt: skip
+        return torch.cat(reads, 2).to(phi_q.dtype), new_state
+    shifted = phi_q.new_zeros((b, h, n_s, dim))  # query at key position j reads S_{j-W}: run it at step j-W
+    if i0 < t:
+        shifted[:, :, n_cached + i0 - window : n_cached + t - window] = phi_q[:, :, i0:]
+    o, new_state = _grouped_scan(shifted, phi_k[:, :, :n_s], vp[:, :, :n_s], log_a[:, :, :n_s], state, backend)
+    if i0 < t:
+        reads.append(o[:, :, n_cached + i0 - window : n_cached + t - window])
+    return torch.cat(reads, 2).to(phi_q.dtype), new_state
+
+
+def combine(win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scale: Tensor, head_dim: int) -> Tensor:
+    """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query."""
+    num, den = lin[..., :head_dim], lin[..., head_dim].clamp_min(0.0)
+    if win is None:
+        return num / (den + TINY).unsqueeze(-1)
+    a, z, m = win
+    log_w = mix_log_scale.view(1, -1, 1).to(den.dtype) + torch.log(den.clamp_min(TINY))
+    c = torch.maximum(m, log_w)
+    wa, wl = torch.exp(m - c), torch.exp(log_w - c)
+    numer = wa.unsqueeze(-1) * a + (wl / den.clamp_min(TINY)).unsqueeze(-1) * num
+    denom = wa * z + wl
+    return numer / denom.clamp_min(TINY).unsqueeze(-1)

@@ -1,0 +1,72 @@
+"""The new parameters linearization adds to each attention layer: feature maps, low-rank decay, mix scale.
+
+Kept apart from the attention math so that ``linearize`` can find exactly what stage 1 trains
+(``liquid_parameters``) and ``save`` can store exactly what differs from the base model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from liquid_memory.nn.decay import DELTA_MIN, init_decay_bias
+
+DECAY_RANK = 16  # rank of the decay projection, as flash-linear-attention's GLA computes its gate
+
+
+class FeatureMap(nn.Module):
+    """Per-head positive feature map ``φ(x) = [softmax(x W_h), softmax(-x W_h)] ∈ R^{2d}`` (Hedgehog-style).
+
+    Positive features make ``φ(q)·φ(k) > 0``, so the liquid part has a normaliser like softmax's and lives
+    in the same value space as the window part. ``W_h`` starts as the identity scaled by ``d^{-1/4}``
+    (then ``φ(q)·φ(k)`` grows with ``q·k/√d``, the logit the softmax uses).
+    """
+
+    def __init__(self, heads: int, head_dim: int) -> None:
+        super().__init__()
+        eye = torch.eye(head_dim) * head_dim**-0.25
+        self.weight = nn.Parameter(eye.repeat(heads, 1, 1))  # [heads, d, d]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``[B, heads, T, d]`` → ``[B, heads, T, 2d]`` (computed in x's dtype, fp32 or float64)."""
+        z = torch.einsum("bhtd,hde->bhte", x, self.weight.to(x.dtype))
+        return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
+
+
+class LowRankDecay(nn.Module):
+    """``log a_t = -(softplus(W_up W_down x_t + b) + δ_min)`` per KV head and feature channel (DESIGN.md §2).
+
+    ``b`` comes from ``nn.decay.init_decay_bias`` (half-lives log-uniform 1…4096 tokens over each head's
+    channels); the two factors start N(0, 0.02) so the initial decay is the multi-timescale bias.
+    """
+
+    def __init__(self, hidden: int, kv_heads: int, feature_dim: int, rank: int = DECAY_RANK) -> None:
+        super().__init__()
+        self.kv_heads, self.feature_dim = kv_heads, feature_dim
+        self.down = nn.Parameter(torch.randn(rank, hidden) * 0.02)
+        self.up = nn.Parameter(torch.randn(kv_heads * feature_dim, rank) * 0.02)
+        self.bias = nn.Parameter(init_decay_bias(kv_heads, feature_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``[B, T, hidden]`` → ``log_a``: ``[B, kv_heads, T, feature_dim]`` (≤ 0, fp32 or float64)."""
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x = x.to(acc)
+        pre = (x @ self.down.to(acc).T) @ self.up.to(acc).T + self.bias.to(acc)
+        log_a = -(nn.functional.softplus(pre) + DELTA_MIN)
+        return log_a.view(*x.shape[:2], self.kv_heads, self.feature_dim).transpose(1, 2)
+
+
+class LiquidParams(nn.Module):
+    """Everything one patched layer adds: ``feature_q``, ``feature_k``, ``decay``, ``mix_log_scale``."""
+
+    def __init__(self, hidden: int, heads: int, kv_heads: int, head_dim: int, rank: int = DECAY_RANK) -> None:
+        super().__init__()
+        self.feature_dim = 2 * head_dim
+        self.feature_q = FeatureMap(heads, head_dim)
+        self.feature_k = FeatureMap(kv_heads, head_dim)
+        self.decay = LowRankDecay(hidden, kv_heads, self.feature_dim, rank)
+        # β_h: log of the weight the liquid (older-than-window) mass gets next to the softmax window mass
+        self.mix_log_scale = nn.Parameter(torch.zeros(heads))
+
+    def extra_repr(self) -> str:
+        return f"feature_dim={self.feature_dim}, decay_rank={self.decay.down.shape[0]}"

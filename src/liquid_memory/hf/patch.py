@@ -1,0 +1,59 @@
+"""``patch_model``: put ``LiquidHybridAttention`` into every decoder layer of a Llama / Mistral / Qwen2 model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch import nn
+
+from liquid_memory.hf.attention import LiquidHybridAttention
+from liquid_memory.hf.errors import SUPPORTED, UnsupportedArchitecture
+
+
+def _check_architecture(model: Any) -> None:
+    from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
+
+    if not isinstance(model, LlamaForCausalLM | MistralForCausalLM | Qwen2ForCausalLM):
+        raise UnsupportedArchitecture(f"cannot patch {type(model).__name__}: supported are {', '.join(SUPPORTED)}")
+
+
+def patch_model(model: Any, *, window: int = 64, backend: str | None = None) -> Any:
+    """Replace each ``layer.self_attn`` in place by a ``LiquidHybridAttention`` reusing its q/k/v/o weights.
+
+    ``window``: exact softmax over the last ``window`` tokens, the liquid recurrence for older ones (``0`` =
+    pure liquid). ``backend``: the ``liquid_scan`` backend (``None``: ``LM_BACKEND`` or the licensed ``cpp``
+    kernel; ``"reference"``/``"naive"`` are the unlicensed pure-PyTorch paths). The new parameters are
+    initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call ``linearize`` or load
+    trained ones with ``from_pretrained``. Returns the same model object.
+    """
+    _check_architecture(model)
+    if is_patched(model):
+        raise UnsupportedArchitecture("model is already patched", remedy="patch a fresh copy of the base model")
+    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        model.set_attn_implementation("sdpa")  # the patched layer reads the 4-D sdpa/eager mask
+    for layer in model.model.layers:
+        layer.self_attn = LiquidHybridAttention(layer.self_attn, window, backend=backend)
+    model.liquid_window = window
+    return model
+
+
+def is_patched(model: Any) -> bool:
+    return any(isinstance(m, LiquidHybridAttention) for m in model.modules())
+
+
+def patched_layers(model: Any) -> list[LiquidHybridAttention]:
+    return [m for m in model.modules() if isinstance(m, LiquidHybridAttention)]
+
+
+def liquid_parameters(model: Any) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every parameter patch_model added (what stage 1 trains and save stores)."""
+    for name, param in model.named_parameters():
+        if ".liquid." in name:
+            yield name, param
+
+
+def set_mode(model: Any, mode: str) -> None:
+    """``"hybrid"`` (the patched mixer) or ``"softmax"`` (the original attention, same weights: the teacher)."""
+    for layer in patched_layers(model):
+        layer.mode = mode
