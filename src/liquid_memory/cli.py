@@ -1,4 +1,4 @@
-"""``liquid-memory``: the customer CLI — ``bench``, ``verify PATH``, ``license``."""
+"""``liquid-memory``: the customer CLI — ``bench``, ``verify``, ``license``, ``lm``, ``quality``, ``linearize``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from liquid_memory import cli_quality
-
 from liquid_memory.cli_hf import add_linearize, run_bench_hf, run_linearize
 from liquid_memory.cli_licensing import add_subcommands, run
 from liquid_memory.cli_lm import add_lm_subcommand, run_lm
