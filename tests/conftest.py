@@ -11,6 +11,8 @@ import tempfile
 
 import pytest
 
+from tests.dev_licence import dev_licence
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_state_dir():
@@ -22,3 +24,15 @@ def _isolated_state_dir():
         os.environ.pop("LM_STATE_DIR", None)
     else:
         os.environ["LM_STATE_DIR"] = previous
+
+
+@pytest.fixture
+def licensed(monkeypatch):
+    """A valid development licence in LM_PRIVATE_KEY for one test (the compiled kernels run only under one)."""
+    from liquid_memory.licensing import reset_cache
+
+    monkeypatch.setenv("LM_PRIVATE_KEY", dev_licence())
+    monkeypatch.delenv("LM_BACKEND", raising=False)
+    reset_cache()
+    yield
+    reset_cache()

@@ -14,7 +14,6 @@ import os
 # this must happen before any test module is collected.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import functools  # noqa: E402
 import sys
 from pathlib import Path
 
@@ -24,24 +23,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 MODULE_BACKENDS = ["chunked", "cpp"]
 
-
-@functools.cache
-def _dev_licence() -> str:
-    from liquid_memory_vendor.dev import issue_dev_licence
-
-    return issue_dev_licence(("kernel",), licensee="Liquid Memory core tests")
-
-
-@pytest.fixture
-def licensed(monkeypatch):
-    """A valid development licence in LM_PRIVATE_KEY for the duration of one test."""
-    from liquid_memory.licensing import reset_cache
-
-    monkeypatch.setenv("LM_PRIVATE_KEY", _dev_licence())
-    monkeypatch.delenv("LM_BACKEND", raising=False)
-    reset_cache()
-    yield
-    reset_cache()
 
 
 @pytest.fixture(params=MODULE_BACKENDS)

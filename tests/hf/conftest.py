@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -10,25 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "core"))
-
-
-@functools.cache
-def _dev_licence() -> str:
-    from liquid_memory_vendor.dev import issue_dev_licence
-
-    return issue_dev_licence(("kernel",), licensee="Liquid Memory hf tests")
-
-
-@pytest.fixture
-def licensed(monkeypatch):
-    """A valid development licence in LM_PRIVATE_KEY (the compiled cpp kernels run only under one)."""
-    from liquid_memory.licensing import reset_cache
-
-    monkeypatch.setenv("LM_PRIVATE_KEY", _dev_licence())
-    monkeypatch.delenv("LM_BACKEND", raising=False)
-    reset_cache()
-    yield
-    reset_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-from models.conftest import _dev_licence
-
 from liquid_memory.cli import main
+from tests.dev_licence import dev_licence
 
 
 def test_lm_bench_tiny(corpus, tmp_path, monkeypatch, capsys):
     from liquid_memory.licensing import reset_cache
 
-    monkeypatch.setenv("LM_PRIVATE_KEY", _dev_licence())
+    monkeypatch.setenv("LM_PRIVATE_KEY", dev_licence())
     monkeypatch.delenv("LM_BACKEND", raising=False)
     reset_cache()
     out = tmp_path / "bench"

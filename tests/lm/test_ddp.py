@@ -10,15 +10,15 @@ from pathlib import Path
 
 import torch
 from core.scan_cases import rel_err
-from models.conftest import _dev_licence
 
 from liquid_memory.lm.checkpoint import load_checkpoint
+from tests.dev_licence import dev_licence
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def _torchrun(nproc: int, corpus: Path, out: Path) -> None:
-    env = {**os.environ, "LM_PRIVATE_KEY": _dev_licence(), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "LM_PRIVATE_KEY": dev_licence(), "OMP_NUM_THREADS": "1"}
     env.pop("LM_BACKEND", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                str(WORKER), str(corpus), str(out)]  # fmt: skip

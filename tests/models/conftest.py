@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-
-import pytest
 import torch
 
 from liquid_memory.models import LiquidLM, LiquidLMConfig
-
-
-@functools.cache
-def _dev_licence() -> str:
-    from liquid_memory_vendor.dev import issue_dev_licence
-
-    return issue_dev_licence(("kernel",), licensee="Liquid Memory LiquidLM tests")
-
-
-@pytest.fixture
-def licensed(monkeypatch):
-    """A valid development licence in LM_PRIVATE_KEY for one test (the README demo's path)."""
-    from liquid_memory.licensing import reset_cache
-
-    monkeypatch.setenv("LM_PRIVATE_KEY", _dev_licence())
-    monkeypatch.delenv("LM_BACKEND", raising=False)
-    reset_cache()
-    yield
-    reset_cache()
 
 
 def tiny_config(mixer: str, **overrides) -> LiquidLMConfig:
