@@ -116,24 +116,36 @@ def _register_python_side() -> None:
     def _step_fake(q, k, v, log_a, state):
         return torch.empty_like(q)
 
-    def setup_context(ctx, inputs, output):
-        q, k, v, log_a, initial_state, reverse, precision_safe = inputs
-        ctx.save_for_backward(q, k, v, log_a, initial_state)
-        ctx.reverse, ctx.precision_safe = reverse, precision_safe
-        ctx.log_a_dtype = log_a.dtype
-        ctx.init_dtype = None if initial_state is None else initial_state.dtype
+    torch.library.register_autograd(
+        f"{_OPS}::liquid_scan_fwd",
+        scan_backward(lambda *args: torch.ops.liquid_memory.liquid_scan_bwd(*args)),
+        setup_context=save_scan_context,
+    )
+
+
+def save_scan_context(ctx, inputs, output) -> None:
+    """Autograd ``setup_context`` of a scan-forward op ``(q, k, v, log_a, initial_state, reverse, precision_safe)``."""
+    q, k, v, log_a, initial_state, reverse, precision_safe = inputs
+    ctx.save_for_backward(q, k, v, log_a, initial_state)
+    ctx.reverse, ctx.precision_safe = reverse, precision_safe
+    ctx.log_a_dtype = log_a.dtype
+    ctx.init_dtype = None if initial_state is None else initial_state.dtype
+
+
+def scan_backward(scan_bwd: Any) -> Any:
+    """The autograd ``backward`` of a scan-forward op, running ``scan_bwd`` (the plain or the licence-checking
+    C++ backward op, same signature) on what :func:`save_scan_context` saved."""
 
     def backward(ctx, grad_o, grad_final):
         q, k, v, log_a, initial_state = ctx.saved_tensors
         if grad_o is None:
             grad_o = torch.zeros_like(q)
-        dq, dk, dv, dla, dinit = torch.ops.liquid_memory.liquid_scan_bwd(
-            q, k, v, log_a, initial_state, grad_o, grad_final, ctx.reverse, ctx.precision_safe
-        )
+        dq, dk, dv, dla, dinit = scan_bwd(q, k, v, log_a, initial_state, grad_o, grad_final, ctx.reverse,
+                                          ctx.precision_safe)  # fmt: skip
         dinit = None if initial_state is None else dinit.to(ctx.init_dtype)
         return dq, dk, dv, dla.to(ctx.log_a_dtype), dinit, None, None
 
-    torch.library.register_autograd(f"{_OPS}::liquid_scan_fwd", backward, setup_context=setup_context)
+    return backward
 
 
 def heads_inner(q: Tensor) -> bool:

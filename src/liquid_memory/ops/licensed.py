@@ -64,25 +64,13 @@ def _(q, k, v, log_a, initial_state, grad_o, grad_final, reverse, precision_safe
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), log_a.new_empty(log_a.shape), state
 
 
-def _setup(ctx, inputs, output):
-    q, k, v, log_a, initial_state, reverse, precision_safe = inputs
-    ctx.save_for_backward(q, k, v, log_a, initial_state)
-    ctx.reverse, ctx.precision_safe = reverse, precision_safe
-    ctx.log_a_dtype = log_a.dtype
-    ctx.init_dtype = None if initial_state is None else initial_state.dtype
+def _register_autograd() -> None:
+    from liquid_memory.ops.cpp import save_scan_context, scan_backward
+
+    scan_fwd.register_autograd(scan_backward(scan_bwd), setup_context=save_scan_context)
 
 
-def _backward(ctx, grad_o, grad_final):
-    q, k, v, log_a, initial_state = ctx.saved_tensors
-    if grad_o is None:
-        grad_o = torch.zeros_like(q)
-    dq, dk, dv, dla, dinit = scan_bwd(q, k, v, log_a, initial_state, grad_o, grad_final, ctx.reverse,
-                                      ctx.precision_safe)  # fmt: skip
-    dinit = None if initial_state is None else dinit.to(ctx.init_dtype)
-    return dq, dk, dv, dla.to(ctx.log_a_dtype), dinit, None, None
-
-
-scan_fwd.register_autograd(_backward, setup_context=_setup)
+_register_autograd()
 
 
 @torch.library.custom_op("liquid_memory_licensed::step_", mutates_args=("state",))
