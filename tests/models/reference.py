@@ -68,6 +68,10 @@ def attention(x: Tensor, mixer, rope_base: float) -> Tensor:
 
 
 def mixer_output(x: Tensor, block, config) -> Tensor:
+    if config.mixer == "liquid" and config.conv_qkv:  # one short conv per q / k / v stream, then LiquidMemory
+        q, k, v = (short_conv(x, block.mixer.convs[name]) for name in ("q_conv", "k_conv", "v_conv"))
+        out, _ = reference_layer(block.mixer.memory, q, k, v, "causal")
+        return out
     if config.mixer == "liquid":
         out, _ = reference_layer(block.mixer.memory, x, x, x, "causal")
         return out

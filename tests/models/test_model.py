@@ -17,6 +17,7 @@ VARIANTS = [
     ("liquid", {"short_conv": 3}),
     ("liquid", {"coupled_input": True, "out_norm": False}),
     ("liquid", {"bias": True}),
+    ("liquid", {"short_conv": 3, "conv_qkv": True}),
     ("liquidnet", {}),
     ("liquidnet", {"short_conv": 4}),
     ("attention", {}),
@@ -166,7 +167,11 @@ def test_config_round_trip_and_validation():
     config = tiny_config("liquid", short_conv=4, liquid_kwargs={"precision_safe": True})
     assert LiquidLMConfig.from_dict(config.to_dict()) == config
     assert LiquidLMConfig(vocab_size=10, d_model=96).ffn_dim == 256
-    for bad in ({"mixer": "mamba"}, {"d_model": 30, "n_heads": 4}, {"short_conv": 1}, {"vocab_size": 0}):
+    bad_cases = (
+        {"mixer": "mamba"}, {"d_model": 30, "n_heads": 4}, {"short_conv": 1}, {"vocab_size": 0},
+        {"conv_qkv": True}, {"mixer": "attention", "short_conv": 4, "conv_qkv": True},
+    )  # fmt: skip
+    for bad in bad_cases:
         with pytest.raises(ConfigError):
             LiquidLMConfig(**{"vocab_size": 10, **bad})
     with pytest.raises(ConfigError, match="unknown"):

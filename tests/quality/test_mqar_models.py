@@ -21,7 +21,8 @@ SHAPE = ModelShape(d_model=16, n_layers=2, n_heads=2, backend="chunked")
 
 
 @pytest.mark.parametrize(
-    "name", ["attention", "liquid", "liquid-conv", "liquid-coupled", "liquid-no-norm", "liquidnet"]
+    "name",
+    ["attention", "liquid", "liquid-conv", "liquid-coupled", "liquid-no-norm", "liquidnet", "liquid-qkvconv"],
 )
 def test_answer_logits_equal_full_forward(name: str) -> None:
     model = build_model(MODEL_SPECS[name], SHAPE, TASK, seed=0)
@@ -53,6 +54,26 @@ def test_state_size_is_measured_per_mixer() -> None:
     conv = state_size(build_model(MODEL_SPECS["liquid-conv"], SHAPE, TASK, 0), t)
     assert conv == layers * (e * e // heads + 3 * e)  # kernel 4 keeps 3 past inputs per channel
     assert state_size(build_model(MODEL_SPECS["liquidnet"], SHAPE, TASK, 0), t) == layers * e
+    qkv = state_size(build_model(MODEL_SPECS["liquid-qkvconv"], SHAPE, TASK, 0), t)
+    assert qkv == layers * (e * e // heads + 3 * 3 * e)  # three kernel-4 windows per layer
+
+
+def test_static_decay_adapter_freezes_the_input_dependence() -> None:
+    model = build_model(MODEL_SPECS["liquid-static"], SHAPE, TASK, seed=0)
+    reference = build_model(MODEL_SPECS["liquid"], SHAPE, TASK, seed=0)
+    inputs, labels = make_split(TASK, 4, seed=0)
+    mask = labels != IGNORE
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        answer_logits(model, inputs, mask).logsumexp(-1).sum().backward()
+        opt.step()
+    for block, ref in zip(model.blocks, reference.blocks, strict=True):
+        proj = block.mixer.memory.decay_proj
+        assert not proj.weight.requires_grad and not proj.weight.any()
+        assert not torch.equal(proj.bias, ref.mixer.memory.decay_proj.bias)  # the bias still trains
+    with pytest.raises(ValueError, match="liquid mixer only"):
+        build_model(MODEL_SPECS["liquid-static"].__class__("x", "attention", init="static-decay"), SHAPE, TASK, 0)
 
 
 def test_parse_models() -> None:

@@ -26,6 +26,8 @@ class LiquidLMConfig:
         max_seq_len: the training context and the default prompt limit of chat / UI.
         short_conv: kernel size of a causal depthwise convolution on the mixer input (0 = off); decode keeps
             the last ``short_conv - 1`` inputs as state.
+        conv_qkv: ``liquid`` mixer only: with ``short_conv``, one kernel per q / k / v stream instead of one on the
+            shared mixer input (``models/qkv_conv.py``: the key stream can then carry the previous token alone).
         coupled_input, out_norm: LiquidMemory options (DESIGN.md §2); ``liquid_kwargs`` passes any further
             LiquidMemory keyword (e.g. ``decay_rank``) through unchanged.
         backend: ``liquid_scan`` backend for the ``liquid`` mixer (``None``: LM_BACKEND or the default).
@@ -41,6 +43,7 @@ class LiquidLMConfig:
     ffn_dim: int | None = None
     max_seq_len: int = 512
     short_conv: int = 0
+    conv_qkv: bool = False
     coupled_input: bool = False
     out_norm: bool = True
     liquid_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +70,8 @@ class LiquidLMConfig:
             raise ConfigError(f"ffn_dim must be positive, got {self.ffn_dim}")
         if self.short_conv < 0 or self.short_conv == 1:
             raise ConfigError(f"short_conv is a kernel size ≥ 2 (or 0 = off), got {self.short_conv}")
+        if self.conv_qkv and (self.mixer != "liquid" or not self.short_conv):
+            raise ConfigError("conv_qkv needs mixer='liquid' and a short_conv kernel size")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from liquid_memory.models.config import LiquidLMConfig
 from liquid_memory.models.mixers import MIXER_CLASSES
+from liquid_memory.models.qkv_conv import LiquidQKVConvMixer
 from liquid_memory.models.short_conv import ShortConv
 
 INIT_STD = 0.02
@@ -81,8 +82,9 @@ class Block(nn.Module):
     def __init__(self, config: LiquidLMConfig) -> None:
         super().__init__()
         self.mixer_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.conv = ShortConv(config.d_model, config.short_conv) if config.short_conv else None
-        self.mixer = MIXER_CLASSES[config.mixer](config)
+        shared_conv = config.short_conv and not config.conv_qkv  # conv_qkv: the mixer holds one conv per stream
+        self.conv = ShortConv(config.d_model, config.short_conv) if shared_conv else None
+        self.mixer = LiquidQKVConvMixer(config) if config.conv_qkv else MIXER_CLASSES[config.mixer](config)
         self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config.d_model, config.ffn_dim)
         self.residual_scale = 1.0 / math.sqrt(2 * config.n_layers)

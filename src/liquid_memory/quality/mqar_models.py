@@ -26,7 +26,9 @@ class ModelSpec:
     mixer: str
     options: dict[str, Any] = field(default_factory=dict)
     note: str = ""
-    init: str = "lm"  # "lm": LiquidLM's own init; "xavier": q/k/v re-initialised as LiquidMemory/MHA do (adapter)
+    # "lm": LiquidLM's own init; adapters (liquid mixer only): "xavier": q/k/v re-initialised as LiquidMemory/MHA
+    # do; "static-decay": W_δ = 0 and frozen, so the decay is the per-channel bias alone (no input dependence).
+    init: str = "lm"
 
 
 SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
@@ -42,6 +44,19 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         ModelSpec("liquid-r16", "liquid", {"liquid_kwargs": {"decay_rank": 16}}, "LiquidMemory, rank-16 decay"),
         ModelSpec("liquid-r64", "liquid", {"liquid_kwargs": {"decay_rank": 64}}, "LiquidMemory, rank-64 decay"),
         ModelSpec("liquidnet", "liquidnet", {}, "the seed LiquidNet's diagonal mixer (vector state)"),
+        ModelSpec(
+            "liquid-qkvconv", "liquid", {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True},
+            "LiquidMemory + one short causal conv per q/k/v stream (fla's placement)",
+        ),
+        ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
+        ModelSpec(
+            "liquid-conv-static", "liquid", {"short_conv": SHORT_CONV_KERNEL},
+            "LiquidMemory + short conv, decay W_δ = 0 frozen", init="static-decay",
+        ),
+        ModelSpec(
+            "liquid-qkvconv-static", "liquid", {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True},
+            "LiquidMemory + q/k/v convs, decay W_δ = 0 frozen", init="static-decay",
+        ),
         ModelSpec(
             "liquid-xavier",
             "liquid",
@@ -90,9 +105,29 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
     model = LiquidLM(config)
     if spec.init == "xavier":
         _xavier_qkv(model)
+    elif spec.init == "static-decay":
+        _static_decay(model)
     elif spec.init != "lm":
-        raise ValueError(f"unknown init {spec.init!r} (lm | xavier)")
+        raise ValueError(f"unknown init {spec.init!r} (lm | xavier | static-decay)")
     return model
+
+
+def _liquid_memories(model: nn.Module) -> list[nn.Module]:
+    memories = [getattr(block.mixer, "memory", None) for block in model.blocks]
+    if any(m is None for m in memories):
+        raise ValueError("this init adapter applies to the liquid mixer only")
+    return memories
+
+
+def _static_decay(model: nn.Module) -> None:
+    """Adapter: zero and freeze each LiquidMemory's decay weights, keeping the multi-timescale bias (trainable):
+    the decay no longer depends on the input. Tests whether input-dependent decay slows or destabilises recall."""
+    with torch.no_grad():
+        for memory in _liquid_memories(model):
+            for name, param in memory.decay_proj.named_parameters():
+                if name.endswith("weight"):
+                    param.zero_()
+                    param.requires_grad_(False)
 
 
 def _xavier_qkv(model: nn.Module) -> None:
@@ -100,10 +135,7 @@ def _xavier_qkv(model: nn.Module) -> None:
     LiquidMemory (like nn.MultiheadAttention) uses standalone, in place of LiquidLM's N(0, 0.02); everything else,
     including the zero-init output projection, stays LiquidLM's. Tests whether the small init slows recall."""
     with torch.no_grad():
-        for block in model.blocks:
-            memory = getattr(block.mixer, "memory", None)
-            if memory is None:
-                raise ValueError("init='xavier' applies to the liquid mixer only")
+        for memory in _liquid_memories(model):
             for weight in (memory.in_proj_weight, memory.q_proj_weight, memory.k_proj_weight, memory.v_proj_weight):
                 if weight is not None:
                     nn.init.xavier_uniform_(weight)
