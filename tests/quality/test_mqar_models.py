@@ -82,3 +82,22 @@ def test_parse_models() -> None:
         parse_models("attention,gpt")
     with pytest.raises(ValueError, match="no models"):
         parse_models(" , ")
+
+
+def test_decay_and_conv_adapters() -> None:
+    import math
+
+    from liquid_memory.nn.decay import DELTA_MIN
+
+    slow = build_model(MODEL_SPECS["liquid-qkvconv-u-slow"], SHAPE, TASK, seed=0)
+    for block in slow.blocks:
+        delta = torch.nn.functional.softplus(block.mixer.memory.decay_proj.bias.double()) + DELTA_MIN
+        half_lives = math.log(2) / delta
+        assert abs(half_lives.min().item() - 32.0) < 1e-2 and abs(half_lives.max().item() - 4096.0) < 1.0
+        for conv in block.mixer.convs.values():
+            w = conv.weight[:, 0]
+            assert w.abs().max() <= 0.5 and w[:, :-1].abs().mean() > 0.1  # uniform ±1/sqrt(4), no identity start
+    with pytest.raises(ValueError, match="needs a model with short_conv"):
+        build_model(MODEL_SPECS["liquid"].__class__("x", "liquid", init="conv-uniform"), SHAPE, TASK, 0)
+    with pytest.raises(ValueError, match="unknown init"):
+        build_model(MODEL_SPECS["liquid"].__class__("x", "liquid", init="slow-decay+warm"), SHAPE, TASK, 0)

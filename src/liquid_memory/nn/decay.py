@@ -16,13 +16,17 @@ def inverse_softplus(y: Tensor) -> Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
-def init_decay_bias(num_heads: int, head_dim: int) -> Tensor:
-    """``b_δ`` such that each head's d channels have half-lives log-uniform from 1 to 4096 tokens.
+def init_decay_bias(
+    num_heads: int, head_dim: int, min_half_life: float = MIN_HALF_LIFE, max_half_life: float = MAX_HALF_LIFE
+) -> Tensor:
+    """``b_δ`` such that each head's d channels have half-lives log-uniform from 1 to 4096 tokens (by default).
 
     ``b = softplus⁻¹(ln 2 / τ - δ_min)``, so that with zero input ``δ = softplus(b) + δ_min = ln 2 / τ``
     exactly: retention halves after τ tokens (subtracting δ_min keeps the 4096-token channel exact).
     """
-    half_lives = torch.logspace(math.log10(MIN_HALF_LIFE), math.log10(MAX_HALF_LIFE), head_dim, dtype=torch.float64)
+    if not 0 < min_half_life <= max_half_life:
+        raise ValueError(f"need 0 < min_half_life <= max_half_life, got {min_half_life} and {max_half_life}")
+    half_lives = torch.logspace(math.log10(min_half_life), math.log10(max_half_life), head_dim, dtype=torch.float64)
     bias = inverse_softplus(math.log(2.0) / half_lives - DELTA_MIN)
     return bias.repeat(num_heads).float()
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liquid_memory.quality.mqar_adapters import apply_init
 from liquid_memory.quality.mqar_data import MQARTask
 
 
@@ -26,44 +27,41 @@ class ModelSpec:
     mixer: str
     options: dict[str, Any] = field(default_factory=dict)
     note: str = ""
-    # "lm": LiquidLM's own init; adapters (liquid mixer only): "xavier": q/k/v re-initialised as LiquidMemory/MHA
-    # do; "static-decay": W_δ = 0 and frozen, so the decay is the per-channel bias alone (no input dependence).
-    init: str = "lm"
+    init: str = "lm"  # "lm": LiquidLM's own init; else "+"-joined adapters (quality/mqar_adapters.py)
 
 
 SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
+
+CONV = {"short_conv": SHORT_CONV_KERNEL}
+QKV_CONV = {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True}
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("attention", "attention", {}, "softmax attention (SDPA, RoPE): the Transformer baseline"),
         ModelSpec("liquid", "liquid", {}, "LiquidMemory, defaults (uncoupled input, out_norm, full-rank decay)"),
-        ModelSpec("liquid-conv", "liquid", {"short_conv": SHORT_CONV_KERNEL}, "LiquidMemory + short causal conv"),
+        ModelSpec("liquid-conv", "liquid", CONV, "LiquidMemory + short causal conv on the mixer input"),
         ModelSpec("liquid-coupled", "liquid", {"coupled_input": True}, "ablation: seed's (1-a) coupled input"),
         ModelSpec("liquid-no-norm", "liquid", {"out_norm": False}, "ablation: no per-head output RMSNorm"),
         ModelSpec("liquid-r16", "liquid", {"liquid_kwargs": {"decay_rank": 16}}, "LiquidMemory, rank-16 decay"),
         ModelSpec("liquid-r64", "liquid", {"liquid_kwargs": {"decay_rank": 64}}, "LiquidMemory, rank-64 decay"),
         ModelSpec("liquidnet", "liquidnet", {}, "the seed LiquidNet's diagonal mixer (vector state)"),
+        ModelSpec("liquid-xavier", "liquid", {}, "LiquidMemory, q/k/v xavier init (MHA's)", init="xavier"),
+        # Why recall is slow (benchmarks/results/mqar/README.md): token shift, conv init, decay range and dependence.
+        ModelSpec("liquid-qkvconv", "liquid", QKV_CONV, "LiquidMemory + one short conv per q/k/v stream"),
+        ModelSpec("liquid-conv-u", "liquid", CONV, "liquid-conv, conv init uniform (fla's)", init="conv-uniform"),
+        ModelSpec("liquid-qkvconv-u", "liquid", QKV_CONV, "liquid-qkvconv, conv init uniform", init="conv-uniform"),
+        ModelSpec("liquid-qkvconv-slow", "liquid", QKV_CONV, "liquid-qkvconv, half-lives 32..4096", init="slow-decay"),
         ModelSpec(
-            "liquid-qkvconv", "liquid", {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True},
-            "LiquidMemory + one short causal conv per q/k/v stream (fla's placement)",
-        ),
-        ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
-        ModelSpec(
-            "liquid-conv-static", "liquid", {"short_conv": SHORT_CONV_KERNEL},
-            "LiquidMemory + short conv, decay W_δ = 0 frozen", init="static-decay",
-        ),
-        ModelSpec(
-            "liquid-qkvconv-static", "liquid", {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True},
-            "LiquidMemory + q/k/v convs, decay W_δ = 0 frozen", init="static-decay",
-        ),
-        ModelSpec(
-            "liquid-xavier",
+            "liquid-qkvconv-u-slow",
             "liquid",
-            {},
-            "LiquidMemory, q/k/v xavier init (MHA's) instead of N(0, 0.02)",
-            init="xavier",
+            QKV_CONV,
+            "liquid-qkvconv, conv init uniform, half-lives 32..4096",
+            init="conv-uniform+slow-decay",
         ),  # fmt: skip
+        ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
+        ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
+        ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
     )
 }
 
@@ -103,42 +101,8 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
         mixer=spec.mixer, max_seq_len=task.seq_len, backend=shape.backend, **spec.options,
     )  # fmt: skip
     model = LiquidLM(config)
-    if spec.init == "xavier":
-        _xavier_qkv(model)
-    elif spec.init == "static-decay":
-        _static_decay(model)
-    elif spec.init != "lm":
-        raise ValueError(f"unknown init {spec.init!r} (lm | xavier | static-decay)")
+    apply_init(model, spec.init)
     return model
-
-
-def _liquid_memories(model: nn.Module) -> list[nn.Module]:
-    memories = [getattr(block.mixer, "memory", None) for block in model.blocks]
-    if any(m is None for m in memories):
-        raise ValueError("this init adapter applies to the liquid mixer only")
-    return memories
-
-
-def _static_decay(model: nn.Module) -> None:
-    """Adapter: zero and freeze each LiquidMemory's decay weights, keeping the multi-timescale bias (trainable):
-    the decay no longer depends on the input. Tests whether input-dependent decay slows or destabilises recall."""
-    with torch.no_grad():
-        for memory in _liquid_memories(model):
-            for name, param in memory.decay_proj.named_parameters():
-                if name.endswith("weight"):
-                    param.zero_()
-                    param.requires_grad_(False)
-
-
-def _xavier_qkv(model: nn.Module) -> None:
-    """Adapter, not a models/ change: give each LiquidMemory's q/k/v projection the xavier-uniform init that
-    LiquidMemory (like nn.MultiheadAttention) uses standalone, in place of LiquidLM's N(0, 0.02); everything else,
-    including the zero-init output projection, stays LiquidLM's. Tests whether the small init slows recall."""
-    with torch.no_grad():
-        for memory in _liquid_memories(model):
-            for weight in (memory.in_proj_weight, memory.q_proj_weight, memory.k_proj_weight, memory.v_proj_weight):
-                if weight is not None:
-                    nn.init.xavier_uniform_(weight)
 
 
 def hidden_states(model: nn.Module, input_ids: Tensor) -> Tensor:
