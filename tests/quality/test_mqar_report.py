@@ -1,0 +1,37 @@
+"""The target verdict: a measured ratio against attention, or a bound when attention never reached 0.90."""
+
+from __future__ import annotations
+
+from liquid_memory.quality.mqar_report import annotate, table
+
+TARGET = "T256-kv16-d128-L2-H2-V1024"
+
+
+def _run(model: str, steps_to_90: int | None, steps_run: int, best: float, setting: str = TARGET) -> dict:
+    return {
+        "setting": setting, "model": model, "mixer": "attention" if model == "attention" else "liquid",
+        "train": {"seed": 0, "lr": 3e-3, "batch_size": 32}, "steps_to": {"0.50": None, "0.90": steps_to_90},
+        "steps_run": steps_run, "best_accuracy": best, "final_accuracy": best, "parameters": 1, "state_size": 1,
+        "seconds_per_step": 0.1, "train_seconds": 1.0, "stop_reason": "max_steps",
+    }  # fmt: skip
+
+
+def _verdicts(runs: list[dict]) -> dict[str, dict]:
+    return {v["model"]: v for v in annotate({"runs": runs})["target"]["verdicts"]}
+
+
+def test_bound_when_attention_did_not_reach_the_target() -> None:
+    runs = [_run("attention", None, 3700, 0.4), _run("fast", 2000, 2100, 0.95), _run("slow", 6000, 6000, 0.91)]
+    verdicts = _verdicts(runs)
+    assert verdicts["fast"]["steps_ratio_upper_bound"] == round(2000 / 3700, 2)
+    assert verdicts["fast"]["target_met"] and not verdicts["slow"]["target_met"]  # 6000 / 3700 > 1.5
+    assert "< 0.54" in table({"runs": runs})
+
+
+def test_measured_ratio_wins_over_a_bound() -> None:
+    runs = [_run("attention", 1000, 1100, 0.95), _run("ok", 1500, 1600, 0.95), _run("late", 1600, 1700, 0.95)]
+    verdicts = _verdicts(runs)
+    assert verdicts["ok"]["steps_ratio_vs_attention"] == 1.5 and verdicts["ok"]["target_met"]
+    assert verdicts["late"]["steps_ratio_upper_bound"] is None and not verdicts["late"]["target_met"]
+    other = _verdicts([_run("attention", None, 3700, 0.4), _run("low", None, 4000, 0.6)])
+    assert not other["low"]["target_met"]  # below 0.90 is a miss whatever the steps
