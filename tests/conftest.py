@@ -7,11 +7,17 @@ developer's ``~/.cache/liquid-memory`` nor leave state there that a later checko
 from __future__ import annotations
 
 import os
-import tempfile
 
-import pytest
+# The triton backend is tested in the Triton interpreter (no GPU here). Triton fixes interpreter vs compiler
+# when it is first imported — `import torch._dynamo` (so any liquid_memory import) already imports it — so this
+# must happen here, before any test module of any folder is collected (tests/quality first used to break it).
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from tests.dev_licence import dev_licence
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.dev_licence import dev_licence  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,13 +7,6 @@ README demo takes. If the C++ extension is not built, the cpp cases fail: they a
 
 from __future__ import annotations
 
-import os
-
-# The triton backend is tested in the Triton interpreter (no GPU here). Triton fixes interpreter vs compiler
-# when it is first imported — `import torch._dynamo` (so any liquid_memory import) already imports it — so
-# this must happen before any test module is collected.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import sys
 from pathlib import Path
 
