@@ -38,11 +38,14 @@ def pad_values(v: Tensor, feature_dim: int) -> Tensor:
     return torch.cat([v, pad], dim=-1)
 
 
-def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float):
-    """Unnormalised softmax over the window: ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, blocked over queries.
+def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
+                sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None):  # fmt: skip
+    """Unnormalised softmax over the window (and sinks): ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, query blocks.
 
     ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
-    (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``m = -inf`` and ``A = Z = 0`` where no key is visible.
+    (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``sinks``: ``(keys, values, positions, ok)`` as
+    ``sinks.gather_sinks`` makes them (positions in ``k``'s coordinates); a sink joins every query for which
+    it is older than the window. ``m = -inf`` and ``A = Z = 0`` where no key is visible.
     """
     b, h, t, d = q.shape
     hkv = k.shape[1]
@@ -56,10 +59,17 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
         qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
         kpos = torch.arange(j0, j1, device=q.device)[None, :]
         allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
+        vals = v[:, :, j0:j1]
+        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
+            sk, sv, spos, sok = sinks
+            s_scores = torch.einsum("bkgtd,bknd->bkgtn", qg[:, :, :, i0:i1], sk) * scaling
+            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
+            scores, allowed = torch.cat([scores, s_scores], -1), torch.cat([allowed, s_allowed], -1)
+            vals = torch.cat([vals, sv], 2)
         scores = scores.masked_fill(~allowed, float("-inf"))
         m = scores.amax(dim=-1, keepdim=True)
         e = torch.exp(scores - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))
-        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, v[:, :, j0:j1]))
+        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, vals))
         z_out.append(e.sum(-1))
         m_out.append(m.squeeze(-1))
     return (
