@@ -27,8 +27,8 @@ def _text(n=400, seed=0):
 
 
 def _config(base_dir, **kw):
-    cfg = dict(window=4, seq_len=32, max_train_tokens=128, steps_per_layer=12, lr=3e-2, lora_steps=0,
-               lora_seq_len=16, checkpoint_every=2, base_model=str(base_dir))  # fmt: skip
+    cfg = dict(window=4, sinks=0, seq_len=32, max_train_tokens=128, steps_per_layer=12, lr=3e-2, warmup_steps=0,
+               lora_steps=0, lora_seq_len=16, checkpoint_every=2, base_model=str(base_dir))  # fmt: skip
     cfg.update(kw)
     return LinearizeConfig(**cfg)
 

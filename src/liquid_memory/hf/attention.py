@@ -143,6 +143,10 @@ class LiquidHybridAttention(nn.Module):
         if self.sinks == 0:
             return None, valid
         seen = layer.sink_valid_seen(valid.shape[0], valid.device) if layer is not None else None
+        if layer is not None and layer.sinks is not None and bool((seen >= self.sinks).all()):
+            stored = layer.sink_store(layer.sinks, seen_before - n_cached)  # every slot filled: nothing new
+            if bool((stored[2] < 0).all()):  # and all of them older than the held keys (the decode fast path)
+                return stored, valid
         new_mask = sink_mask(valid[:, n_cached:], self.sinks, seen)
         new = gather_sinks(k[:, :, n_cached:], v[:, :, n_cached:], new_mask, self.sinks)
         new = (new[0], new[1], new[2] + n_cached, new[3])

@@ -1,10 +1,11 @@
 """The hybrid mixer's math: exact softmax over the last ``window`` keys + the liquid recurrence for older keys.
 
-For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` reads KV head ``h // G``)::
+For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` reads KV head ``h // G``;
+``σ`` = the sink keys, the first ``n_sink`` non-padded keys of the sequence, ``sinks.py``)::
 
-    s_ts  = q_t · k_s / sqrt(d)                                   window keys  t-W < s ≤ t
-    w_ts  = φ_q(q_t) · ( Π_{r=s+1..t-W} a_r  ⊙  φ_k(k_s) )         older keys   s ≤ t-W   (the recurrence)
-    y_t   = ( Σ_win e^{s_ts} v_s + e^{β_h} Σ_old w_ts v_s ) / ( Σ_win e^{s_ts} + e^{β_h} Σ_old w_ts )
+    s_ts  = q_t · k_s / sqrt(d)                                   exact keys   t-W < s ≤ t, or s ∈ σ (s ≤ t)
+    w_ts  = φ_q(q_t) · ( Π_{r=s+1..t-W, r∉σ} a_r  ⊙  φ_k(k_s) )    older keys   s ≤ t-W, s ∉ σ  (the recurrence)
+    y_t   = ( Σ_exact e^{s_ts} v_s + e^{β_h} Σ_old w_ts v_s ) / ( Σ_exact e^{s_ts} + e^{β_h} Σ_old w_ts )
 
 one normaliser shared by both parts (as LoLCATs combines its sliding window with linear attention), with a
 learned per-head log-scale ``β_h`` that puts the liquid mass on the softmax mass's scale. The older part is
@@ -13,8 +14,10 @@ and ``Σ_old w_ts [v_s, 1] = S_{t-W}^T φ_q(q_t)`` — the appended 1 carries th
 ``liquid_scan`` gives numerator and denominator. ``W = 0`` (pure liquid): ``y_t = N_t / D_t`` with
 ``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels).
 
-Evaluated stably: with ``m_t = max_win s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
-Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0.
+Evaluated stably: with ``m_t = max_exact s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
+Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0. Sink
+keys enter the recurrence exactly like padded ones (no contribution, no decay): they are exact keys instead.
+Sinks need ``W ≥ 1``.
 The state is fp32 (float64 in float64 runs) and per KV head: the ``G`` query heads of a group read the
 same state — the kernel reads one query per step, so the group's queries go in ``G`` sub-steps whose
 key is zero and decay one (the state does not change between them).

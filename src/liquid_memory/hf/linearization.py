@@ -45,6 +45,14 @@ def tokenize_sequences(tokenizer: Any, text: str, seq_len: int, max_tokens: int)
     return ids[: n * seq_len].view(n, seq_len)
 
 
+def warmup_cosine(step: int, config: LinearizeConfig) -> float:
+    """Stage-1 learning-rate factor: linear warmup over ``warmup_steps``, then cosine decay to 0."""
+    warm, total = config.warmup_steps, config.steps_per_layer
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
 class _Run:
     """Checkpoint folder, JSON log and timing of one linearization."""
 
@@ -112,7 +120,7 @@ def _stage1(model: nn.Module, seqs: torch.Tensor, config: LinearizeConfig, run: 
             attn.mode = "hybrid"
             beta0 = attn.calibrate(x[: min(4, len(x))], pe)
             opt = torch.optim.Adam(attn.liquid.parameters(), lr=config.lr)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps_per_layer)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, config))
             losses = []
             for _ in range(config.steps_per_layer):
                 pick = torch.randint(len(x), (config.batch_size,), generator=gen)
@@ -239,7 +247,8 @@ def linearize(
             teacher = copy.deepcopy(model).eval()  # the unpatched original: stage 2's target distribution
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        patch_model(model, window=config.window, backend=backend, sinks=config.sinks,
+        sinks = config.sinks if config.window > 0 else 0  # pure liquid has no exact part to hold sinks
+        patch_model(model, window=config.window, backend=backend, sinks=sinks,
                     max_half_life=config.max_half_life)  # fmt: skip
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")
