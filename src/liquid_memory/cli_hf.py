@@ -15,7 +15,7 @@ from liquid_memory.errors import LiquidMemoryError
 
 
 def add_linearize(sub: argparse._SubParsersAction) -> None:
-    from liquid_memory.hf.config import LinearizeConfig
+    from liquid_memory.hf.config import LORA_OBJECTIVES, LinearizeConfig
 
     defaults = LinearizeConfig()
     p = sub.add_parser(
@@ -33,7 +33,10 @@ def add_linearize(sub: argparse._SubParsersAction) -> None:
     for f in fields(LinearizeConfig):
         if f.name in ("base_model", "extra"):
             continue
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None)
+        choices = LORA_OBJECTIVES if f.name == "lora_objective" else None
+        p.add_argument(
+            "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices
+        )
 
 
 def run_linearize(args: argparse.Namespace) -> int:

@@ -11,8 +11,8 @@ from liquid_memory.hf import LiquidHybridCache, patch_model
 from liquid_memory.hf.cache import LiquidCacheLayer
 
 
-def _patched(arch="llama", window=4, backend="chunked"):
-    model = patch_model(tiny_model(arch), window=window, backend=backend)
+def _patched(arch="llama", window=4, backend="chunked", sinks=0):
+    model = patch_model(tiny_model(arch), window=window, backend=backend, sinks=sinks)
     perturb_liquid(model)
     return model
 
@@ -28,32 +28,35 @@ def _greedy_by_recomputation(model, ids, attention_mask, steps):
     return ids
 
 
-@pytest.mark.parametrize("window", [0, 4])
+@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (4, 0), (4, 2)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_generate_with_cache_equals_full_recomputation(arch, window):
-    model = _patched(arch, window)
+def test_generate_with_cache_equals_full_recomputation(arch, window, sinks):
+    model = _patched(arch, window, sinks=sinks)
     ids = torch.randint(3, 61, (1, 9), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(ids)
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=0)
     assert torch.equal(out, _greedy_by_recomputation(model, ids, mask, 12))
 
 
-def test_incremental_logits_equal_full_forward():
-    model = _patched(window=4)
+@pytest.mark.parametrize(("sinks", "first"), [(0, 6), (2, 6), (3, 2)])
+def test_incremental_logits_equal_full_forward(sinks, first):
+    """A prefill, a chunk, then single tokens; (3, 2): the sinks are completed after the prefill."""
+    model = _patched(window=4, sinks=sinks)
     ids = torch.randint(3, 61, (2, 15), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
         cache = LiquidHybridCache(model)
-        parts = [model(ids[:, :6], past_key_values=cache, use_cache=True).logits]
-        parts.append(model(ids[:, 6:9], past_key_values=cache, use_cache=True).logits)  # a chunk after a prefill
+        parts = [model(ids[:, :first], past_key_values=cache, use_cache=True).logits]
+        parts.append(model(ids[:, first:9], past_key_values=cache, use_cache=True).logits)  # a chunk after a prefill
         for t in range(9, 15):
             parts.append(model(ids[:, t : t + 1], past_key_values=cache, use_cache=True).logits)
     assert rel_err(torch.cat(parts, 1), full) < 1e-5
     assert cache.get_seq_length() == 15
 
 
-def test_batched_left_padding_equals_one_by_one():
-    model = _patched(window=4)
+@pytest.mark.parametrize("sinks", [0, 2])
+def test_batched_left_padding_equals_one_by_one(sinks):
+    model = _patched(window=4, sinks=sinks)
     gen = torch.Generator().manual_seed(3)
     prompts = [torch.randint(3, 61, (n,), generator=gen) for n in (10, 4, 7)]
     width = max(len(p) for p in prompts)
@@ -79,8 +82,9 @@ def test_sampling_uses_the_cache_and_matches_recomputation():
     assert cached.shape == (2, 18)
 
 
-def test_decode_state_does_not_grow():
-    model = _patched(window=4)
+@pytest.mark.parametrize("sinks", [0, 2])
+def test_decode_state_does_not_grow(sinks):
+    model = _patched(window=4, sinks=sinks)
     cache = LiquidHybridCache(model)
     ids = torch.randint(3, 61, (1, 40), generator=torch.Generator().manual_seed(5))
     sizes = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from hf_models import tiny_model
 
@@ -26,8 +27,8 @@ def _text(n=400, seed=0):
 
 
 def _config(base_dir, **kw):
-    cfg = dict(window=4, seq_len=32, max_train_tokens=128, steps_per_layer=12, lr=3e-2, lora_steps=0,
-               lora_seq_len=16, checkpoint_every=2, base_model=str(base_dir))  # fmt: skip
+    cfg = dict(window=4, sinks=0, seq_len=32, max_train_tokens=128, steps_per_layer=12, lr=3e-2, warmup_steps=0,
+               lora_steps=0, lora_seq_len=16, checkpoint_every=2, base_model=str(base_dir))  # fmt: skip
     cfg.update(kw)
     return LinearizeConfig(**cfg)
 
@@ -54,12 +55,13 @@ def test_lora_stage_resume_and_reload(tmp_path):
     base = tiny_model()
     base.save_pretrained(tmp_path / "base")
     out = tmp_path / "out"
-    first = linearize(tiny_model(), DigitTokenizer(), _text(), out, _config(tmp_path / "base", lora_steps=2),
+    cfg = dict(lora_objective="next_token")  # the LM-loss objective (the distillation one is tested below)
+    first = linearize(tiny_model(), DigitTokenizer(), _text(), out, _config(tmp_path / "base", lora_steps=2, **cfg),
                       progress=False, backend="chunked")  # fmt: skip
     # "interrupted" after 2 LoRA steps: resume with a longer plan; stage 1 is not redone
     model = tiny_model()
-    log = linearize(model, DigitTokenizer(), _text(), out, _config(tmp_path / "base", lora_steps=4), resume=True,
-                    progress=False, backend="chunked")  # fmt: skip
+    log = linearize(model, DigitTokenizer(), _text(), out, _config(tmp_path / "base", lora_steps=4, **cfg),
+                    resume=True, progress=False, backend="chunked")  # fmt: skip
     assert log["resumed"] == 1
     assert log["stage1"] == first["stage1"] and log["tokens"]["stage1"] == first["tokens"]["stage1"]
     assert len(log["stage2"]) == 4 and log["stage2"][:2] == first["stage2"]
@@ -72,3 +74,57 @@ def test_lora_stage_resume_and_reload(tmp_path):
     ids = torch.randint(3, 61, (1, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
+
+
+def _sharp_model():
+    """The tiny model with larger weights: peaked next-token distributions, so a KL has something to measure."""
+    model = tiny_model()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.mul_(10 if "lm_head" in name or "embed" in name else 4)
+    return model
+
+
+def test_distillation_stage_lowers_kl_to_the_original_and_moves_only_lora_and_liquid(tmp_path):
+    """Stage 2 'distill' (teacher: the unpatched original) brings the model closer to the original than stage 1
+    alone, on fixed text; embeddings, MLP and norms stay the original's, q/k/v/o change (LoRA merged)."""
+    from liquid_memory.hf.linearization import distill_loss
+
+    _sharp_model().save_pretrained(tmp_path / "base")
+    ids = DigitTokenizer()(_text())["input_ids"][:, :128].view(8, 16)
+    original = _sharp_model()
+    with torch.no_grad():
+        reference = original(ids).logits
+    kl = {}
+    for steps in (0, 24):
+        cfg = _config(tmp_path / "base", steps_per_layer=4, lora_steps=steps, lora_lr=2e-3, checkpoint_every=100)
+        model = _sharp_model()
+        log = linearize(model, DigitTokenizer(), _text(), tmp_path / f"out{steps}", cfg, progress=False,
+                        backend="chunked")  # fmt: skip
+        with torch.no_grad():
+            kl[steps] = distill_loss(model(ids, use_cache=False).logits, reference).item()
+    assert log["config"]["lora_objective"] == "distill" and len(log["stage2"]) == 24
+    assert 0 < kl[24] < 0.85 * kl[0], kl
+    for name, p in model.named_parameters():
+        if ".liquid." in name:
+            continue
+        same = torch.equal(p, original.get_parameter(name))
+        adapted = any(f"self_attn.{t}." in name for t in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        assert same != adapted, f"{name}: {'unchanged' if same else 'changed'}"
+
+
+def test_distill_loss_is_kl_to_the_teacher():
+    from liquid_memory.hf.linearization import distill_loss
+
+    gen = torch.Generator().manual_seed(0)
+    t, s = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    p, q = torch.softmax(t, -1), torch.softmax(s, -1)
+    want = (p * (p.log() - q.log())).sum(-1).mean()
+    torch.testing.assert_close(distill_loss(s, t), want)
+    assert distill_loss(t, t).abs() < 1e-6
+
+
+def test_unknown_stage2_objective_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="lora_objective"):
+        _config(tmp_path, lora_objective="mse")

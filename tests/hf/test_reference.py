@@ -25,6 +25,12 @@ def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
     """Documented math in float64, loops over batch, query head, query and key."""
     b, t, _ = hidden.shape
     h, hkv, d, w = attn.num_heads, attn.num_kv_heads, attn.head_dim, attn.window
+    # sinks: the first attn.sinks real (non-padded) keys of each sequence, written as a plain count
+    sink = torch.zeros(b, t, dtype=torch.bool)
+    for bi in range(b):
+        real = [s for s in range(t) if valid[bi, s]]
+        for s in real[: attn.sinks]:
+            sink[bi, s] = True
     lp = attn.liquid
 
     def proj(lin, heads):
@@ -51,12 +57,12 @@ def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
                 for s in range(ti + 1):
                     if not valid[bi, s]:
                         continue
-                    if w > 0 and s > ti - w:  # window key: exact softmax weight
+                    if (w > 0 and s > ti - w) or sink[bi, s]:  # window or sink key: exact softmax weight
                         e = torch.exp(q[bi, hi, ti] @ k[bi, g, s] * attn.scaling)
-                    else:  # older key: through the recurrence, decays of (non-padded) tokens s+1..t-W
+                    else:  # older key: through the recurrence, decays of (non-padded, non-sink) tokens s+1..t-W
                         decay = torch.ones(2 * d, dtype=torch.float64)
                         for r in range(s + 1, ti - w + 1):
-                            if valid[bi, r]:
+                            if valid[bi, r] and not sink[bi, r]:
                                 decay = decay * a[bi, g, r]
                         e = beta * (fq[bi, hi, ti] @ (decay * fk[bi, g, s]))
                     num, den = num + e * v[bi, g, s], den + e
@@ -72,11 +78,11 @@ def _mask4d(valid):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("window", [0, 3])
+@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (3, 0), (3, 2)])
 @pytest.mark.parametrize("padding", ["none", "left", "right"])
-def test_patched_attention_matches_float64_reference(arch, window, padding):
+def test_patched_attention_matches_float64_reference(arch, window, sinks, padding):
     model = tiny_model(arch, dtype=torch.float64)
-    patch_model(model, window=window, backend="naive")
+    patch_model(model, window=window, backend="naive", sinks=sinks)
     perturb_liquid(model)
     attn = model.model.layers[1].self_attn
     b, t = 2, 11

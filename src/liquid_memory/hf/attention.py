@@ -24,6 +24,7 @@ from liquid_memory.hf.cache import liquid_layer
 from liquid_memory.hf.errors import PatchError
 from liquid_memory.hf.hybrid import combine, liquid_part, window_part
 from liquid_memory.hf.params import LiquidParams
+from liquid_memory.hf.sinks import gather_sinks, mark, merge_sinks, sink_mask
 
 MODES = ("hybrid", "softmax")
 
@@ -51,10 +52,15 @@ def key_validity(attention_mask: Tensor | None, batch: int, length: int, device:
 class LiquidHybridAttention(nn.Module):
     """Exact softmax over the last ``window`` tokens + the liquid recurrence for older ones (``window=0``: pure)."""
 
-    def __init__(self, original: nn.Module, window: int, *, backend: str | None = None) -> None:
+    def __init__(
+        self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
+        max_half_life: float | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
+        if sinks < 0 or (sinks > 0 and window == 0):
+            raise ValueError(f"sinks must be >= 0 and need window >= 1 (got sinks={sinks}, window={window})")
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -65,14 +71,19 @@ class LiquidHybridAttention(nn.Module):
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
             original.q_proj, original.k_proj, original.v_proj, original.o_proj,
         )  # fmt: skip
-        self.window, self.backend, self.mode = window, backend, "hybrid"
-        self.liquid = LiquidParams(config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim)
+        self.window, self.sinks, self.backend, self.mode = window, sinks, backend, "hybrid"
+        self.liquid = LiquidParams(
+            config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, max_half_life=max_half_life
+        )
         # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
         weight = original.q_proj.weight
         self.liquid.to(device=weight.device, dtype=torch.float64 if weight.dtype == torch.float64 else torch.float32)
 
     def extra_repr(self) -> str:
-        return f"window={self.window}, heads={self.num_heads}, kv_heads={self.num_kv_heads}, mode={self.mode}"
+        return (
+            f"window={self.window}, sinks={self.sinks}, heads={self.num_heads}, kv_heads={self.num_kv_heads}, "
+            f"mode={self.mode}"
+        )
 
     def _project(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = hidden.shape
@@ -99,9 +110,9 @@ class LiquidHybridAttention(nn.Module):
         q, k, v = self._project(hidden_states, position_embeddings)
         log_a = self.liquid.decay(hidden_states)
         layer = liquid_layer(past_key_values, self.layer_idx, self.window) if past_key_values is not None else None
-        state = None
+        state, seen_before = None, 0
         if layer is not None:
-            state = layer.state()
+            state, seen_before = layer.state(), layer.cumulative_length
             k, packed = layer.update(k, torch.cat([v, log_a.to(v.dtype)], dim=-1))
             v, log_a = packed[..., : self.head_dim], packed[..., self.head_dim :].float()
             if q.dtype == torch.float64:
@@ -110,39 +121,67 @@ class LiquidHybridAttention(nn.Module):
         n_cached = length - t
         valid = key_validity(attention_mask, b, length, hidden_states.device)
         acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        sinks, liquid_valid = self._sinks(k.to(acc), v.to(acc), valid, n_cached, layer, seen_before)
         phi_q, phi_k = self.liquid.feature_q(q.to(acc)), self.liquid.feature_k(k.to(acc))
-        lin, new_state = liquid_part(phi_q, phi_k, v.to(acc), log_a, valid, n_cached, self.window, state, self.backend)
+        lin, new_state = liquid_part(
+            phi_q, phi_k, v.to(acc), log_a, liquid_valid, n_cached, self.window, state, self.backend
+        )
         if layer is not None:
             layer.set_state(new_state)
         win = None
         if self.window > 0:
-            win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling)
+            win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling, sinks)
         y = combine(win, lin.to(acc), self.liquid.mix_log_scale, self.head_dim)
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
 
+    def _sinks(self, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, layer: Any, seen_before: int):
+        """``(sinks for window_part or None, [B, L] validity for the liquid part)`` (see ``sinks.py``).
+
+        With a cache, the stored sinks (absolute positions) are moved into this call's key coordinates, the
+        new keys' sinks are ranked after the valid keys already seen, and the store is updated."""
+        if self.sinks == 0:
+            return None, valid
+        seen = layer.sink_valid_seen(valid.shape[0], valid.device) if layer is not None else None
+        if layer is not None and layer.sinks is not None and bool((seen >= self.sinks).all()):
+            stored = layer.sink_store(layer.sinks, seen_before - n_cached)  # every slot filled: nothing new
+            if bool((stored[2] < 0).all()):  # and all of them older than the held keys (the decode fast path)
+                return stored, valid
+        new_mask = sink_mask(valid[:, n_cached:], self.sinks, seen)
+        new = gather_sinks(k[:, :, n_cached:], v[:, :, n_cached:], new_mask, self.sinks)
+        new = (new[0], new[1], new[2] + n_cached, new[3])
+        if layer is None:
+            return new, valid & ~new_mask
+        base = seen_before - n_cached  # absolute position of k[:, :, 0]
+        stored = layer.sink_store(new, base)
+        both = merge_sinks(stored, new, self.sinks) if stored is not None else new
+        layer.set_sinks(both, base, seen + valid[:, n_cached:].sum(-1))
+        return both, valid & ~mark(both[2], both[3], k.shape[2])
+
     @torch.no_grad()
     def calibrate(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
-        """Set ``β_h`` so the liquid mass equals the softmax's mass on keys older than the window (median over
-        queries of ``ln Σ_old e^{s_ts} - ln Σ_old w_ts`` on ``hidden`` ``[B, T, hidden]``, no padding).
+        """Set ``β_h`` so the liquid mass equals the softmax's mass on the non-sink keys older than the window
+        (median over queries of ``ln Σ_old e^{s_ts} - ln Σ_old w_ts`` on ``hidden`` ``[B, T, hidden]``, no
+        padding).
 
         Without it the two masses start orders of magnitude apart (SmolLM2's logits reach 20+) and the liquid
         part's gradient vanishes. Returns the new ``β`` (unchanged when ``window = 0`` or ``T <= window``).
         """
         b, t, _ = hidden.shape
-        if self.window == 0 or t <= self.window:
+        if self.window == 0 or t <= self.window + self.sinks:
             return self.liquid.mix_log_scale.detach().clone()
         q, k, v = self._project(hidden, position_embeddings)
         valid = torch.ones((b, t), dtype=torch.bool, device=hidden.device)
+        not_sink = ~sink_mask(valid, self.sinks)
         phi_q, phi_k = self.liquid.feature_q(q.float()), self.liquid.feature_k(k.float())
         log_a = self.liquid.decay(hidden)
-        lin, _ = liquid_part(phi_q, phi_k, v.float(), log_a, valid, 0, self.window, None, self.backend)
-        log_d = torch.log(lin[..., self.head_dim].clamp_min(1e-30))[:, :, self.window :]  # [B, H, T-W]
+        lin, _ = liquid_part(phi_q, phi_k, v.float(), log_a, valid & not_sink, 0, self.window, None, self.backend)
+        log_d = torch.log(lin[..., self.head_dim].clamp_min(1e-30))[:, :, self.window + self.sinks :]
         kk = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)
         scores = torch.einsum("bhtd,bhsd->bhts", q.float(), kk.float()) * self.scaling
         pos = torch.arange(t, device=hidden.device)
-        old = pos[None, :] <= pos[:, None] - self.window
-        lse_old = scores.masked_fill(~old, float("-inf")).logsumexp(-1)[:, :, self.window :]
+        old = (pos[None, :] <= pos[:, None] - self.window)[None, None] & not_sink[:, None, None, :]
+        lse_old = scores.masked_fill(~old, float("-inf")).logsumexp(-1)[:, :, self.window + self.sinks :]
         beta = (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1).median(dim=1).values
         self.liquid.mix_log_scale.copy_(beta)
         return beta

@@ -114,8 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ids = tok(joined(heldout), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
     contexts = [int(c) for c in args.contexts.split(",")]
     names, parts = args.models.split(","), args.parts.split(",")
-    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads,
-                              "machine": "shared 2-core CPU (5 concurrent helpers); ratios are same-run"}  # fmt: skip
+    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
     result["linearization"] = {
         name: read_config(path)["training"] for name, path in (("pure", args.pure), ("hybrid", args.hybrid)) if path
     }
@@ -236,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-len", type=int, default=192)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--machine", default="shared 2-core CPU; ratios are same-run", help="recorded in the JSON")
     p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
     p.add_argument("--tag", help="write the partial result hf_smollm2.TAG.json (combine them with --combine)")

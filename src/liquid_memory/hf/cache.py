@@ -31,6 +31,22 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
     def __init__(self, window: int) -> None:
         super().__init__(sliding_window=max(window, 1))
         self.window = window
+        self.sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # keys, values, absolute positions, ok
+        self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
+
+    def sink_valid_seen(self, batch: int, device: torch.device) -> Tensor:
+        return self.sink_seen if self.sink_seen is not None else torch.zeros(batch, dtype=torch.long, device=device)
+
+    def sink_store(self, like: tuple[Tensor, ...], base: int) -> tuple[Tensor, ...] | None:
+        """The stored sinks with positions relative to ``base`` (the absolute position of the call's key 0)."""
+        if self.sinks is None:
+            return None
+        k, v, pos, ok = self.sinks
+        return k.to(like[0].dtype), v.to(like[1].dtype), pos - base, ok
+
+    def set_sinks(self, sinks: tuple[Tensor, ...], base: int, seen: Tensor) -> None:
+        k, v, pos, ok = sinks
+        self.sinks, self.sink_seen = (k.detach().clone(), v.detach().clone(), pos + base, ok.clone()), seen
 
     def update(self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
         """Append the new tokens; keep (a copy of) the last ``window - 1``; return cached + new."""
@@ -69,6 +85,8 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         if self.is_initialized:
             total += self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
         state = self.state()
+        if self.sinks is not None:
+            total += sum(t.numel() * t.element_size() for t in self.sinks)
         return total + (state.numel() * state.element_size() if state is not None else 0)
 
 

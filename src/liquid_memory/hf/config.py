@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+LORA_OBJECTIVES = ("distill", "next_token")  # stage 2: KL to the original model's next-token distribution, or LM loss
 
 
 @dataclass
@@ -13,17 +14,25 @@ class LinearizeConfig:
     """Defaults sized for SmolLM2-135M on a shared 2-core CPU (see README_INTEGRATION.md for timings)."""
 
     window: int = 64
-    seq_len: int = 1024
-    max_train_tokens: int = 65536  # stage-1 sequences: the first max_train_tokens // seq_len of the text
-    steps_per_layer: int = 64
+    sinks: int = 4  # first real tokens kept as exact softmax keys (hf/sinks.py); none when window = 0
+    max_half_life: float = 4096.0  # the decay's initial half-lives span 1…max_half_life tokens
+    seq_len: int = 2048
+    max_train_tokens: int = 32768  # stage-1 sequences: the first max_train_tokens // seq_len of the text
+    steps_per_layer: int = 96
     batch_size: int = 1
     lr: float = 1e-2
-    lora_steps: int = 0
+    warmup_steps: int = 8  # stage 1: linear warmup, then cosine decay to 0 over steps_per_layer
+    lora_steps: int = 64
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    lora_lr: float = 5e-4
+    lora_lr: float = 1e-3
     lora_seq_len: int = 512
+    lora_objective: str = "distill"
     checkpoint_every: int = 10
     seed: int = 0
     base_model: str = "smollm2-135m"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.lora_objective not in LORA_OBJECTIVES:
+            raise ValueError(f"lora_objective must be one of {', '.join(LORA_OBJECTIVES)}, got {self.lora_objective!r}")

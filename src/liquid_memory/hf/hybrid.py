@@ -1,10 +1,11 @@
 """The hybrid mixer's math: exact softmax over the last ``window`` keys + the liquid recurrence for older keys.
 
-For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` reads KV head ``h // G``)::
+For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` reads KV head ``h // G``;
+``σ`` = the sink keys, the first ``n_sink`` non-padded keys of the sequence, ``sinks.py``)::
 
-    s_ts  = q_t · k_s / sqrt(d)                                   window keys  t-W < s ≤ t
-    w_ts  = φ_q(q_t) · ( Π_{r=s+1..t-W} a_r  ⊙  φ_k(k_s) )         older keys   s ≤ t-W   (the recurrence)
-    y_t   = ( Σ_win e^{s_ts} v_s + e^{β_h} Σ_old w_ts v_s ) / ( Σ_win e^{s_ts} + e^{β_h} Σ_old w_ts )
+    s_ts  = q_t · k_s / sqrt(d)                                   exact keys   t-W < s ≤ t, or s ∈ σ (s ≤ t)
+    w_ts  = φ_q(q_t) · ( Π_{r=s+1..t-W, r∉σ} a_r  ⊙  φ_k(k_s) )    older keys   s ≤ t-W, s ∉ σ  (the recurrence)
+    y_t   = ( Σ_exact e^{s_ts} v_s + e^{β_h} Σ_old w_ts v_s ) / ( Σ_exact e^{s_ts} + e^{β_h} Σ_old w_ts )
 
 one normaliser shared by both parts (as LoLCATs combines its sliding window with linear attention), with a
 learned per-head log-scale ``β_h`` that puts the liquid mass on the softmax mass's scale. The older part is
@@ -13,8 +14,10 @@ and ``Σ_old w_ts [v_s, 1] = S_{t-W}^T φ_q(q_t)`` — the appended 1 carries th
 ``liquid_scan`` gives numerator and denominator. ``W = 0`` (pure liquid): ``y_t = N_t / D_t`` with
 ``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels).
 
-Evaluated stably: with ``m_t = max_win s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
-Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0.
+Evaluated stably: with ``m_t = max_exact s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
+Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0. Sink
+keys enter the recurrence exactly like padded ones (no contribution, no decay): they are exact keys instead.
+Sinks need ``W ≥ 1``.
 The state is fp32 (float64 in float64 runs) and per KV head: the ``G`` query heads of a group read the
 same state — the kernel reads one query per step, so the group's queries go in ``G`` sub-steps whose
 key is zero and decay one (the state does not change between them).
@@ -38,11 +41,14 @@ def pad_values(v: Tensor, feature_dim: int) -> Tensor:
     return torch.cat([v, pad], dim=-1)
 
 
-def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float):
-    """Unnormalised softmax over the window: ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, blocked over queries.
+def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
+                sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None):  # fmt: skip
+    """Unnormalised softmax over the window (and sinks): ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, query blocks.
 
     ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
-    (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``m = -inf`` and ``A = Z = 0`` where no key is visible.
+    (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``sinks``: ``(keys, values, positions, ok)`` as
+    ``sinks.gather_sinks`` makes them (positions in ``k``'s coordinates); a sink joins every query for which
+    it is older than the window. ``m = -inf`` and ``A = Z = 0`` where no key is visible.
     """
     b, h, t, d = q.shape
     hkv = k.shape[1]
@@ -56,10 +62,17 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
         qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
         kpos = torch.arange(j0, j1, device=q.device)[None, :]
         allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
+        vals = v[:, :, j0:j1]
+        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
+            sk, sv, spos, sok = sinks
+            s_scores = torch.einsum("bkgtd,bknd->bkgtn", qg[:, :, :, i0:i1], sk) * scaling
+            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
+            scores, allowed = torch.cat([scores, s_scores], -1), torch.cat([allowed, s_allowed], -1)
+            vals = torch.cat([vals, sv], 2)
         scores = scores.masked_fill(~allowed, float("-inf"))
         m = scores.amax(dim=-1, keepdim=True)
         e = torch.exp(scores - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))
-        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, v[:, :, j0:j1]))
+        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, vals))
         z_out.append(e.sum(-1))
         m_out.append(m.squeeze(-1))
     return (

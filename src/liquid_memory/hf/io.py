@@ -3,7 +3,8 @@
 ``DIR/`` holds only what differs from the base model, plus a reference to it:
 - ``liquid_config.json``: ``format`` (``liquid-memory-hf/1``), ``base_model`` (a short name such as
   ``smollm2-135m`` or a local transformers folder), ``base_sha256`` (SHA-256 over the base model's
-  state_dict tensors, names and bytes, checked at load), ``architecture``, ``window``, ``lora`` (rank,
+  state_dict tensors, names and bytes, checked at load), ``architecture``, ``window``, ``sinks`` (exact
+  first tokens, 0 when absent), ``lora`` (rank,
   alpha, target modules, or null) and free-form ``training`` facts;
 - ``liquid.safetensors``: every parameter ``patch_model`` adds (feature maps, decay, mix scale), by name;
 - ``lora.safetensors`` (only if stage 2 ran): the LoRA factors ``A``, ``B`` of each adapted projection;
@@ -66,6 +67,7 @@ def save_liquid(
         "base_sha256": base_sha256,
         "architecture": type(model).__name__,
         "window": model.liquid_window,
+        "sinks": getattr(model, "liquid_sinks", 0),
         "lora": lora_meta if lora else None,
         "training": training or {},
     }
@@ -137,6 +139,6 @@ def from_pretrained(path: str | Path, *, backend: str | None = None, cache_dir: 
         raise CheckpointInvalid(f"base model is a {type(model).__name__}, {path} was made for {config['architecture']}")
     if base_fingerprint(model) != config["base_sha256"]:
         raise CheckpointInvalid(f"the base model {config['base_model']!r} differs from the one {path} was trained on")
-    patch_model(model, window=int(config["window"]), backend=backend)
+    patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)))
     load_liquid_into(model, path)
     return model.eval(), tokenizer

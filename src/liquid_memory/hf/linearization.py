@@ -6,7 +6,10 @@ original softmax attention output (both after ``o_proj``) on the same inputs. Th
 *original* model's hidden states, cached in memory for every training sequence and advanced one layer at
 a time through the original layer, so layers are trained independently and an error in one never feeds
 the next. Stage 2 (``lora_steps > 0``) — LoRA (peft) on the q/k/v/o projections plus the liquid parameters,
-next-token loss through the whole patched model.
+through the whole patched model, on one of two objectives (``lora_objective``): ``"distill"`` (default) —
+KL(original ‖ patched) of the next-token distributions, the teacher being an unpatched copy of the base
+model (no grad), which aims straight at agreeing with the original and gives the patched model no
+domain-finetuning advantage over it; or ``"next_token"`` — the usual LM loss on the text.
 
 Checkpoints (``OUT/checkpoint/``) after every stage-1 layer and every ``checkpoint_every`` stage-2 steps;
 ``resume=True`` continues from them. ``OUT/linearize_log.json`` records every loss, tokens and CPU time;
@@ -15,6 +18,7 @@ Checkpoints (``OUT/checkpoint/``) after every stage-1 layer and every ``checkpoi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -39,6 +43,14 @@ def tokenize_sequences(tokenizer: Any, text: str, seq_len: int, max_tokens: int)
     if n == 0:
         raise ValueError(f"text has {len(ids)} tokens, fewer than one sequence of {seq_len}")
     return ids[: n * seq_len].view(n, seq_len)
+
+
+def warmup_cosine(step: int, config: LinearizeConfig) -> float:
+    """Stage-1 learning-rate factor: linear warmup over ``warmup_steps``, then cosine decay to 0."""
+    warm, total = config.warmup_steps, config.steps_per_layer
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
 class _Run:
@@ -108,7 +120,7 @@ def _stage1(model: nn.Module, seqs: torch.Tensor, config: LinearizeConfig, run: 
             attn.mode = "hybrid"
             beta0 = attn.calibrate(x[: min(4, len(x))], pe)
             opt = torch.optim.Adam(attn.liquid.parameters(), lr=config.lr)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps_per_layer)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, config))
             losses = []
             for _ in range(config.steps_per_layer):
                 pick = torch.randint(len(x), (config.batch_size,), generator=gen)
@@ -150,7 +162,25 @@ def _lora_factors(peft_model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _stage2(model: nn.Module, ids: torch.Tensor, config: LinearizeConfig, run: _Run, restored, progress: bool):
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of KL(teacher ‖ student) of the next-token distributions (fp32)."""
+    log_p = torch.log_softmax(teacher_logits.float(), dim=-1)
+    log_q = torch.log_softmax(student_logits.float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+
+
+def _stage2_loss(peft_model: nn.Module, teacher: nn.Module | None, batch: torch.Tensor) -> torch.Tensor:
+    if teacher is None:
+        return peft_model(input_ids=batch, labels=batch, use_cache=False).loss
+    with torch.no_grad():
+        target = teacher(input_ids=batch, use_cache=False).logits
+    return distill_loss(peft_model(input_ids=batch, use_cache=False).logits, target)
+
+
+def _stage2(
+    model: nn.Module, ids: torch.Tensor, config: LinearizeConfig, run: _Run, restored, progress: bool,
+    teacher: nn.Module | None,
+):  # fmt: skip
     from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(
@@ -179,7 +209,7 @@ def _stage2(model: nn.Module, ids: torch.Tensor, config: LinearizeConfig, run: _
         for group in opt.param_groups:
             group["lr"] = lr
         batch = seqs[order[step % len(order)]][None]
-        loss = peft_model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss = _stage2_loss(peft_model, teacher, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -212,7 +242,14 @@ def linearize(
     torch.manual_seed(config.seed)
     if not is_patched(model):
         fingerprint = base_fingerprint(model)
-        patch_model(model, window=config.window, backend=backend)
+        teacher = None
+        if config.lora_steps > 0 and config.lora_objective == "distill":
+            teacher = copy.deepcopy(model).eval()  # the unpatched original: stage 2's target distribution
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        sinks = config.sinks if config.window > 0 else 0  # pure liquid has no exact part to hold sinks
+        patch_model(model, window=config.window, backend=backend, sinks=sinks,
+                    max_half_life=config.max_half_life)  # fmt: skip
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")
     for p in model.parameters():
@@ -228,7 +265,7 @@ def linearize(
     factors = None
     if config.lora_steps > 0:
         all_ids = tokenize_sequences(tokenizer, text, config.lora_seq_len, 10**9)
-        factors = _stage2(model, all_ids, config, run, restored, progress)
+        factors = _stage2(model, all_ids, config, run, restored, progress, teacher)
     run.log["wall_s"] = time.perf_counter() - run.wall0
     run.log["cpu_minutes_total"] = sum(run.log["cpu_s"].values()) / 60
     run.log["tokens_total"] = sum(run.log["tokens"].values())
@@ -255,7 +292,9 @@ def plot_losses(log: dict[str, Any], path: Path) -> None:
                 title="stage 1: attention transfer (colour = layer)")  # fmt: skip
     if log["stage2"]:
         axes[1].plot(log["stage2"], lw=0.8)
-    axes[1].set(xlabel="step", ylabel="next-token loss", title="stage 2: LoRA")
+    objective = log["config"].get("lora_objective", "next_token")
+    ylabel = "KL(original ‖ patched) per token" if objective == "distill" else "next-token loss"
+    axes[1].set(xlabel="step", ylabel=ylabel, title=f"stage 2: LoRA ({objective})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

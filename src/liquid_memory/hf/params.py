@@ -6,10 +6,12 @@ Kept apart from the attention math so that ``linearize`` can find exactly what s
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from liquid_memory.nn.decay import DELTA_MIN, init_decay_bias
+from liquid_memory.nn.decay import DELTA_MIN, MAX_HALF_LIFE, MIN_HALF_LIFE, init_decay_bias, inverse_softplus
 
 DECAY_RANK = 16  # rank of the decay projection, as flash-linear-attention's GLA computes its gate
 
@@ -33,19 +35,31 @@ class FeatureMap(nn.Module):
         return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
 
 
+def decay_bias(kv_heads: int, feature_dim: int, max_half_life: float | None) -> Tensor:
+    """``nn.decay.init_decay_bias`` (half-lives log-uniform 1…4096 tokens), or 1…``max_half_life`` if given."""
+    if max_half_life is None or max_half_life == MAX_HALF_LIFE:
+        return init_decay_bias(kv_heads, feature_dim)
+    if not max_half_life > MIN_HALF_LIFE:
+        raise ValueError(f"max_half_life must be > {MIN_HALF_LIFE}, got {max_half_life}")
+    lives = torch.logspace(0.0, math.log10(max_half_life), feature_dim, dtype=torch.float64)
+    return inverse_softplus(math.log(2.0) / lives - DELTA_MIN).repeat(kv_heads).float()
+
+
 class LowRankDecay(nn.Module):
     """``log a_t = -(softplus(W_up W_down x_t + b) + δ_min)`` per KV head and feature channel (DESIGN.md §2).
 
-    ``b`` comes from ``nn.decay.init_decay_bias`` (half-lives log-uniform 1…4096 tokens over each head's
-    channels); the two factors start N(0, 0.02) so the initial decay is the multi-timescale bias.
+    ``b`` comes from ``decay_bias`` (half-lives log-uniform 1…4096 tokens over each head's channels, or up to
+    ``max_half_life``); the two factors start N(0, 0.02) so the initial decay is the multi-timescale bias.
     """
 
-    def __init__(self, hidden: int, kv_heads: int, feature_dim: int, rank: int = DECAY_RANK) -> None:
+    def __init__(
+        self, hidden: int, kv_heads: int, feature_dim: int, rank: int = DECAY_RANK, max_half_life: float | None = None
+    ) -> None:
         super().__init__()
         self.kv_heads, self.feature_dim = kv_heads, feature_dim
         self.down = nn.Parameter(torch.randn(rank, hidden) * 0.02)
         self.up = nn.Parameter(torch.randn(kv_heads * feature_dim, rank) * 0.02)
-        self.bias = nn.Parameter(init_decay_bias(kv_heads, feature_dim))
+        self.bias = nn.Parameter(decay_bias(kv_heads, feature_dim, max_half_life))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``[B, T, hidden]`` → ``log_a``: ``[B, kv_heads, T, feature_dim]`` (≤ 0, fp32 or float64)."""
@@ -59,12 +73,15 @@ class LowRankDecay(nn.Module):
 class LiquidParams(nn.Module):
     """Everything one patched layer adds: ``feature_q``, ``feature_k``, ``decay``, ``mix_log_scale``."""
 
-    def __init__(self, hidden: int, heads: int, kv_heads: int, head_dim: int, rank: int = DECAY_RANK) -> None:
+    def __init__(
+        self, hidden: int, heads: int, kv_heads: int, head_dim: int, rank: int = DECAY_RANK,
+        max_half_life: float | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.feature_dim = 2 * head_dim
         self.feature_q = FeatureMap(heads, head_dim)
         self.feature_k = FeatureMap(kv_heads, head_dim)
-        self.decay = LowRankDecay(hidden, kv_heads, self.feature_dim, rank)
+        self.decay = LowRankDecay(hidden, kv_heads, self.feature_dim, rank, max_half_life)
         # β_h: log of the weight the liquid (older-than-window) mass gets next to the softmax window mass
         self.mix_log_scale = nn.Parameter(torch.zeros(heads))
 

@@ -18,14 +18,18 @@ def _check_architecture(model: Any) -> None:
         raise UnsupportedArchitecture(f"cannot patch {type(model).__name__}: supported are {', '.join(SUPPORTED)}")
 
 
-def patch_model(model: Any, *, window: int = 64, backend: str | None = None) -> Any:
+def patch_model(
+    model: Any, *, window: int = 64, backend: str | None = None, sinks: int = 0, max_half_life: float | None = None
+) -> Any:
     """Replace each ``layer.self_attn`` in place by a ``LiquidHybridAttention`` reusing its q/k/v/o weights.
 
     ``window``: exact softmax over the last ``window`` tokens, the liquid recurrence for older ones (``0`` =
     pure liquid). ``backend``: the ``liquid_scan`` backend (``None``: ``LM_BACKEND`` or the licensed ``cpp``
-    kernel; ``"reference"``/``"naive"`` are the unlicensed pure-PyTorch paths). The new parameters are
-    initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call ``linearize`` or load
-    trained ones with ``from_pretrained``. Returns the same model object.
+    kernel; ``"reference"``/``"naive"`` are the unlicensed pure-PyTorch paths). ``sinks``: the first ``sinks``
+    real tokens stay exact softmax keys for every query (``hf/sinks.py``; needs ``window >= 1``).
+    ``max_half_life``: the decay's initial half-lives span 1…``max_half_life`` tokens (default 4096). The new
+    parameters are initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call
+    ``linearize`` or load trained ones with ``from_pretrained``. Returns the same model object.
     """
     _check_architecture(model)
     if is_patched(model):
@@ -33,8 +37,10 @@ def patch_model(model: Any, *, window: int = 64, backend: str | None = None) -> 
     if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
         model.set_attn_implementation("sdpa")  # the patched layer reads the 4-D sdpa/eager mask
     for layer in model.model.layers:
-        layer.self_attn = LiquidHybridAttention(layer.self_attn, window, backend=backend)
-    model.liquid_window = window
+        layer.self_attn = LiquidHybridAttention(
+            layer.self_attn, window, backend=backend, sinks=sinks, max_half_life=max_half_life
+        )
+    model.liquid_window, model.liquid_sinks = window, sinks
     return model
 
 

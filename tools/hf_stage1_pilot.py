@@ -1,0 +1,102 @@
+"""Stage-1 pilot for ``liquid_memory.hf``: a few SmolLM2 layers, several settings, held-out relative MSE.
+
+Used to choose the ``LinearizeConfig`` defaults (README_INTEGRATION.md §8.5). Each variant trains fresh
+``LiquidHybridAttention`` modules on cached inputs of the chosen layers (training split) and reports the
+relative MSE ``‖out − softmax‖² / ‖softmax‖²`` on one held-out 2048- and 4096-token sequence.
+
+    OMP_NUM_THREADS=1 LM_PRIVATE_KEY_FILE=.lm-demo.key python tools/hf_stage1_pilot.py \\
+        '[{"tag": "s4_L2048", "sinks": 4, "seq": 2048, "steps": 64, "lr": 0.01}]' 4,14,18,23
+Variant keys: tag, sinks, seq (training length), steps, lr, warmup, mhl (max initial half-life).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+import torch
+from torch import nn
+
+from liquid_memory.data.essays import joined, train_heldout_split
+from liquid_memory.hf.attention import LiquidHybridAttention
+from liquid_memory.hf.smollm import load_smollm2
+
+TRAIN_TOKENS = 16384
+EVAL_LENGTHS = (2048, 4096)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    variants = json.loads(sys.argv[1])
+    layers = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "4,14,18,23").split(",")]
+    model, tok = load_smollm2()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    train, held = train_heldout_split()
+    tr = tok(joined(train), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    he = tok(joined(held), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+
+    def inputs(ids: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            hs = model(ids, output_hidden_states=True, use_cache=False).hidden_states
+            return [model.model.layers[i].input_layernorm(hs[i]) for i in layers]
+
+    caches = {}
+    for seq in sorted({v["seq"] for v in variants}):
+        xs = [inputs(tr[i * seq : (i + 1) * seq][None]) for i in range(TRAIN_TOKENS // seq)]
+        caches[seq] = [torch.cat([x[j] for x in xs]) for j in range(len(layers))]
+    evals = {n: inputs(he[:n][None]) for n in EVAL_LENGTHS}
+    inner = model.model
+
+    def pe(n: int):
+        return inner.rotary_emb(evals[EVAL_LENGTHS[0]][0][:, :1], position_ids=torch.arange(n)[None])
+
+    for v in variants:
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        res = {}
+        for j, li in enumerate(layers):
+            attn = LiquidHybridAttention(
+                inner.layers[li].self_attn, 64, sinks=v.get("sinks", 0), max_half_life=v.get("mhl")
+            )
+            x, seq = caches[v["seq"]][j], v["seq"]
+            with torch.no_grad():
+                tgt = torch.cat([attn.softmax_forward(x[i : i + 1], pe(seq), None) for i in range(len(x))])
+                etg = {n: attn.softmax_forward(e[j], pe(n), None) for n, e in evals.items()}
+            attn.calibrate(x[:4], pe(seq))
+            opt = torch.optim.Adam(attn.liquid.parameters(), lr=v["lr"])
+            warm, steps = v.get("warmup", 0), v["steps"]
+
+            def factor(s: int, warm: int = warm, steps: int = steps) -> float:
+                return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            t1, losses = time.process_time(), []
+            for _ in range(steps):
+                i = torch.randint(len(x), (1,), generator=gen)
+                loss = nn.functional.mse_loss(attn(x[i], position_embeddings=pe(seq))[0], tgt[i]) / tgt[i].pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+            with torch.no_grad():
+                res[li] = {
+                    n: round(
+                        (
+                            (attn(e[j], position_embeddings=pe(n))[0] - etg[n]).pow(2).mean() / etg[n].pow(2).mean()
+                        ).item(),
+                        4,
+                    )
+                    for n, e in evals.items()
+                }
+            print(v["tag"], li, res[li], "train(last 8)", round(sum(losses[-8:]) / 8, 4),
+                  "cpu/step", round((time.process_time() - t1) / steps, 3), flush=True)  # fmt: skip
+        mean = {n: round(sum(r[n] for r in res.values()) / len(res), 4) for n in EVAL_LENGTHS}
+        print("SUMMARY", json.dumps(v), "mean held-out relative MSE", mean, flush=True)
+
+
+if __name__ == "__main__":
+    main()
