@@ -30,6 +30,7 @@ SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
 BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid": {"mixer": "liquid"},
     "liquid-conv": {"mixer": "liquid", "short_conv": SHORT_CONV_KERNEL},
+    "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }
@@ -174,6 +175,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         results["runs"][mixer] = {
             "mixer": configs[mixer].mixer,
             "short_conv": configs[mixer].short_conv,
+            "liquid_kwargs": configs[mixer].liquid_kwargs,
             "parameters": LiquidLM(configs[mixer]).num_parameters(),
             "ffn_dim": configs[mixer].ffn_dim,
             "train_throughput": [],
@@ -185,7 +187,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             torch.set_num_threads(args.train_threads)
         config = configs[mixer]
         train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer), mixer=config.mixer,
-                                         ffn_dim=config.ffn_dim, short_conv=config.short_conv)  # fmt: skip
+                                         ffn_dim=config.ffn_dim, short_conv=config.short_conv,
+                                         output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
         summary = run_training(train_args)
         models[mixer] = summary.pop("model")
         logs[mixer] = summary.pop("log")
@@ -194,7 +197,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "final_train_loss": summary["final_loss"], "train_seconds": summary["seconds"],
             "evals": logs[mixer]["evals"],
         })  # fmt: skip
-        per_model = ("mixer", "ffn_dim", "out_dir", "short_conv")
+        per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate")
         results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
         results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]
         results["heldout_tokens"], results["tokens_seen"] = summary["heldout_tokens"], summary["tokens_seen"]
@@ -253,7 +256,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             gen[-1]["ms_per_token"] / gen[0]["ms_per_token"]
         )
     base = {r["seq_len"]: r["tokens_per_s"] for r in attention["train_throughput"]}
-    for name in (n for n in ("liquid", "liquid-conv") if n in runs):
+    for name in (n for n in runs if BENCH_MODELS.get(n, {}).get("mixer") == "liquid"):
         liquid, tag = runs[name], "" if name == "liquid" else f"[{name}]"
         if liquid.get("heldout_ppl") and attention.get("heldout_ppl"):
             ratio = liquid["heldout_ppl"] / attention["heldout_ppl"]
