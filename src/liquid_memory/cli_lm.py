@@ -47,6 +47,8 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
     for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--backend", default=None, help="liquid_scan backend for the liquid mixer (default: LM_BACKEND/cpp)")
+    p.add_argument("--output-gate", action="store_true",
+                   help="liquid mixer: gate the read-out by σ(W_g x) before out_proj (README: lm bench)")  # fmt: skip
     p.add_argument("--tokenizer", default=None, help="use this tokenizers JSON instead of training one")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")

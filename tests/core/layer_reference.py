@@ -67,6 +67,8 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
         normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5)
         normed = normed * module.out_norm.weight.double().view(h, 1, d)
     merged = normed.transpose(1, 2).reshape(n, length, e)
+    if getattr(module, "gate_proj", None) is not None:
+        merged = merged * torch.sigmoid(query.double() @ module.gate_proj.weight.double().T)
     out = merged @ module.out_proj.weight.double().T
     if module.out_proj.bias is not None:
         out = out + module.out_proj.bias.double()

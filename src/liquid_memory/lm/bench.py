@@ -25,12 +25,22 @@ from liquid_memory.lm.train import TrainArgs, build_optimizer, run_training
 from liquid_memory.models import LiquidLM, LiquidLMConfig
 
 MIXERS = ("liquid", "liquidnet", "attention")
+SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
+# Bench model names → the LiquidLMConfig fields that distinguish them (same width, depth, parameter count).
+BENCH_MODELS: dict[str, dict[str, Any]] = {
+    "liquid": {"mixer": "liquid"},
+    "liquid-conv": {"mixer": "liquid", "short_conv": SHORT_CONV_KERNEL},
+    "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
+    "liquidnet": {"mixer": "liquidnet"},
+    "attention": {"mixer": "attention"},
+}
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="bench_results/lm", help="lm_bench.json / .png / .md and the runs")
     p.add_argument("--runs-dir", default=None, help="checkpoints and tokenizer (default OUT_DIR/runs; not results)")
-    p.add_argument("--mixers", default=",".join(MIXERS))
+    p.add_argument("--mixers", type=parse_models, default=",".join(MIXERS),
+                   help=f"models, comma-separated: {', '.join(BENCH_MODELS)}")  # fmt: skip
     p.add_argument("--data", default=None, help="training text (default: the essays, fixed held-out split)")
     for name, default in (("d_model", 256), ("n_layers", 8), ("n_heads", 4), ("vocab_size", 4096), ("seq_len", 256),
                           ("batch_size", 8), ("steps", 300), ("warmup", 30), ("seed", 0)):  # fmt: skip
@@ -46,17 +56,27 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def matched_configs(args: argparse.Namespace, vocab_size: int, mixers: list[str]) -> dict[str, LiquidLMConfig]:
-    """One config per mixer; SwiGLU widths chosen so every model has the ``liquid`` model's parameter count."""
+def parse_models(text: str) -> list[str]:
+    """``"liquid,attention"`` → names; an unknown name is an argparse usage error listing the known ones."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in BENCH_MODELS]
+    if unknown or not names:
+        known = ", ".join(BENCH_MODELS)
+        raise argparse.ArgumentTypeError(f"unknown or no models {unknown or text!r}; choose from {known}")
+    return names
+
+
+def matched_configs(args: argparse.Namespace, vocab_size: int, names: list[str]) -> dict[str, LiquidLMConfig]:
+    """One config per model; SwiGLU widths chosen so every model has the ``liquid`` model's parameter count."""
     base = dict(vocab_size=vocab_size, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                 max_seq_len=args.seq_len)  # fmt: skip
     target = LiquidLM(LiquidLMConfig(mixer="liquid", **base)).num_parameters()
     configs = {}
-    for mixer in mixers:
-        probe = LiquidLMConfig(mixer=mixer, ffn_dim=1, **base)
+    for name in names:
+        probe = LiquidLMConfig(ffn_dim=1, **BENCH_MODELS[name], **base)
         without_mlp = LiquidLM(probe).num_parameters() - 3 * args.d_model * args.n_layers
         ffn = round((target - without_mlp) / (3 * args.d_model * args.n_layers))
-        configs[mixer] = LiquidLMConfig(mixer=mixer, ffn_dim=ffn, **base)
+        configs[name] = LiquidLMConfig(ffn_dim=ffn, **BENCH_MODELS[name], **base)
     return configs
 
 
@@ -137,7 +157,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(args.runs_dir or out / "runs")
     runs_dir.mkdir(parents=True, exist_ok=True)
-    mixers = [m.strip() for m in args.mixers.split(",") if m.strip()]
+    mixers = parse_models(args.mixers) if isinstance(args.mixers, str) else list(args.mixers)
     results: dict[str, Any] = {"command": getattr(args, "command_line", None), "runs": {}}
     logs: dict[str, Any] = {}
     default_threads = torch.get_num_threads()
@@ -153,6 +173,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     models: dict[str, LiquidLM] = {}
     for mixer in mixers:
         results["runs"][mixer] = {
+            "mixer": configs[mixer].mixer,
+            "short_conv": configs[mixer].short_conv,
+            "liquid_kwargs": configs[mixer].liquid_kwargs,
             "parameters": LiquidLM(configs[mixer]).num_parameters(),
             "ffn_dim": configs[mixer].ffn_dim,
             "train_throughput": [],
@@ -162,8 +185,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             continue
         if args.train_threads:
             torch.set_num_threads(args.train_threads)
-        train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer), mixer=mixer,
-                                         ffn_dim=configs[mixer].ffn_dim)  # fmt: skip
+        config = configs[mixer]
+        train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer), mixer=config.mixer,
+                                         ffn_dim=config.ffn_dim, short_conv=config.short_conv,
+                                         output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
         summary = run_training(train_args)
         models[mixer] = summary.pop("model")
         logs[mixer] = summary.pop("log")
@@ -172,7 +197,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "final_train_loss": summary["final_loss"], "train_seconds": summary["seconds"],
             "evals": logs[mixer]["evals"],
         })  # fmt: skip
-        results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in ("mixer", "ffn_dim", "out_dir")}
+        per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate")
+        results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
         results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]
         results["heldout_tokens"], results["tokens_seen"] = summary["heldout_tokens"], summary["tokens_seen"]
         _write(out, results, logs)  # after every mixer: a partial run still leaves its numbers
@@ -217,28 +243,33 @@ def _write(out: Path, results: dict[str, Any], logs: dict[str, Any]) -> None:
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
-    """The issue's LM targets, evaluated on this run (only where both sides were measured)."""
+    """The issue's LM targets, evaluated on this run for each LiquidMemory model (only where both sides were
+    measured); keys are suffixed with the model name when it is not plain ``liquid`` (e.g. ``liquid-conv``)."""
     runs = results["runs"]
-    if "liquid" not in runs or "attention" not in runs:
+    if "attention" not in runs:
         return {}
-    liquid, attention = runs["liquid"], runs["attention"]
+    attention = runs["attention"]
     out: dict[str, Any] = {}
-    if liquid.get("heldout_ppl") and attention.get("heldout_ppl"):
-        ratio = liquid["heldout_ppl"] / attention["heldout_ppl"]
-        out["ppl_ratio_liquid_over_attention"] = {"value": ratio, "target": "<= 1.10", "met": ratio <= 1.10}
-    speed = {r["seq_len"]: r["tokens_per_s"] for r in liquid["train_throughput"]}
+    gen = attention["generation"]
+    if len(gen) >= 2:
+        out[f"attention_decode_growth_{gen[0]['context']}_to_{gen[-1]['context']}"] = (
+            gen[-1]["ms_per_token"] / gen[0]["ms_per_token"]
+        )
     base = {r["seq_len"]: r["tokens_per_s"] for r in attention["train_throughput"]}
-    if 2048 in speed and 2048 in base:
-        ratio = speed[2048] / base[2048]
-        out["train_speed_ratio_at_2048"] = {"value": ratio, "target": ">= 1.0", "met": ratio >= 1.0}
-    for name, run in (("liquid", liquid), ("attention", attention)):
-        gen = run["generation"]
+    for name in (n for n in runs if BENCH_MODELS.get(n, {}).get("mixer") == "liquid"):
+        liquid, tag = runs[name], "" if name == "liquid" else f"[{name}]"
+        if liquid.get("heldout_ppl") and attention.get("heldout_ppl"):
+            ratio = liquid["heldout_ppl"] / attention["heldout_ppl"]
+            out["ppl_ratio_liquid_over_attention" + tag] = {"value": ratio, "target": "<= 1.10", "met": ratio <= 1.10}
+        speed = {r["seq_len"]: r["tokens_per_s"] for r in liquid["train_throughput"]}
+        if 2048 in speed and 2048 in base:
+            ratio = speed[2048] / base[2048]
+            out["train_speed_ratio_at_2048" + tag] = {"value": ratio, "target": ">= 1.0", "met": ratio >= 1.0}
+        gen = liquid["generation"]
         if len(gen) >= 2:
             growth = gen[-1]["ms_per_token"] / gen[0]["ms_per_token"]
             out[f"{name}_decode_growth_{gen[0]['context']}_to_{gen[-1]['context']}"] = growth
-    key = [k for k in out if k.startswith("liquid_decode_growth")]
-    if key:
-        out["liquid_decode_flat"] = {"value": out[key[0]], "target": "<= 1.2 (flat)", "met": out[key[0]] <= 1.2}
+            out["liquid_decode_flat" + tag] = {"value": growth, "target": "<= 1.2 (flat)", "met": growth <= 1.2}
     return out
 
 

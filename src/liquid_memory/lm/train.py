@@ -46,6 +46,7 @@ class TrainArgs:
     n_heads: int = 4
     ffn_dim: int | None = None
     short_conv: int = 0
+    output_gate: bool = False
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
@@ -73,7 +74,7 @@ class TrainArgs:
             return LiquidLMConfig(
                 vocab_size=vocab_size, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                 mixer=self.mixer, ffn_dim=self.ffn_dim, max_seq_len=self.seq_len, short_conv=self.short_conv,
-                backend=self.backend,
+                backend=self.backend, liquid_kwargs={"output_gate": True} if self.output_gate else {},
             )  # fmt: skip
         except ConfigError as err:
             raise TrainingSetupError(str(err)) from None

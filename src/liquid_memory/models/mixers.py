@@ -41,6 +41,8 @@ class LiquidMixer(nn.Module):
                 nn.init.zeros_(m.in_proj_bias)
                 nn.init.zeros_(m.out_proj.bias)
             nn.init.zeros_(m.out_proj.weight)
+            if m.gate_proj is not None:  # output_gate (liquid_kwargs): N(0, std) like the other projections
+                nn.init.normal_(m.gate_proj.weight, std=std)
             # decay_proj keeps LiquidMemory's own init: N(0, 0.02) weight, multi-timescale bias.
 
     def forward(self, x: Tensor, state: Tensor | None, use_cache: bool) -> tuple[Tensor, Tensor | None]:

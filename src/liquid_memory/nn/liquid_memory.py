@@ -27,7 +27,7 @@ class LiquidMemory(nn.Module):
         δ_t = softplus(decay_proj(x^k_t)) + 1e-6        a_t = exp(-δ_t)      (per key channel)
                           decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
-        y_t = out_proj(RMSNorm_per_head(o_t))
+        y_t = out_proj(RMSNorm_per_head(o_t))                 (output_gate: ⊙ σ(W_g x^q_t) before out_proj)
 
     Which states a query reads depends on the call:
 
@@ -53,6 +53,9 @@ class LiquidMemory(nn.Module):
             ``decay_proj.up.bias`` ``[embed_dim]``), ``r·(kdim + embed_dim)`` instead of ``kdim·embed_dim``
             multiply-adds per token. Either way the bias gets the multi-timescale init and an MHA
             ``state_dict`` loads with only the liquid parameters missing.
+        output_gate: multiply the normalised read-out by ``σ(W_g x^q)`` (``gate_proj.weight`` ``[E, E]``, no
+            bias) before ``out_proj``, as GLA / Mamba gate their outputs: the layer can switch its read-out off
+            per channel and token. Off by default (MHA-shaped parameters only).
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -87,6 +90,7 @@ class LiquidMemory(nn.Module):
         backend: str | None = None,
         precision_safe: bool | None = None,
         decay_rank: int | None = None,
+        output_gate: bool = False,
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -126,6 +130,7 @@ class LiquidMemory(nn.Module):
         self.decay_rank = decay_rank
         self.decay_proj = make_decay_projection(self.kdim, embed_dim, decay_rank, **factory)
         self.out_norm = HeadRMSNorm(num_heads, self.head_dim, **factory) if out_norm else None
+        self.gate_proj = nn.Linear(embed_dim, embed_dim, bias=False, **factory) if output_gate else None
         self._state: Tensor | None = None
         self._reset_parameters()
         # Any forward pre-hook makes PyTorch's fused TransformerEncoderLayer fast path step aside, which
@@ -143,6 +148,8 @@ class LiquidMemory(nn.Module):
             nn.init.zeros_(self.in_proj_bias)
             nn.init.zeros_(self.out_proj.bias)
         reset_decay_projection(self.decay_proj, self.num_heads, self.head_dim)
+        if self.gate_proj is not None:
+            nn.init.xavier_uniform_(self.gate_proj.weight)
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
@@ -192,7 +199,7 @@ class LiquidMemory(nn.Module):
         else:
             o = self._read(self._mix(q, k, v, log_a, mode))
         del q, k, v, log_a  # in inference nothing else holds them: free before the output stage (linear memory)
-        out = self._output(o)
+        out = self._output(o, q_in)
         if unbatched:
             out = out.squeeze(0)
         elif not self.batch_first:
@@ -333,12 +340,16 @@ class LiquidMemory(nn.Module):
             o = o + F.pad(backward[:, :, 1:], (0, 0, 0, 1))
         return o
 
-    def _output(self, o: Tensor) -> Tensor:
-        """Dropout, concatenate heads, ``out_proj``: read-out ``[B, H, L, d]`` → ``[B, L, E]`` (the merge is a
-        free view when ``o`` has ``[B, L, H, d]`` memory, as the ``cpp`` kernels write it)."""
+    def _output(self, o: Tensor, query: Tensor) -> Tensor:
+        """Dropout, concatenate heads, output gate (from the batch-first ``query`` input), ``out_proj``: read-out
+        ``[B, H, L, d]`` → ``[B, L, E]`` (the merge is a free view when ``o`` has ``[B, L, H, d]`` memory, as the
+        ``cpp`` kernels write it)."""
         o = F.dropout(o, p=self.dropout, training=self.training)
         batch, _, length, _ = o.shape
-        return self.out_proj(o.transpose(1, 2).reshape(batch, length, self.embed_dim))
+        merged = o.transpose(1, 2).reshape(batch, length, self.embed_dim)
+        if self.gate_proj is not None:
+            merged = merged * torch.sigmoid(self.gate_proj(query)).to(merged.dtype)
+        return self.out_proj(merged)
 
     def _weights(
         self, q: Tensor, k: Tensor, log_a: Tensor, mode: str, need: bool, average: bool, unbatched: bool
@@ -387,7 +398,7 @@ class LiquidMemory(nn.Module):
         )  # fmt: skip
         q, k, v, log_a = self._project(x_in, x_in, x_in, padded)
         o, self._state = self._scan_read(q, k, v, log_a, initial_state=self._state, output_final_state=True)
-        out = self._output(o)
+        out = self._output(o, x_in)
         if unbatched:
             return out.squeeze(0)
         return out if self.batch_first else out.transpose(0, 1)
@@ -406,7 +417,7 @@ class LiquidMemory(nn.Module):
         o_t, self._state = liquid_step(
             q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
         )
-        out = self._output(self._read(o_t.unsqueeze(2)))[:, 0]
+        out = self._output(self._read(o_t.unsqueeze(2)), x)[:, 0]
         return out.squeeze(0) if unbatched else out
 
     def reset_state(self) -> None:
@@ -432,7 +443,7 @@ class LiquidMemory(nn.Module):
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "
             f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}, "
-            f"decay_rank={self.decay_rank}"
+            f"decay_rank={self.decay_rank}, output_gate={self.gate_proj is not None}"
         )
 
 
