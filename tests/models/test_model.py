@@ -18,6 +18,8 @@ VARIANTS = [
     ("liquid", {"coupled_input": True, "out_norm": False}),
     ("liquid", {"bias": True}),
     ("liquid", {"short_conv": 3, "conv_qkv": True}),
+    ("liquid", {"liquid_kwargs": {"output_gate": True}}),
+    ("liquid", {"short_conv": 3, "conv_qkv": True, "liquid_kwargs": {"output_gate": True}}),
     ("liquidnet", {}),
     ("liquidnet", {"short_conv": 4}),
     ("attention", {}),

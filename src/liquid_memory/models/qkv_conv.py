@@ -50,4 +50,4 @@ class LiquidQKVConvMixer(LiquidMixer):
         initial = None if state is None else state["memory"].to(torch.float32, copy=True)
         q, k, v, log_a = memory._project(q_in, k_in, v_in, None)
         o, final = memory._scan_read(q, k, v, log_a, initial_state=initial, output_final_state=True)
-        return memory._output(o), {**windows, "memory": final}
+        return memory._output(o, q_in), {**windows, "memory": final}
