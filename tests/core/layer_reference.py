@@ -106,3 +106,38 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
                 continue
             weights[:, :, t, s] = (q[:, t] * decay * k[:, s]).sum(-1) / math.sqrt(d)
     return weights
+
+
+def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, float]:
+    """Relative error of each named parameter's gradient against the float64 recomputation (causal, a fixed
+    random input and output weighting); a gradient that is all zero or NaN counts as error ``inf``."""
+    from scan_cases import rel_err
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 23, module.embed_dim, generator=gen)
+    target = torch.randn(2, 23, module.embed_dim, generator=gen)
+    out, _ = module(x, x, x, is_causal=True, need_weights=False)
+    (out * target).sum().backward()
+    got = {name: p.grad.clone() for name, p in module.named_parameters()}
+    module.zero_grad()
+    expected, _ = reference_layer(module, x, x, x, "causal")
+    (expected * target.double()).sum().backward()
+    errors = {}
+    for name in names:
+        bad = not got[name].abs().sum() > 0 or torch.isnan(got[name]).any()
+        errors[name] = float("inf") if bad else rel_err(got[name], module.get_parameter(name).grad)
+    return errors
+
+
+def decode_error(module, seed: int = 5) -> float:
+    """Relative error of prefill(8 tokens) + 4 ``step`` calls against one causal call over the 12 tokens."""
+    from scan_cases import rel_err
+
+    module.eval()
+    x = torch.randn(1, 12, module.embed_dim, generator=torch.Generator().manual_seed(seed))
+    full, _ = module(x, x, x, is_causal=True, need_weights=False)
+    module.reset_state()
+    with torch.no_grad():
+        head = module.prefill(x[:, :8])
+        steps = [module.step(x[:, t]) for t in range(8, 12)]
+    return rel_err(torch.cat([head, torch.stack(steps, dim=1)], dim=1), full)
