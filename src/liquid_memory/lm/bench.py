@@ -23,13 +23,13 @@ import torch.nn.functional as F
 
 from liquid_memory.lm.train import TrainArgs, build_optimizer, run_training
 from liquid_memory.models import LiquidLM, LiquidLMConfig
+from liquid_memory.models.short_conv import DEFAULT_KERNEL
 
 MIXERS = ("liquid", "liquidnet", "attention")
-SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
 # Bench model names → the LiquidLMConfig fields that distinguish them (same width, depth, parameter count).
 BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid": {"mixer": "liquid"},
-    "liquid-conv": {"mixer": "liquid", "short_conv": SHORT_CONV_KERNEL},
+    "liquid-conv": {"mixer": "liquid", "short_conv": DEFAULT_KERNEL},
     "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+DEFAULT_KERNEL = 4  # flash-linear-attention's default short-convolution size (the benchmarks' conv variants)
+
 
 class ShortConv(nn.Module):
     """``y_t = Σ_{j<K} w_j ⊙ x_{t-j}`` per channel (no bias); ``x_{t<0}`` come from the conv state (zeros)."""

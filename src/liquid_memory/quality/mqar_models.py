@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liquid_memory.models.short_conv import DEFAULT_KERNEL
 from liquid_memory.quality.mqar_adapters import apply_init
 from liquid_memory.quality.mqar_data import MQARTask
 
@@ -30,10 +31,8 @@ class ModelSpec:
     init: str = "lm"  # "lm": LiquidLM's own init; else "+"-joined adapters (quality/mqar_adapters.py)
 
 
-SHORT_CONV_KERNEL = 4  # flash-linear-attention's default short-convolution size
-
-CONV = {"short_conv": SHORT_CONV_KERNEL}
-QKV_CONV = {"short_conv": SHORT_CONV_KERNEL, "conv_qkv": True}
+CONV = {"short_conv": DEFAULT_KERNEL}
+QKV_CONV = {"short_conv": DEFAULT_KERNEL, "conv_qkv": True}
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
