@@ -141,3 +141,13 @@ def decode_error(module, seed: int = 5) -> float:
         head = module.prefill(x[:, :8])
         steps = [module.step(x[:, t]) for t in range(8, 12)]
     return rel_err(torch.cat([head, torch.stack(steps, dim=1)], dim=1), full)
+
+
+def cross_inputs(seed: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch-first query [2, 5, 32], key [2, 9, 16], value [2, 9, 24]: cross-attention with kdim 16, vdim 24."""
+    gen = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(2, 5, 32, generator=gen),
+        torch.randn(2, 9, 16, generator=gen),
+        torch.randn(2, 9, 24, generator=gen),
+    )

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from layer_reference import decode_error, gradient_errors, reference_layer
+from layer_reference import cross_inputs, decode_error, gradient_errors, reference_layer
 from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
@@ -37,12 +37,7 @@ def test_low_rank_layer_matches_equations(backend, mode):
 def test_low_rank_cross_attention_with_kdim(backend):
     torch.manual_seed(0)
     module = LiquidMemory(32, 4, kdim=16, vdim=24, batch_first=True, backend=backend, decay_rank=5)
-    gen = torch.Generator().manual_seed(2)
-    query, key, value = (
-        torch.randn(2, 5, 32, generator=gen),
-        torch.randn(2, 9, 16, generator=gen),
-        torch.randn(2, 9, 24, generator=gen),
-    )
+    query, key, value = cross_inputs()
     assert module.decay_proj.down.weight.shape == (5, 16) and module.decay_proj.weight.shape == (32, 16)
     out, _ = module(query, key, value, need_weights=False)
     expected, _ = reference_layer(module, query, key, value, "cross")

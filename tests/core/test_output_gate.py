@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import decode_error, gradient_errors, reference_layer
+from layer_reference import cross_inputs, decode_error, gradient_errors, reference_layer
 from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
@@ -32,12 +32,7 @@ def test_gated_layer_matches_equations(backend, mode):
 
 def test_gate_reads_the_query_stream_in_cross_attention(backend):
     module = make(backend, kdim=16, vdim=24)
-    gen = torch.Generator().manual_seed(2)
-    query, key, value = (
-        torch.randn(2, 5, 32, generator=gen),
-        torch.randn(2, 9, 16, generator=gen),
-        torch.randn(2, 9, 24, generator=gen),
-    )
+    query, key, value = cross_inputs()
     out, _ = module(query, key, value, need_weights=False)
     expected, _ = reference_layer(module, query, key, value, "cross")
     assert rel_err(out, expected) < 1e-5
