@@ -35,7 +35,7 @@ def test_lm_bench_tiny(corpus, tmp_path, monkeypatch, capsys):
         assert [g["context"] for g in run["generation"]] == [16, 64]
     kv = [g["state_bytes"] for g in runs["attention"]["generation"]]
     assert kv[1] == 4 * kv[0]  # the KV cache grows with the context …
-    trained = json.loads((out / "runs" / "liquid-gate" / "train_log.json").read_text())
+    trained = json.loads((out / "runs" / "liquid-gate" / "seed0" / "train_log.json").read_text())
     assert trained["model_config"]["liquid_kwargs"] == {"output_gate": True} == runs["liquid-gate"]["liquid_kwargs"]
     for mixer in ("liquid", "liquid-conv", "liquid-gate", "liquidnet"):  # … the recurrent states do not
         sizes = [g["state_bytes"] for g in runs[mixer]["generation"]]
@@ -54,3 +54,56 @@ def test_lm_bench_unknown_model_is_a_usage_error(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "transformer" in err and "liquid-conv" in err and "Traceback" not in err
+
+
+def _tiny_bench(corpus, out, *extra: str) -> list[str]:
+    return ["lm", "bench", "--mixers", "liquid,attention", "--data", str(corpus), "--out-dir", str(out),
+            "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--vocab-size", "300", "--seq-len", "32",
+            "--batch-size", "2", "--steps", "2", "--warmup", "1", "--throughput-lens", "", "--decode-contexts", "",
+            "--no-progress", *extra]  # fmt: skip
+
+
+def test_lm_bench_seeds_and_reuse(corpus, tmp_path, monkeypatch, capsys):
+    """Several seeds: per-seed figures, exp(mean loss), paired ratios; --reuse-runs takes only identical runs."""
+    import math
+
+    from liquid_memory.licensing import reset_cache
+
+    monkeypatch.setenv("LM_PRIVATE_KEY", dev_licence())
+    monkeypatch.delenv("LM_BACKEND", raising=False)
+    reset_cache()
+    out = tmp_path / "bench"
+    assert main(_tiny_bench(corpus, out, "--seeds", "0,1")) == 0
+    first = json.loads((out / "lm_bench.json").read_text())
+    for run in first["runs"].values():
+        seeds = run["seeds"]
+        assert [s["seed"] for s in seeds] == [0, 1] and not any(s["reused"] for s in seeds)
+        assert seeds[0]["heldout_loss"] != seeds[1]["heldout_loss"]  # the seed changes init and batches
+        assert math.isclose(run["heldout_ppl"], math.exp((seeds[0]["heldout_loss"] + seeds[1]["heldout_loss"]) / 2))
+    target = first["targets"]["ppl_ratio_liquid_over_attention"]
+    liquid, attention = first["runs"]["liquid"]["seeds"], first["runs"]["attention"]["seeds"]
+    for pair, mine, theirs in zip(target["per_seed"], liquid, attention, strict=True):
+        assert math.isclose(pair["ratio"], mine["heldout_ppl"] / theirs["heldout_ppl"], rel_tol=1e-9)
+    assert "3 seeds" not in (out / "lm_bench.md").read_text() and "2 seeds" in (out / "lm_bench.md").read_text()
+
+    capsys.readouterr()
+    assert main(_tiny_bench(corpus, out, "--seeds", "0,1,2", "--reuse-runs")) == 0
+    again = json.loads((out / "lm_bench.json").read_text())
+    for mixer, run in again["runs"].items():
+        assert [s["reused"] for s in run["seeds"]] == [True, True, False]
+        for old, new in zip(first["runs"][mixer]["seeds"], run["seeds"][:2], strict=False):
+            assert (old["heldout_loss"], old["train_seconds"]) == (new["heldout_loss"], new["train_seconds"])
+    assert capsys.readouterr().out.count("reusing the finished run") == 4
+
+    assert main(_tiny_bench(corpus, out, "--seeds", "0", "--reuse-runs", "--lr", "1e-3")) == 0
+    changed = json.loads((out / "lm_bench.json").read_text())
+    assert all(not run["seeds"][0]["reused"] for run in changed["runs"].values())  # other lr: trained again
+    reset_cache()
+
+
+def test_lm_bench_repeated_seed_is_a_usage_error(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lm", "bench", "--seeds", "0,0"])
+    assert exit_info.value.code == 2 and "no repeats" in capsys.readouterr().err

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from liquid_memory.lm.train import TrainArgs, build_optimizer, run_training
+from liquid_memory.lm.bench_runs import paired_ratio, seed_summary, train_or_reuse
+from liquid_memory.lm.train import TrainArgs, build_optimizer
 from liquid_memory.models import LiquidLM, LiquidLMConfig
 from liquid_memory.models.short_conv import DEFAULT_KERNEL
 
@@ -45,6 +46,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     for name, default in (("d_model", 256), ("n_layers", 8), ("n_heads", 4), ("vocab_size", 4096), ("seq_len", 256),
                           ("batch_size", 8), ("steps", 300), ("warmup", 30), ("seed", 0)):  # fmt: skip
         p.add_argument("--" + name.replace("_", "-"), type=int, default=default)
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="train every model once per seed (init and batch order), e.g. 0,1,2; perplexity is reported "
+                        "per seed and as exp(mean held-out loss). Default: --seed alone")  # fmt: skip
+    p.add_argument("--reuse-runs", action="store_true",
+                   help="take a seed's finished run from RUNS_DIR/MODEL/seedN instead of training it again, when its "
+                        "logged configuration and training arguments equal this command's")  # fmt: skip
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-threads", type=int, default=None, help="torch threads while training (default: all)")
     p.add_argument("--speed-threads", type=int, default=None, help="torch threads for the speed columns")
@@ -64,6 +71,16 @@ def parse_models(text: str) -> list[str]:
         known = ", ".join(BENCH_MODELS)
         raise argparse.ArgumentTypeError(f"unknown or no models {unknown or text!r}; choose from {known}")
     return names
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"need at least one seed and no repeats, got {text!r}")
+    return seeds
 
 
 def matched_configs(args: argparse.Namespace, vocab_size: int, names: list[str]) -> dict[str, LiquidLMConfig]:
@@ -171,6 +188,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if "liquid" in configs:
         results["liquid_backend"] = resolve_backend(configs["liquid"].backend)
     models: dict[str, LiquidLM] = {}
+    seeds = args.seeds or [args.seed]
     for mixer in mixers:
         results["runs"][mixer] = {
             "mixer": configs[mixer].mixer,
@@ -178,30 +196,34 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "liquid_kwargs": configs[mixer].liquid_kwargs,
             "parameters": LiquidLM(configs[mixer]).num_parameters(),
             "ffn_dim": configs[mixer].ffn_dim,
+            "seeds": [],
             "train_throughput": [],
             "generation": [],
         }
-        if args.steps <= 0:
-            continue
-        if args.train_threads:
-            torch.set_num_threads(args.train_threads)
-        config = configs[mixer]
-        train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer), mixer=config.mixer,
-                                         ffn_dim=config.ffn_dim, short_conv=config.short_conv,
-                                         output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
-        summary = run_training(train_args)
-        models[mixer] = summary.pop("model")
-        logs[mixer] = summary.pop("log")
-        results["runs"][mixer].update({
-            "heldout_loss": summary["heldout_loss"], "heldout_ppl": summary["heldout_ppl"],
-            "final_train_loss": summary["final_loss"], "train_seconds": summary["seconds"],
-            "evals": logs[mixer]["evals"],
-        })  # fmt: skip
-        per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate")
-        results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
-        results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]
-        results["heldout_tokens"], results["tokens_seen"] = summary["heldout_tokens"], summary["tokens_seen"]
-        _write(out, results, logs)  # after every mixer: a partial run still leaves its numbers
+    for seed in seeds if args.steps > 0 else []:  # seeds outermost: a partial run still has paired seeds
+        for mixer in mixers:
+            if args.train_threads:
+                torch.set_num_threads(args.train_threads)
+            config = configs[mixer]
+            train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer / f"seed{seed}"), seed=seed,
+                                             mixer=config.mixer, ffn_dim=config.ffn_dim, short_conv=config.short_conv,
+                                             output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
+            summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs)
+            models.setdefault(mixer, model)
+            logs.setdefault(mixer, log)
+            run = results["runs"][mixer]
+            run["seeds"].append({
+                "seed": seed, "heldout_loss": summary["heldout_loss"], "heldout_ppl": summary["heldout_ppl"],
+                "final_train_loss": summary["final_loss"], "train_seconds": summary["seconds"],
+                "reused": summary["reused"], "evals": log["evals"],
+            })  # fmt: skip
+            run.update(seed_summary(run["seeds"]))
+            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate", "seed")
+            results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
+            results["setup"]["seeds"] = seeds
+            results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]
+            results["heldout_tokens"], results["tokens_seen"] = summary["heldout_tokens"], summary["tokens_seen"]
+            _write(out, results, logs)  # after every run: a partial bench still leaves its numbers
     torch.set_num_threads(args.speed_threads or default_threads)
     for seq_len in _ints(args.throughput_lens):
         for mixer, row in training_throughput(configs, seq_len, args.throughput_tokens, args.repeats).items():
@@ -258,9 +280,10 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     base = {r["seq_len"]: r["tokens_per_s"] for r in attention["train_throughput"]}
     for name in (n for n in runs if BENCH_MODELS.get(n, {}).get("mixer") == "liquid"):
         liquid, tag = runs[name], "" if name == "liquid" else f"[{name}]"
-        if liquid.get("heldout_ppl") and attention.get("heldout_ppl"):
-            ratio = liquid["heldout_ppl"] / attention["heldout_ppl"]
-            out["ppl_ratio_liquid_over_attention" + tag] = {"value": ratio, "target": "<= 1.10", "met": ratio <= 1.10}
+        paired = paired_ratio(liquid, attention)
+        if paired is not None:
+            met = paired["value"] <= 1.10
+            out["ppl_ratio_liquid_over_attention" + tag] = {**paired, "target": "<= 1.10", "met": met}
         speed = {r["seq_len"]: r["tokens_per_s"] for r in liquid["train_throughput"]}
         if 2048 in speed and 2048 in base:
             ratio = speed[2048] / base[2048]

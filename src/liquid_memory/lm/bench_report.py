@@ -19,14 +19,14 @@ def render_table(results: dict[str, Any]) -> str:
         "",
     ]
     lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
-    lines.append("| mixer | params | held-out loss | held-out ppl | train s | " +
+    lines.append("| mixer | params | held-out loss (mean over seeds) | held-out ppl | train s | " +
                  "".join(f"train tok/s @{n} | " for n in lens))  # fmt: skip
     lines.append("|---|---|---|---|---|" + "---|" * len(lens))
     for mixer, run in runs.items():
         speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
         lines.append(
             f"| {mixer} | {run['parameters'] / 1e6:.2f}M | {_f(run.get('heldout_loss'), 4)} "
-            f"| {_f(run.get('heldout_ppl'), 2)} | {_f(run.get('train_seconds'), 0)} | "
+            f"| {_ppl_cell(run)} | {_f(run.get('train_seconds'), 0)} | "
             + "".join(f"{_f(speed.get(n), 0)} | " for n in lens).rstrip()
         )
     contexts = sorted({g["context"] for run in runs.values() for g in run["generation"]})
@@ -44,10 +44,20 @@ def render_table(results: dict[str, Any]) -> str:
     for name, value in results.get("targets", {}).items():
         if isinstance(value, dict):
             verdict = "met" if value["met"] else "MISSED"
-            lines.append(f"- {name}: {value['value']:.3f} (target {value['target']}) — {verdict}")
+            per_seed = ", ".join(f"seed {p['seed']}: {p['ratio']:.3f}" for p in value.get("per_seed", []))
+            lines.append(f"- {name}: {value['value']:.3f} (target {value['target']}) — {verdict}"
+                         + (f" [{per_seed}]" if per_seed else ""))  # fmt: skip
         else:
             lines.append(f"- {name}: {value:.3f}")
     return "\n".join(lines) + "\n"
+
+
+def _ppl_cell(run: dict[str, Any]) -> str:
+    """``exp(mean loss)``, with the per-seed range when there is more than one seed."""
+    seeds = run.get("seeds") or []
+    if len(seeds) < 2:
+        return _f(run.get("heldout_ppl"), 2)
+    return f"{run['heldout_ppl']:.2f} ({run['heldout_ppl_min']:.1f}–{run['heldout_ppl_max']:.1f}, {len(seeds)} seeds)"
 
 
 def _f(value: float | None, digits: int) -> str:
