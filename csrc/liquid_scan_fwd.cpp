@@ -212,11 +212,12 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
   TORCH_CHECK(!positive, "liquid_scan (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
 }
 
-std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                   const at::Tensor& log_a,
-                                                   const std::optional<at::Tensor>& initial_state, bool reverse,
-                                                   bool precision_safe) {
-  ScanArgs a = check_scan_args(q, k, v, log_a, initial_state, reverse, precision_safe);
+// The one host path of both forward ops: lay the inputs out by channel, allocate o (q's layout) and the final
+// state, run the kernel; `ep` optionally fuses the read-out normalisation (inference).
+static std::tuple<at::Tensor, at::Tensor> run_forward(const ScanArgs& a, const at::Tensor& q, const at::Tensor& k,
+                                                      const at::Tensor& v, const at::Tensor& log_a,
+                                                      const std::optional<at::Tensor>& initial_state,
+                                                      const Epilogue& ep) {
   auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
   auto lac = channel_contiguous(log_a.to(at::kFloat));
   at::Tensor init;
@@ -229,9 +230,17 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at
     using scalar_t = decltype(tag);
     fwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
                        lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc),
-                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o));
+                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o), ep);
   });
   return {o, fs};
+}
+
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                   const at::Tensor& log_a,
+                                                   const std::optional<at::Tensor>& initial_state, bool reverse,
+                                                   bool precision_safe) {
+  ScanArgs a = check_scan_args(q, k, v, log_a, initial_state, reverse, precision_safe);
+  return run_forward(a, q, k, v, log_a, initial_state, Epilogue{});
 }
 
 std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_normed(const at::Tensor& q, const at::Tensor& k,
@@ -248,26 +257,12 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_normed(const at::Tensor& q, c
                 a.H * a.d, "], got ", norm_weight->sizes());
   }
   TORCH_CHECK(eps > 0, "liquid_scan_fwd_normed (cpp): eps must be > 0");
-  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
-  auto lac = channel_contiguous(log_a.to(at::kFloat));
-  at::Tensor init;
-  if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
-  auto o = empty_in_layout(q, q.scalar_type());
-  advise_huge_pages(o);
-  auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
-  const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
   Epilogue ep;
   ep.active = true;
-  ep.weight = w.defined() ? w.data_ptr<float>() : nullptr;
+  ep.weight = w.defined() ? w.data_ptr<float>() : nullptr;  // w outlives the kernel call below
   ep.eps = static_cast<float>(eps);
   ep.scale = static_cast<float>(out_scale);
-  LM_DISPATCH(q.scalar_type(), [&](auto tag) {
-    using scalar_t = decltype(tag);
-    fwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
-                       lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc),
-                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o), ep);
-  });
-  return {o, fs};
+  return run_forward(a, q, k, v, log_a, initial_state, ep);
 }
 
 }  // namespace lm
