@@ -297,9 +297,10 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_bench_cli(args: argparse.Namespace) -> int:
+    import shlex
     import sys
 
-    args.command_line = "liquid-memory lm bench " + " ".join(sys.argv[3:])
+    args.command_line = "liquid-memory lm bench " + shlex.join(sys.argv[3:])
     results = run_bench(args)
     print((Path(args.out_dir) / "lm_bench.md").read_text(encoding="utf-8"))
     return 0 if results["runs"] else 1

@@ -30,10 +30,11 @@ def render_table(results: dict[str, Any]) -> str:
             + "".join(f"{_f(speed.get(n), 0)} | " for n in lens).rstrip()
         )
     contexts = sorted({g["context"] for run in runs.values() for g in run["generation"]})
-    lines += ["", "Generation: ms per token (decode-state MB) with N tokens of context already in the state", ""]
-    lines.append("| mixer | " + " | ".join(f"ctx {c}" for c in contexts) + " |")
-    lines.append("|---|" + "---|" * len(contexts))
-    for mixer, run in runs.items():
+    if contexts:
+        lines += ["", "Generation: ms per token (decode-state MB) with N tokens of context already in the state", ""]
+        lines.append("| mixer | " + " | ".join(f"ctx {c}" for c in contexts) + " |")
+        lines.append("|---|" + "---|" * len(contexts))
+    for mixer, run in runs.items() if contexts else ():
         by_context = {g["context"]: g for g in run["generation"]}
         cells = [
             f"{by_context[c]['ms_per_token']:.2f} ({by_context[c]['state_bytes'] / 2**20:.2f} MB)" if c in by_context
@@ -71,33 +72,38 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
-    ax = axes[0]
+    lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
+    has_generation = any(run["generation"] for run in runs.values())
+    panels = 1 + bool(lens) + 2 * has_generation  # a quality-only run (no speed phase) draws just the losses
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 4.2), squeeze=False)
+    axes = list(axes[0])
+    ax = axes.pop(0)
     for mixer, log in logs.items():
         (line,) = ax.plot([r["step"] for r in log["steps"]], [r["loss"] for r in log["steps"]], lw=0.7, label=mixer)
-        evals = log.get("evals") or []
-        ax.plot([e["step"] for e in evals], [e["heldout_loss"] for e in evals], "o--", color=line.get_color(), ms=3)
-    ax.set(title="training loss (lines), held-out (markers)", xlabel="step", ylabel="nats / token")
+        for seed in runs.get(mixer, {}).get("seeds") or [{"evals": log.get("evals") or []}]:  # every seed's evals
+            evals = seed["evals"]
+            ax.plot([e["step"] for e in evals], [e["heldout_loss"] for e in evals], "o--", color=line.get_color(), ms=3)
+    title = "train loss (seed 1st), held-out (o, all seeds)"
+    ax.set(title=title if len(results.get("setup", {}).get("seeds", [0])) > 1 else "training loss, held-out (markers)",
+           xlabel="step", ylabel="nats / token")  # fmt: skip
     ax.legend(fontsize=8)
-    ax = axes[1]
-    lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
-    width = 0.8 / max(1, len(runs))
-    for i, (mixer, run) in enumerate(runs.items()):
-        speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
-        ax.bar([j + i * width for j in range(len(lens))], [speed.get(n, 0) for n in lens], width, label=mixer)
-    ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(lens))], [f"seq {n}" for n in lens])
-    ax.set(title="training throughput", ylabel="tokens / s")
-    ax.legend(fontsize=8)
-    for ax, key, title, scale in ((axes[2], "ms_per_token", "generation time per token", 1.0),
-                                  (axes[3], "state_bytes", "decode state (MB)", 2.0**-20)):  # fmt: skip
-        for mixer, run in runs.items():
-            gen = run["generation"]
-            ax.plot([g["context"] for g in gen], [g[key] * scale for g in gen], "o-", label=mixer)
-        ax.set(title=title, xlabel="context tokens")
-        if any(run["generation"] for run in runs.values()):  # log axes need data (partial results have none yet)
-            ax.set(xscale="log", yscale="log")
+    if lens:
+        ax = axes.pop(0)
+        width = 0.8 / max(1, len(runs))
+        for i, (mixer, run) in enumerate(runs.items()):
+            speed = {r["seq_len"]: r["tokens_per_s"] for r in run["train_throughput"]}
+            ax.bar([j + i * width for j in range(len(lens))], [speed.get(n, 0) for n in lens], width, label=mixer)
+        ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(lens))], [f"seq {n}" for n in lens])
+        ax.set(title="training throughput", ylabel="tokens / s")
         ax.legend(fontsize=8)
-    axes[2].set_ylabel("ms / token")
+    if has_generation:
+        for ax, key, title, scale in ((axes[0], "ms_per_token", "generation time per token (ms)", 1.0),
+                                      (axes[1], "state_bytes", "decode state (MB)", 2.0**-20)):  # fmt: skip
+            for mixer, run in runs.items():
+                gen = run["generation"]
+                ax.plot([g["context"] for g in gen], [g[key] * scale for g in gen], "o-", label=mixer)
+            ax.set(title=title, xlabel="context tokens", xscale="log", yscale="log")
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
