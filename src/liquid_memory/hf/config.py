@@ -26,7 +26,7 @@ class LinearizeConfig:
     batch_size: int = 1
     lr: float = 1e-2
     warmup_steps: int = 8  # stage 1: linear warmup, then cosine decay to 0 over steps_per_layer
-    lora_steps: int = 64
+    lora_steps: int = 144
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_lr: float = 1e-3
