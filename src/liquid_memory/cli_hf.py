@@ -13,9 +13,31 @@ from typing import Any
 
 from liquid_memory.errors import LiquidMemoryError
 
+OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8 explains the recipe)
+    "window": "exact softmax over the last WINDOW tokens, liquid recurrence for older ones (0 = pure liquid)",
+    "sinks": "first real tokens kept as exact softmax keys for every query (ignored at window 0)",
+    "max_half_life": "the decay's initial half-lives span 1..MAX_HALF_LIFE tokens",
+    "seq_len": "stage 1: length of each training sequence (tokens)",
+    "max_train_tokens": "stage 1: use the first MAX_TRAIN_TOKENS // SEQ_LEN sequences of the training text",
+    "steps_per_layer": "stage 1: optimiser steps per decoder layer (attention transfer, MSE)",
+    "batch_size": "stage 1: sequences per step",
+    "lr": "stage 1: peak learning rate (Adam; linear warmup, then cosine decay to 0)",
+    "warmup_steps": "stage 1: warmup steps of each layer",
+    "lora_steps": "stage 2: LoRA steps through the whole model (0 = skip stage 2)",
+    "lora_rank": "stage 2: LoRA rank",
+    "lora_alpha": "stage 2: LoRA alpha (the update is scaled by alpha / rank)",
+    "lora_lr": "stage 2: peak learning rate (AdamW, cosine decay to 0)",
+    "lora_seq_len": "stage 2: tokens per step (one sequence)",
+    "lora_objective": "stage 2: 'distill' = KL to the original model's next-token distribution, 'next_token' = LM loss",
+    "lora_targets": "stage 2: projections LoRA adapts: 'attn' = q/k/v/o, 'attn_mlp' = also gate/up/down",
+    "lora_ce_weight": "stage 2, distill: + this weight x cross-entropy on the original's argmax token",
+    "checkpoint_every": "stage 2: checkpoint every N steps (stage 1: after every layer)",
+    "seed": "random seed (sequence order, sampling)",
+}
+
 
 def add_linearize(sub: argparse._SubParsersAction) -> None:
-    from liquid_memory.hf.config import LORA_OBJECTIVES, LinearizeConfig
+    from liquid_memory.hf.config import LORA_OBJECTIVES, LORA_TARGET_SETS, LinearizeConfig
 
     defaults = LinearizeConfig()
     p = sub.add_parser(
@@ -29,14 +51,15 @@ def add_linearize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output DIR (checkpoints go to DIR/checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint after an interruption")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
     for f in fields(LinearizeConfig):
         if f.name in ("base_model", "extra"):
             continue
-        choices = LORA_OBJECTIVES if f.name == "lora_objective" else None
+        choices = {"lora_objective": LORA_OBJECTIVES, "lora_targets": tuple(LORA_TARGET_SETS)}.get(f.name)
         p.add_argument(
-            "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices
-        )
+            "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices,
+            help=f"{OPTION_HELP[f.name]} (default: {getattr(defaults, f.name)})",
+        )  # fmt: skip
 
 
 def run_linearize(args: argparse.Namespace) -> int:

@@ -13,6 +13,27 @@ def test_bench_hf_has_its_own_help(capsys):
     assert info.value.code == 0 and "--decode-contexts" in capsys.readouterr().out
 
 
+def test_linearize_help_describes_every_option(capsys):
+    import argparse
+    from dataclasses import fields
+
+    from liquid_memory.cli_hf import add_linearize
+    from liquid_memory.hf.config import LinearizeConfig
+
+    parser = argparse.ArgumentParser()
+    add_linearize(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["linearize"]
+    undocumented = [a.option_strings for a in sub._actions if not a.help]
+    assert undocumented == [], undocumented
+    with pytest.raises(SystemExit) as info:
+        main(["linearize", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for f in fields(LinearizeConfig):
+        if f.name not in ("base_model", "extra"):
+            assert "--" + f.name.replace("_", "-") in out, f.name
+
+
 def test_linearize_unknown_model_is_a_clear_error(tmp_path, capsys):
     assert main(["linearize", "--model", "no-such-model", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err

@@ -63,6 +63,7 @@ def test_lora_stage_resume_and_reload(tmp_path):
     log = linearize(model, DigitTokenizer(), _text(), out, _config(tmp_path / "base", lora_steps=4, **cfg),
                     resume=True, progress=False, backend="chunked")  # fmt: skip
     assert log["resumed"] == 1
+    assert log["config"]["lora_steps"] == 4 and [c["lora_steps"] for c in log["config_history"]] == [2]
     assert log["stage1"] == first["stage1"] and log["tokens"]["stage1"] == first["tokens"]["stage1"]
     assert len(log["stage2"]) == 4 and log["stage2"][:2] == first["stage2"]
     assert log["tokens"]["stage2"] == 4 * 16
@@ -128,3 +129,39 @@ def test_distill_loss_is_kl_to_the_teacher():
 def test_unknown_stage2_objective_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="lora_objective"):
         _config(tmp_path, lora_objective="mse")
+
+
+def test_distill_loss_adds_cross_entropy_on_the_teachers_argmax():
+    from liquid_memory.hf.linearization import distill_loss
+
+    gen = torch.Generator().manual_seed(1)
+    t, s = torch.randn(2, 5, 7, generator=gen), torch.randn(2, 5, 7, generator=gen)
+    ce = torch.nn.functional.cross_entropy(s.reshape(-1, 7), t.argmax(-1).reshape(-1))
+    torch.testing.assert_close(distill_loss(s, t, 0.5), distill_loss(s, t) + 0.5 * ce)
+
+
+def test_mlp_lora_targets_are_trained_merged_and_reloaded(tmp_path):
+    """lora_targets='attn_mlp': the MLP projections change too, the DIR records them and reloads to the same model."""
+    _sharp_model().save_pretrained(tmp_path / "base")
+    original = _sharp_model()
+    cfg = _config(tmp_path / "base", steps_per_layer=2, lora_steps=4, lora_lr=2e-3, lora_targets="attn_mlp",
+                  lora_ce_weight=0.5, checkpoint_every=100)  # fmt: skip
+    model = _sharp_model()
+    linearize(model, DigitTokenizer(), _text(), tmp_path / "out", cfg, progress=False, backend="chunked")
+    for name, p in model.named_parameters():
+        if ".liquid." in name:
+            continue
+        adapted = any(f".{t}." in name for t in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                  "down_proj"))  # fmt: skip
+        assert torch.equal(p, original.get_parameter(name)) != adapted, name
+    meta = json.loads((tmp_path / "out" / "liquid_config.json").read_text())["lora"]
+    assert meta["targets"][-3:] == ["gate_proj", "up_proj", "down_proj"]
+    loaded, _ = from_pretrained(tmp_path / "out", backend="chunked")
+    ids = torch.randint(3, 61, (1, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
+
+
+def test_unknown_lora_targets_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="lora_targets"):
+        _config(tmp_path, lora_targets="everything")

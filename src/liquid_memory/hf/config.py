@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+LORA_TARGET_SETS = {  # stage 2: the projections LoRA adapts in every decoder layer
+    "attn": LORA_TARGETS,
+    "attn_mlp": LORA_TARGETS + ("gate_proj", "up_proj", "down_proj"),
+}
 LORA_OBJECTIVES = ("distill", "next_token")  # stage 2: KL to the original model's next-token distribution, or LM loss
 
 
@@ -22,12 +26,14 @@ class LinearizeConfig:
     batch_size: int = 1
     lr: float = 1e-2
     warmup_steps: int = 8  # stage 1: linear warmup, then cosine decay to 0 over steps_per_layer
-    lora_steps: int = 64
+    lora_steps: int = 144
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_lr: float = 1e-3
     lora_seq_len: int = 512
     lora_objective: str = "distill"
+    lora_targets: str = "attn"  # a key of LORA_TARGET_SETS
+    lora_ce_weight: float = 0.0  # distill only: + this weight x cross-entropy on the original's argmax token
     checkpoint_every: int = 10
     seed: int = 0
     base_model: str = "smollm2-135m"
@@ -36,3 +42,5 @@ class LinearizeConfig:
     def __post_init__(self) -> None:
         if self.lora_objective not in LORA_OBJECTIVES:
             raise ValueError(f"lora_objective must be one of {', '.join(LORA_OBJECTIVES)}, got {self.lora_objective!r}")
+        if self.lora_targets not in LORA_TARGET_SETS:
+            raise ValueError(f"lora_targets must be one of {', '.join(LORA_TARGET_SETS)}, got {self.lora_targets!r}")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from liquid_memory.hf.config import LORA_TARGETS, LinearizeConfig
+from liquid_memory.hf.config import LORA_TARGET_SETS, LinearizeConfig
 from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
 from liquid_memory.hf.patch import is_patched, liquid_parameters, patch_model, patched_layers, set_mode
 
@@ -65,6 +65,9 @@ class _Run:
             self.log = json.loads(state_path.read_text(encoding="utf-8"))
             self.log.setdefault("resumed", 0)
             self.log["resumed"] += 1
+            if self.log["config"] != asdict(config):  # e.g. a longer stage 2 planned after stage 1: keep both
+                self.log.setdefault("config_history", []).append(self.log["config"])
+                self.log["config"] = asdict(config)
         self.cpu0 = time.process_time() - sum(self.log["cpu_s"].values())
         self.wall0 = time.perf_counter() - self.log.get("wall_s", 0.0)
 
@@ -162,19 +165,24 @@ def _lora_factors(peft_model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean over positions of KL(teacher ‖ student) of the next-token distributions (fp32)."""
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ce_weight: float = 0.0) -> torch.Tensor:
+    """Mean over positions of KL(teacher ‖ student) of the next-token distributions (fp32), plus ``ce_weight`` ×
+    the cross-entropy of the student on the teacher's argmax token (greedy decoding follows the argmax only)."""
     log_p = torch.log_softmax(teacher_logits.float(), dim=-1)
     log_q = torch.log_softmax(student_logits.float(), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    loss = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    if ce_weight:
+        top = teacher_logits.argmax(-1).flatten()
+        loss = loss + ce_weight * nn.functional.nll_loss(log_q.flatten(0, -2), top)
+    return loss
 
 
-def _stage2_loss(peft_model: nn.Module, teacher: nn.Module | None, batch: torch.Tensor) -> torch.Tensor:
+def _stage2_loss(peft_model: nn.Module, teacher: nn.Module | None, batch: torch.Tensor, ce_weight: float):
     if teacher is None:
         return peft_model(input_ids=batch, labels=batch, use_cache=False).loss
     with torch.no_grad():
         target = teacher(input_ids=batch, use_cache=False).logits
-    return distill_loss(peft_model(input_ids=batch, use_cache=False).logits, target)
+    return distill_loss(peft_model(input_ids=batch, use_cache=False).logits, target, ce_weight)
 
 
 def _stage2(
@@ -184,7 +192,10 @@ def _stage2(
     from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(LORA_TARGETS), lora_dropout=0.0
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(LORA_TARGET_SETS[config.lora_targets]),
+        lora_dropout=0.0,
     )
     peft_model = get_peft_model(model, lcfg)
     for name, p in peft_model.named_parameters():
@@ -209,7 +220,7 @@ def _stage2(
         for group in opt.param_groups:
             group["lr"] = lr
         batch = seqs[order[step % len(order)]][None]
-        loss = _stage2_loss(peft_model, teacher, batch)
+        loss = _stage2_loss(peft_model, teacher, batch, config.lora_ce_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -269,7 +280,8 @@ def linearize(
     run.log["wall_s"] = time.perf_counter() - run.wall0
     run.log["cpu_minutes_total"] = sum(run.log["cpu_s"].values()) / 60
     run.log["tokens_total"] = sum(run.log["tokens"].values())
-    meta = {"rank": config.lora_rank, "alpha": config.lora_alpha, "targets": list(LORA_TARGETS)}
+    targets = list(LORA_TARGET_SETS[config.lora_targets])
+    meta = {"rank": config.lora_rank, "alpha": config.lora_alpha, "targets": targets}
     save_liquid(model, out, base_model=config.base_model, base_sha256=fingerprint, lora=factors, lora_meta=meta,
                 training={k: run.log[k] for k in ("tokens", "cpu_s", "wall_s", "train_sequences")})  # fmt: skip
     (out / "linearize_log.json").write_text(json.dumps(run.log, indent=1) + "\n", encoding="utf-8")

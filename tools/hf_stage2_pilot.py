@@ -1,0 +1,142 @@
+"""Stage-2 pilot for ``liquid_memory.hf``: which LoRA / distillation recipe moves greedy agreement.
+
+Used to choose the stage-2 ``LinearizeConfig`` defaults (README_INTEGRATION.md §8.5). Every variant starts from
+the same stage-1 parameters (``STAGE1/params.safetensors`` of a ``linearize --lora-steps 0`` run), trains stage 2
+on the training essays and, every ``eval_every`` steps, reports on held-out text:
+- ``kl``: mean KL(original ‖ patched) per token and ``top1``: share of positions whose argmax equals the
+  original's, teacher-forced on two 512-token held-out windows;
+- ``agree``: greedy agreement (share of the first 32 greedy tokens equal to the original's) on 8 held-out
+  prompts placed half-way between the benchmark's 20 prompts (so the benchmark's prompts are not used to choose);
+- at the end ``ppl2048_ratio``: held-out perplexity at 2048 (the benchmark's 2 windows) over the original's.
+
+    OMP_NUM_THREADS=1 LM_PRIVATE_KEY=... python tools/hf_stage2_pilot.py STAGE1_DIR \\
+        '[{"tag": "base", "steps": 96, "lr": 1e-3}]'
+Variant keys: tag, steps, seq (512), lr (1e-3), rank (8), alpha (2·rank), targets ("attn" | "attn_mlp"),
+liquid (train the liquid parameters too, true), loss ("kl" | "rkl" | "kl_ce"), ce_weight (kl_ce: weight of the
+cross-entropy on the original's argmax, 1.0), eval_every (32: teacher-forced kl/top1; greedy agreement at the
+end, and at step 0 if greedy0); or {"tag", "from": DIR}: evaluate a finished ``linearize`` DIR only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+
+import torch
+
+from liquid_memory.data.essays import joined, train_heldout_split
+from liquid_memory.hf.bench import greedy_tokens, perplexity
+from liquid_memory.hf.io import from_pretrained
+from liquid_memory.hf.patch import liquid_parameters, patch_model
+from liquid_memory.hf.smollm import load_smollm2
+
+TARGETS = {"attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+TARGETS["attn_mlp"] = TARGETS["attn"] + ["gate_proj", "up_proj", "down_proj"]
+ORIGINAL_PPL_2048 = 16.241777860415127  # results/hf_smollm2/hf_smollm2.json, perplexity.original.2048
+
+
+def loss_fn(kind: str, student: torch.Tensor, teacher: torch.Tensor, ce_weight: float) -> torch.Tensor:
+    log_p = torch.log_softmax(teacher.float(), -1)
+    log_q = torch.log_softmax(student.float(), -1)
+    if kind == "rkl":
+        return (log_q.exp() * (log_q - log_p)).sum(-1).mean()
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    if kind == "kl_ce":
+        return kl + ce_weight * torch.nn.functional.nll_loss(log_q.flatten(0, -2), teacher.argmax(-1).flatten())
+    return kl
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    stage1, variants = sys.argv[1], json.loads(sys.argv[2])
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    base, tok = load_smollm2()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    train, held = train_heldout_split()
+    tr = tok(joined(train), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    he = tok(joined(held), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    stride = (len(he) - 192) // 20
+    prompts = [he[i * stride + stride // 2 : i * stride + stride // 2 + 192] for i in range(0, 20, 20 // 8)][:8]
+    evalw = torch.stack([he[6000:6512], he[12000:12512]])
+    with torch.no_grad():
+        refs = [greedy_tokens(base, p, 32) for p in prompts]
+        t_logits = base(input_ids=evalw, use_cache=False).logits
+    params1 = load_file(f"{stage1}/params.safetensors")
+
+    def evaluate(model, greedy: bool) -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            s_logits = model(input_ids=evalw, use_cache=False).logits
+            out = {"kl": round(loss_fn("kl", s_logits, t_logits, 0).item(), 4)}
+            out["top1"] = round((s_logits.argmax(-1) == t_logits.argmax(-1)).float().mean().item(), 4)
+            if greedy:
+                shares = []
+                for p, ref in zip(prompts, refs, strict=True):
+                    got = greedy_tokens(model, p, 32)
+                    shares.append(sum(a == b for a, b in zip(got, ref, strict=False)) / 32)
+                out["agree"] = round(sum(shares) / len(shares), 4)
+        model.train()
+        return out
+
+    for v in variants:
+        torch.manual_seed(0)
+        if "from" in v:  # a finished linearize DIR: evaluate only
+            model = from_pretrained(v["from"])[0]
+            with torch.no_grad():
+                ratio = perplexity(model, he, 2048, 4096)["ppl"] / ORIGINAL_PPL_2048
+            print("SUMMARY", json.dumps(v), evaluate(model, True), "ppl2048_ratio", round(ratio, 4), flush=True)
+            continue
+        student = patch_model(copy.deepcopy(base), window=64, sinks=4)
+        with torch.no_grad():
+            for name, p in liquid_parameters(student):
+                p.copy_(params1[name])
+        rank = v.get("rank", 8)
+        lcfg = LoraConfig(r=rank, lora_alpha=v.get("alpha", 2 * rank), lora_dropout=0.0,
+                          target_modules=TARGETS[v.get("targets", "attn")])  # fmt: skip
+        model = get_peft_model(student, lcfg)
+        for name, p in model.named_parameters():
+            p.requires_grad_(".lora_" in name or (v.get("liquid", True) and ".liquid." in name))
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=v.get("lr", 1e-3), weight_decay=0.0)
+        seq, steps, every = v.get("seq", 512), v["steps"], v.get("eval_every", 32)
+        seqs = tr[: (len(tr) // seq) * seq].view(-1, seq)
+        order = list(range(len(seqs)))
+        random.Random(0).shuffle(order)
+        print(v["tag"], "step 0", evaluate(model, v.get("greedy0", False)), flush=True)
+        t0, losses = time.process_time(), []
+        model.train()
+        for step in range(steps):
+            lr = v.get("lr", 1e-3) * 0.5 * (1 + math.cos(math.pi * step / steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = seqs[order[step % len(order)]][None]
+            with torch.no_grad():
+                target = base(input_ids=batch, use_cache=False).logits
+            loss = loss_fn(v.get("loss", "kl"), model(input_ids=batch, use_cache=False).logits, target,
+                           v.get("ce_weight", 1.0))  # fmt: skip
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(loss.item())
+            if (step + 1) % every == 0 or step + 1 == steps:
+                cpu = (time.process_time() - t0) / (step + 1)
+                scores = evaluate(model, step + 1 == steps)
+                print(v["tag"], f"step {step + 1}", scores, "train", round(sum(losses[-8:]) / 8, 4),
+                      "cpu/step", round(cpu, 2), flush=True)  # fmt: skip
+        model = model.merge_and_unload().eval()  # the plain patched model, as from_pretrained loads it
+        with torch.no_grad():
+            ratio = perplexity(model, he, 2048, 4096)["ppl"] / ORIGINAL_PPL_2048
+        print("SUMMARY", json.dumps(v), "ppl2048_ratio", round(ratio, 4), flush=True)
+        del model, student, opt
+
+
+if __name__ == "__main__":
+    main()
