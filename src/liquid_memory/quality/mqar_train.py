@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liquid_memory.quality.mqar_data import IGNORE, MQARTask, make_batch, make_split
+from liquid_memory.quality.mqar_mix import make_mixed_batch, parse_mix
 
 # (model, inputs [B, T], answer mask [B, T]) -> logits [N, V] at the N answer positions, row-major.
 LogitsFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -38,6 +39,7 @@ class TrainConfig:
     thresholds: tuple[float, ...] = (0.5, 0.9, 0.95)
     seed: int = 0
     time_budget_s: float = 0.0  # 0 = no wall-clock limit; otherwise stop (and say so) after this long
+    train_mix: str = ""  # "" = train on the evaluated setting; else "T:pairs:weight,..." (quality/mqar_mix.py)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "eval_every", "eval_examples"):
@@ -81,6 +83,19 @@ def answer_loss(model: nn.Module, logits_fn: LogitsFn, inputs: Tensor, labels: T
     return F.cross_entropy(logits, labels[mask]), logits.detach().argmax(-1)
 
 
+def mixed_answer_loss(model: nn.Module, logits_fn: LogitsFn, groups: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Mean cross-entropy over the answer positions of all groups (groups of different lengths, one forward each).
+
+    Equals :func:`answer_loss` on one right-padded batch holding every group (causal models), without the padding.
+    """
+    total = sum(int((y != IGNORE).sum()) for _, y in groups)
+    loss = torch.zeros(())
+    for x, y in groups:
+        mask = y != IGNORE
+        loss = loss + F.cross_entropy(logits_fn(model, x, mask).float(), y[mask], reduction="sum")
+    return loss / total
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, logits_fn: LogitsFn, inputs: Tensor, labels: Tensor, batch_size: int) -> dict:
     """Held-out accuracy (argmax == value at every query position) and answer loss."""
@@ -118,8 +133,10 @@ def train_mqar(
     """Train ``model`` in place on fresh seeded batches; evaluate every ``eval_every`` steps on a fixed held-out set.
 
     The training stream uses ``cfg.seed`` and the held-out set ``cfg.seed + 1_000_003``: every model of a sweep
-    sees the same batches in the same order. A non-finite loss stops the run (``stop_reason='non-finite loss'``).
+    sees the same batches in the same order. With ``cfg.train_mix`` the batches are drawn from that mixture of
+    settings (evaluation stays on ``task``). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
     """
+    mix = parse_mix(cfg.train_mix, task) if cfg.train_mix else None
     gen = torch.Generator().manual_seed(cfg.seed)
     eval_x, eval_y = make_split(task, cfg.eval_examples, cfg.seed + 1_000_003)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
@@ -130,8 +147,10 @@ def train_mqar(
     train_loss = float("nan")
     step = 0
     while step < cfg.max_steps:
-        x, y = make_batch(task, cfg.batch_size, gen)
-        loss, _ = answer_loss(model, logits_fn, x, y)
+        if mix is None:
+            loss, _ = answer_loss(model, logits_fn, *make_batch(task, cfg.batch_size, gen))
+        else:
+            loss = mixed_answer_loss(model, logits_fn, make_mixed_batch(mix, cfg.batch_size, gen))
         train_loss = float(loss.detach())
         if not math.isfinite(train_loss):
             result.stop_reason = "non-finite loss"
