@@ -89,9 +89,13 @@ def test_cli_records_the_mixture_and_rejects_a_bad_one(tmp_path, capsys) -> None
     assert cli.main([*base, "--train-mix", "16:2:3,32:4"]) == 0
     run = json.loads(out.read_text())["runs"][0]
     assert run["train"]["train_mix"] == "16:2:3,32:4:1" and run["setting"].endswith("-mix[16:2:3,32:4:1]")
-    assert run["task"]["seq_len"] == 32  # evaluated on the target setting
+    assert run["task"]["seq_len"] == 32  # evaluated on the target setting ...
+    assert [list(h["mix_accuracy"]) for h in run["history"]] == [["16:2"]]  # ... and on the other mix settings
+    assert 0.0 <= run["history"][0]["mix_accuracy"]["16:2"] <= 1.0
     assert cli.main(base) == 0  # without the mixture: a different run, not skipped
-    assert [r["train"]["train_mix"] for r in json.loads(out.read_text())["runs"]] == ["16:2:3,32:4:1", ""]
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["train"]["train_mix"] for r in runs] == ["16:2:3,32:4:1", ""]
+    assert "mix_accuracy" not in runs[1]["history"][0]
     capsys.readouterr()
     assert cli.main([*base, "--train-mix", "64:4"]) == 2
     err = capsys.readouterr().err

@@ -134,11 +134,18 @@ def train_mqar(
 
     The training stream uses ``cfg.seed`` and the held-out set ``cfg.seed + 1_000_003``: every model of a sweep
     sees the same batches in the same order. With ``cfg.train_mix`` the batches are drawn from that mixture of
-    settings (evaluation stays on ``task``). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
+    settings; ``steps_to`` and the stop rule stay on ``task``, and each other mixture setting is also evaluated on
+    its own held-out set (``history[i]['mix_accuracy']``, as Zoology reports per setting: where a model learns
+    first). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
     """
     mix = parse_mix(cfg.train_mix, task) if cfg.train_mix else None
     gen = torch.Generator().manual_seed(cfg.seed)
     eval_x, eval_y = make_split(task, cfg.eval_examples, cfg.seed + 1_000_003)
+    mix_evals = {
+        f"{c.task.seq_len}:{c.task.num_kv_pairs}": make_split(c.task, cfg.eval_examples, cfg.seed + 1_000_003 + i)
+        for i, c in enumerate(mix or (), start=1)
+        if c.task != task
+    }
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     result = RunResult(steps_to={f"{t:.2f}": None for t in cfg.thresholds})
@@ -164,13 +171,21 @@ def train_mqar(
         if step % cfg.eval_every and step != cfg.max_steps:
             continue
         metrics = evaluate(model, logits_fn, eval_x, eval_y, max(cfg.batch_size, 64))
+        mix_acc = {
+            name: round(evaluate(model, logits_fn, x, y, max(cfg.batch_size, 64))["accuracy"], 4)
+            for name, (x, y) in mix_evals.items()
+        }
         elapsed = time.perf_counter() - start
-        result.history.append({"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2)})
+        row = {"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2)}
+        if mix_acc:
+            row["mix_accuracy"] = mix_acc
+        result.history.append(row)
         for key in result.steps_to:
             if result.steps_to[key] is None and metrics["accuracy"] >= float(key):
                 result.steps_to[key] = step
         if log:
-            log(f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  {elapsed:7.1f}s")
+            extra = "".join(f"  {name} {acc:.3f}" for name, acc in mix_acc.items())
+            log(f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  {elapsed:7.1f}s{extra}")
         if metrics["accuracy"] >= cfg.stop_accuracy:
             result.stop_reason = f"reached {cfg.stop_accuracy}"
             break
