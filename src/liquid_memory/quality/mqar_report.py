@@ -31,10 +31,11 @@ def merge(paths: list[Path]) -> dict:
 
 
 def _attention_steps(runs: list[dict], setting: str, seed: int) -> tuple[int | None, int | None]:
-    """Attention in the same setting and seed: its fewest steps to the target accuracy (any learning rate), and
-    the longest run that stopped *without* reaching it (then attention needs more than that many steps)."""
+    """Attention (any head count) in the same setting and seed: its fewest steps to the target accuracy (any
+    learning rate), and the longest run that stopped *without* reaching it (then attention needs more than that
+    many steps)."""
     key = f"{TARGET_ACCURACY:.2f}"
-    same = [r for r in runs if r["setting"] == setting and r["model"] == "attention" and r["train"]["seed"] == seed]
+    same = [r for r in runs if r["setting"] == setting and r["mixer"] == "attention" and r["train"]["seed"] == seed]
     reached = [r["steps_to"][key] for r in same if r["steps_to"].get(key) is not None]
     unreached = [r["steps_run"] for r in same if r["steps_to"].get(key) is None]
     return (min(reached) if reached else None), (max(unreached) if unreached else None)
@@ -166,7 +167,7 @@ def report(paths: list[Path], out_json: Path | None, png: Path | None) -> str:
     text = [table(doc), ""]
     for v in doc["target"]["verdicts"]:
         text.append(
-            f"target ({doc['target']['rule']}): {v['model']} (lr {v['lr']:g}, seed {v['seed']}) best "
+            f"target ({doc['target']['rule']}): {v['model']} ({v['setting']}, lr {v['lr']:g}, seed {v['seed']}) best "
             f"{v['best_accuracy']:.3f}, steps ×attention {_ratio(v)} → {'HIT' if v['target_met'] else 'MISS'}"
         )
     return "\n".join(text)
