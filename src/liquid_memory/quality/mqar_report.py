@@ -121,7 +121,7 @@ def plot(doc: dict, png: Path) -> None:
     labels = sorted({_label(r) for r in runs})
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
-    shown = settings[:3]
+    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:3]  # the target's first
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"
@@ -144,6 +144,12 @@ def plot(doc: dict, png: Path) -> None:
                 steps = [row["step"] for row in run["history"]]
                 accs = [row["accuracy"] for row in run["history"]]
                 ax.plot(steps, accs, color=colours[_label(run)], label=_label(run), linewidth=1.2)
+                # a mixture run: its other training settings' held-out accuracy, thin (where it learns first)
+                names = [n for n in run["history"][0].get("mix_accuracy", {})] if run["history"] else []
+                for name, style in zip(names, [":", "-.", (0, (1, 3))], strict=False):
+                    mix_accs = [row["mix_accuracy"][name] for row in run["history"]]
+                    ax.plot(steps, mix_accs, color=colours[_label(run)], linestyle=style, linewidth=0.8,
+                            label=f"{_label(run)} on {name}")  # fmt: skip
         ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xlabel("training steps")
         ax.set_ylabel("held-out accuracy")
