@@ -53,6 +53,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     mqar.add_argument("--eval-examples", type=int, default=256)
     mqar.add_argument("--stop-accuracy", type=float, default=0.95)
     mqar.add_argument("--seed", type=int, default=0)
+    mqar.add_argument(
+        "--train-mix", default="",
+        help="train on a mixture of settings 'T:pairs[:weight],...' (e.g. 64:4:2,128:8:1,256:16:1), as Zoology "
+        "does; every batch holds batch_size·weight/Σweights examples of each (largest remainder); evaluation "
+        "stays on the --settings/--preset setting. Default: train on that setting only",
+    )  # fmt: skip
     mqar.add_argument("--time-budget", type=float, default=0.0, help="seconds per run (0 = none)")
     mqar.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: a shared CPU)")
     mqar.add_argument("--backend", default=None, help="liquid_scan backend of the liquid mixer")
@@ -96,10 +102,18 @@ def _run_mqar(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     specs = parse_models(args.models)
     settings = _settings(args)
+    train_mix = ""
+    if args.train_mix:
+        from liquid_memory.quality.mqar_mix import mix_counts, mix_text, parse_mix
+
+        for setting in settings:  # validate against every evaluated setting before any training
+            mix = parse_mix(args.train_mix, setting.task)
+            mix_counts([c.weight for c in mix], args.batch_size)
+        train_mix = mix_text(mix)
     cfg = TrainConfig(
         batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_examples=args.eval_examples, stop_accuracy=args.stop_accuracy,
-        seed=args.seed, time_budget_s=args.time_budget,
+        seed=args.seed, time_budget_s=args.time_budget, train_mix=train_mix,
     )  # fmt: skip
     torch.set_num_threads(args.threads)
     json_path = Path(args.json)

@@ -56,6 +56,10 @@ def test_state_size_is_measured_per_mixer() -> None:
     assert state_size(build_model(MODEL_SPECS["liquidnet"], SHAPE, TASK, 0), t) == layers * e
     qkv = state_size(build_model(MODEL_SPECS["liquid-qkvconv"], SHAPE, TASK, 0), t)
     assert qkv == layers * (e * e // heads + 3 * 3 * e)  # three kernel-4 windows per layer
+    assert SHAPE.n_heads > 1  # the one-head specs override the shared shape: a bigger H·d² state
+    one_head = build_model(MODEL_SPECS["liquid-qkvconv-u-h1"], SHAPE, TASK, 0)
+    assert one_head.config.n_heads == 1 and state_size(one_head, t) == layers * (e * e + 3 * 3 * e)
+    assert build_model(MODEL_SPECS["attention-h1"], SHAPE, TASK, 0).config.n_heads == 1
 
 
 def test_static_decay_adapter_freezes_the_input_dependence() -> None:

@@ -9,7 +9,7 @@ TARGET = "T256-kv16-d128-L2-H2-V1024"
 
 def _run(model: str, steps_to_90: int | None, steps_run: int, best: float, setting: str = TARGET) -> dict:
     return {
-        "setting": setting, "model": model, "mixer": "attention" if model == "attention" else "liquid",
+        "setting": setting, "model": model, "mixer": "attention" if model.startswith("attention") else "liquid",
         "train": {"seed": 0, "lr": 3e-3, "batch_size": 32}, "steps_to": {"0.50": None, "0.90": steps_to_90},
         "steps_run": steps_run, "best_accuracy": best, "final_accuracy": best, "parameters": 1, "state_size": 1,
         "seconds_per_step": 0.1, "train_seconds": 1.0, "stop_reason": "max_steps",
@@ -35,3 +35,12 @@ def test_measured_ratio_wins_over_a_bound() -> None:
     assert verdicts["late"]["steps_ratio_upper_bound"] is None and not verdicts["late"]["target_met"]
     other = _verdicts([_run("attention", None, 3700, 0.4), _run("low", None, 4000, 0.6)])
     assert not other["low"]["target_met"]  # below 0.90 is a miss whatever the steps
+
+
+def test_a_mixture_run_is_compared_with_attention_on_the_same_mixture_of_any_head_count() -> None:
+    mixed = TARGET + "-mix[64:4:5,128:8:1,256:16:1]"
+    runs = [_run("attention", 3000, 3100, 0.95), _run("attention-h1", 1000, 1100, 0.95, mixed),
+            _run("mixed", 1400, 1500, 0.95, mixed), _run("plain", 3600, 3700, 0.95)]  # fmt: skip
+    verdicts = _verdicts(runs)
+    assert verdicts["mixed"]["steps_ratio_vs_attention"] == 1.4 and verdicts["mixed"]["target_met"]
+    assert verdicts["plain"]["steps_ratio_vs_attention"] == 1.2  # against the plain-setting attention, not 1000

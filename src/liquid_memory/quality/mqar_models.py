@@ -58,6 +58,22 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv, conv init uniform, half-lives 32..4096",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
+        # One head: the same d_model with one head dimension d_model (LiquidMemory's state H·d² doubles at H=2 → 1).
+        ModelSpec("attention-h1", "attention", {"n_heads": 1}, "softmax attention with one head"),
+        ModelSpec(
+            "liquid-qkvconv-u-h1",
+            "liquid",
+            {**QKV_CONV, "n_heads": 1},
+            "liquid-qkvconv-u, one head",
+            init="conv-uniform",
+        ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-slow-h1",
+            "liquid",
+            {**QKV_CONV, "n_heads": 1},
+            "liquid-qkvconv-u-slow, one head",
+            init="conv-uniform+slow-decay",
+        ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
@@ -95,10 +111,9 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
     from liquid_memory.models import LiquidLM, LiquidLMConfig
 
     torch.manual_seed(seed)
-    config = LiquidLMConfig(
-        vocab_size=task.vocab_size, d_model=shape.d_model, n_layers=shape.n_layers, n_heads=shape.n_heads,
-        mixer=spec.mixer, max_seq_len=task.seq_len, backend=shape.backend, **spec.options,
-    )  # fmt: skip
+    fields = {"vocab_size": task.vocab_size, "d_model": shape.d_model, "n_layers": shape.n_layers,
+              "n_heads": shape.n_heads, "max_seq_len": task.seq_len, "backend": shape.backend}  # fmt: skip
+    config = LiquidLMConfig(mixer=spec.mixer, **{**fields, **spec.options})  # a spec may override n_heads
     model = LiquidLM(config)
     apply_init(model, spec.init)
     return model

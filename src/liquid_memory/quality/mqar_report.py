@@ -31,10 +31,11 @@ def merge(paths: list[Path]) -> dict:
 
 
 def _attention_steps(runs: list[dict], setting: str, seed: int) -> tuple[int | None, int | None]:
-    """Attention in the same setting and seed: its fewest steps to the target accuracy (any learning rate), and
-    the longest run that stopped *without* reaching it (then attention needs more than that many steps)."""
+    """Attention (any head count) in the same setting and seed: its fewest steps to the target accuracy (any
+    learning rate), and the longest run that stopped *without* reaching it (then attention needs more than that
+    many steps)."""
     key = f"{TARGET_ACCURACY:.2f}"
-    same = [r for r in runs if r["setting"] == setting and r["model"] == "attention" and r["train"]["seed"] == seed]
+    same = [r for r in runs if r["setting"] == setting and r["mixer"] == "attention" and r["train"]["seed"] == seed]
     reached = [r["steps_to"][key] for r in same if r["steps_to"].get(key) is not None]
     unreached = [r["steps_run"] for r in same if r["steps_to"].get(key) is None]
     return (min(reached) if reached else None), (max(unreached) if unreached else None)
@@ -120,7 +121,7 @@ def plot(doc: dict, png: Path) -> None:
     labels = sorted({_label(r) for r in runs})
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
-    shown = settings[:3]
+    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:3]  # the target's first
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"
@@ -143,6 +144,12 @@ def plot(doc: dict, png: Path) -> None:
                 steps = [row["step"] for row in run["history"]]
                 accs = [row["accuracy"] for row in run["history"]]
                 ax.plot(steps, accs, color=colours[_label(run)], label=_label(run), linewidth=1.2)
+                # a mixture run: its other training settings' held-out accuracy, thin (where it learns first)
+                names = [n for n in run["history"][0].get("mix_accuracy", {})] if run["history"] else []
+                for name, style in zip(names, [":", "-.", (0, (1, 3))], strict=False):
+                    mix_accs = [row["mix_accuracy"][name] for row in run["history"]]
+                    ax.plot(steps, mix_accs, color=colours[_label(run)], linestyle=style, linewidth=0.8,
+                            label=f"{_label(run)} on {name}")  # fmt: skip
         ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xlabel("training steps")
         ax.set_ylabel("held-out accuracy")
@@ -166,7 +173,7 @@ def report(paths: list[Path], out_json: Path | None, png: Path | None) -> str:
     text = [table(doc), ""]
     for v in doc["target"]["verdicts"]:
         text.append(
-            f"target ({doc['target']['rule']}): {v['model']} (lr {v['lr']:g}, seed {v['seed']}) best "
+            f"target ({doc['target']['rule']}): {v['model']} ({v['setting']}, lr {v['lr']:g}, seed {v['seed']}) best "
             f"{v['best_accuracy']:.3f}, steps ×attention {_ratio(v)} → {'HIT' if v['target_met'] else 'MISS'}"
         )
     return "\n".join(text)

@@ -52,8 +52,14 @@ def settings_from(
 
 
 def run_key(run: dict) -> tuple:
-    """What identifies a run: setting, model, seed, learning rate and batch size."""
+    """What identifies a run: setting (with its training mixture), model, seed, learning rate and batch size."""
     return (run["setting"], run["model"], run["train"]["seed"], run["train"]["lr"], run["train"]["batch_size"])
+
+
+def setting_label(setting: Setting, cfg: TrainConfig) -> str:
+    """The setting's key, plus ``-mix[...]`` when trained on a mixture (a different experiment: its own table rows,
+    and its LiquidMemory runs are compared with attention trained on the same mixture)."""
+    return setting.key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
 
 
 def load_runs(path: Path) -> dict:
@@ -95,15 +101,16 @@ def run_one(setting: Setting, spec: ModelSpec, cfg: TrainConfig, log: Callable[[
     model = build_model(spec, setting.shape, setting.task, cfg.seed)
     params = sum(p.numel() for p in model.parameters())
     state = state_size(model, setting.task.seq_len)
-    log(f"[{setting.key}] {spec.name}: {params:,} parameters, state {state:,} floats")
+    label = setting_label(setting, cfg)
+    log(f"[{label}] {spec.name}: {params:,} parameters, state {state:,} floats")
     result = train_mqar(model, answer_logits, setting.task, cfg, log=log)
     log(
-        f"[{setting.key}] {spec.name}: best acc {result.best_accuracy:.3f} after {result.steps_run} steps, "
+        f"[{label}] {spec.name}: best acc {result.best_accuracy:.3f} after {result.steps_run} steps, "
         f"steps to 0.90: {result.steps_to.get('0.90')}, {result.train_seconds:.0f}s "
         f"({result.seconds_per_step * 1000:.0f} ms/step; {result.stop_reason})"
     )
     return {
-        "setting": setting.key,
+        "setting": label,
         "model": spec.name,
         "mixer": spec.mixer,
         "options": spec.options,
@@ -137,8 +144,9 @@ def run_sweep(
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for setting in settings:
         for spec in specs:
-            if (setting.key, spec.name, cfg.seed, cfg.lr, cfg.batch_size) in done:
-                log(f"[{setting.key}] {spec.name}: already in {json_path}, skipped")
+            label = setting_label(setting, cfg)
+            if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size) in done:
+                log(f"[{label}] {spec.name}: already in {json_path}, skipped")
                 continue
             doc["runs"].append(run_one(setting, spec, cfg, log))
             tmp = json_path.with_suffix(".tmp")

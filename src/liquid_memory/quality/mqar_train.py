@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liquid_memory.quality.mqar_data import IGNORE, MQARTask, make_batch, make_split
+from liquid_memory.quality.mqar_mix import make_mixed_batch, parse_mix
 
 # (model, inputs [B, T], answer mask [B, T]) -> logits [N, V] at the N answer positions, row-major.
 LogitsFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -38,6 +39,7 @@ class TrainConfig:
     thresholds: tuple[float, ...] = (0.5, 0.9, 0.95)
     seed: int = 0
     time_budget_s: float = 0.0  # 0 = no wall-clock limit; otherwise stop (and say so) after this long
+    train_mix: str = ""  # "" = train on the evaluated setting; else "T:pairs:weight,..." (quality/mqar_mix.py)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "eval_every", "eval_examples"):
@@ -81,6 +83,19 @@ def answer_loss(model: nn.Module, logits_fn: LogitsFn, inputs: Tensor, labels: T
     return F.cross_entropy(logits, labels[mask]), logits.detach().argmax(-1)
 
 
+def mixed_answer_loss(model: nn.Module, logits_fn: LogitsFn, groups: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Mean cross-entropy over the answer positions of all groups (groups of different lengths, one forward each).
+
+    Equals :func:`answer_loss` on one right-padded batch holding every group (causal models), without the padding.
+    """
+    total = sum(int((y != IGNORE).sum()) for _, y in groups)
+    loss = torch.zeros(())
+    for x, y in groups:
+        mask = y != IGNORE
+        loss = loss + F.cross_entropy(logits_fn(model, x, mask).float(), y[mask], reduction="sum")
+    return loss / total
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, logits_fn: LogitsFn, inputs: Tensor, labels: Tensor, batch_size: int) -> dict:
     """Held-out accuracy (argmax == value at every query position) and answer loss."""
@@ -118,10 +133,19 @@ def train_mqar(
     """Train ``model`` in place on fresh seeded batches; evaluate every ``eval_every`` steps on a fixed held-out set.
 
     The training stream uses ``cfg.seed`` and the held-out set ``cfg.seed + 1_000_003``: every model of a sweep
-    sees the same batches in the same order. A non-finite loss stops the run (``stop_reason='non-finite loss'``).
+    sees the same batches in the same order. With ``cfg.train_mix`` the batches are drawn from that mixture of
+    settings; ``steps_to`` and the stop rule stay on ``task``, and each other mixture setting is also evaluated on
+    its own held-out set (``history[i]['mix_accuracy']``, as Zoology reports per setting: where a model learns
+    first). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
     """
+    mix = parse_mix(cfg.train_mix, task) if cfg.train_mix else None
     gen = torch.Generator().manual_seed(cfg.seed)
     eval_x, eval_y = make_split(task, cfg.eval_examples, cfg.seed + 1_000_003)
+    mix_evals = {
+        f"{c.task.seq_len}:{c.task.num_kv_pairs}": make_split(c.task, cfg.eval_examples, cfg.seed + 1_000_003 + i)
+        for i, c in enumerate(mix or (), start=1)
+        if c.task != task
+    }
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     result = RunResult(steps_to={f"{t:.2f}": None for t in cfg.thresholds})
@@ -130,8 +154,10 @@ def train_mqar(
     train_loss = float("nan")
     step = 0
     while step < cfg.max_steps:
-        x, y = make_batch(task, cfg.batch_size, gen)
-        loss, _ = answer_loss(model, logits_fn, x, y)
+        if mix is None:
+            loss, _ = answer_loss(model, logits_fn, *make_batch(task, cfg.batch_size, gen))
+        else:
+            loss = mixed_answer_loss(model, logits_fn, make_mixed_batch(mix, cfg.batch_size, gen))
         train_loss = float(loss.detach())
         if not math.isfinite(train_loss):
             result.stop_reason = "non-finite loss"
@@ -145,13 +171,21 @@ def train_mqar(
         if step % cfg.eval_every and step != cfg.max_steps:
             continue
         metrics = evaluate(model, logits_fn, eval_x, eval_y, max(cfg.batch_size, 64))
+        mix_acc = {
+            name: round(evaluate(model, logits_fn, x, y, max(cfg.batch_size, 64))["accuracy"], 4)
+            for name, (x, y) in mix_evals.items()
+        }
         elapsed = time.perf_counter() - start
-        result.history.append({"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2)})
+        row = {"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2)}
+        if mix_acc:
+            row["mix_accuracy"] = mix_acc
+        result.history.append(row)
         for key in result.steps_to:
             if result.steps_to[key] is None and metrics["accuracy"] >= float(key):
                 result.steps_to[key] = step
         if log:
-            log(f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  {elapsed:7.1f}s")
+            extra = "".join(f"  {name} {acc:.3f}" for name, acc in mix_acc.items())
+            log(f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  {elapsed:7.1f}s{extra}")
         if metrics["accuracy"] >= cfg.stop_accuracy:
             result.stop_reason = f"reached {cfg.stop_accuracy}"
             break
