@@ -1,0 +1,88 @@
+"""Where do a LiquidLM run's gradient spikes come from? Replays a finished ``lm train``/``lm bench`` run's first
+steps (same config, seed, batches, optimizer and schedule — training is deterministic, so the spikes recur at
+the same steps) and prints the gradient norm per parameter group; on a spike (total > ``--spike``) also the
+q / k / v slices of every layer's LiquidMemory ``in_proj_weight`` and its decay projection.
+
+    LM_PRIVATE_KEY_FILE=.lm-demo.key .venv/bin/python tools/lm_grad_probe.py RUNS/liquid/seed1 --steps 40
+
+RUN_DIR needs ``train_log.json`` (config and training arguments) and the tokenizer the run used
+(``--tokenizer``, default RUN_DIR/../../tokenizer.json — the ``lm bench`` runs layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from liquid_memory.lm import data as data_mod
+from liquid_memory.lm.tokenizer import TextCodec
+from liquid_memory.lm.train import TrainArgs, build_optimizer, lr_factor
+from liquid_memory.models import LiquidLM, LiquidLMConfig
+
+
+def _group(name: str) -> str:
+    """``blocks.3.mixer.memory.in_proj_weight`` → ``blocks.mixer.memory.in_proj_weight`` (summed over layers)."""
+    return ".".join(part for part in name.split(".") if not part.isdigit())
+
+
+def _layer_detail(model: LiquidLM) -> None:
+    params = dict(model.named_parameters())
+    for name, p in params.items():
+        if not name.endswith("memory.in_proj_weight") or p.grad is None:
+            continue
+        layer, e = name.split(".mixer")[0], p.shape[1]
+        q, k, v = (float(p.grad[i * e : (i + 1) * e].norm()) for i in range(3))
+        decay = params[name.replace("in_proj_weight", "decay_proj.weight")].grad
+        print(f"    {layer}: q {q:.2f}  k {k:.2f}  v {v:.2f}  decay_proj {float(decay.norm()):.2f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--spike", type=float, default=20.0, help="total grad norm above which layers are detailed")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    run = Path(a.run_dir)
+    log = json.loads((run / "train_log.json").read_text(encoding="utf-8"))
+    fields = set(TrainArgs.__dataclass_fields__)
+    args = TrainArgs(**{k: v for k, v in log["train_args"].items() if k in fields})
+    config = LiquidLMConfig.from_dict(log["model_config"])
+    codec = TextCodec.from_json(Path(a.tokenizer or run.parent.parent / "tokenizer.json").read_text(encoding="utf-8"))
+    tokens = torch.tensor(codec.encode_documents(data_mod.load_corpus(args.data).train), dtype=torch.long)
+    torch.manual_seed(args.seed)
+    model = LiquidLM(config)
+    optimizer = build_optimizer(model, args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args))
+    for step in range(a.steps):
+        x, y = data_mod.batch_for_step(tokens, step, seed=args.seed, global_batch=args.batch_size,
+                                       seq_len=args.seq_len, rank=0, world=1)  # fmt: skip
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        loss.backward()
+        squares: dict[str, float] = collections.defaultdict(float)
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                squares[_group(name)] += float(param.grad.float().pow(2).sum())
+        total = math.sqrt(sum(squares.values()))
+        top = ", ".join(f"{k} {math.sqrt(v):.2f}" for k, v in sorted(squares.items(), key=lambda kv: -kv[1])[:3])
+        print(f"step {step + 1}: loss {loss.item():.3f}, grad norm {total:.2f} ({top})", flush=True)
+        if total > a.spike:
+            _layer_detail(model)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
