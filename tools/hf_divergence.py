@@ -17,10 +17,9 @@ import sys
 
 import torch
 
-from liquid_memory.data.essays import joined, train_heldout_split
 from liquid_memory.hf.bench import greedy_tokens
 from liquid_memory.hf.io import from_pretrained
-from liquid_memory.hf.smollm import load_smollm2
+from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 PROMPTS, PROMPT_LEN, NEW = 20, 192, 32  # the benchmark's defaults (hf/bench.py)
 
@@ -30,7 +29,7 @@ def main() -> None:
     torch.set_num_threads(1)
     original, tok = load_smollm2()
     hybrid = from_pretrained(sys.argv[1])[0]
-    ids = tok(joined(train_heldout_split()[1]), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    ids = essay_token_ids(tok, "heldout")
     stride = (len(ids) - PROMPT_LEN) // PROMPTS
     rows = []
     for i in range(PROMPTS):

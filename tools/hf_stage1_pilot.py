@@ -19,9 +19,8 @@ import time
 import torch
 from torch import nn
 
-from liquid_memory.data.essays import joined, train_heldout_split
 from liquid_memory.hf.attention import LiquidHybridAttention
-from liquid_memory.hf.smollm import load_smollm2
+from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 TRAIN_TOKENS = 16384
 EVAL_LENGTHS = (2048, 4096)
@@ -34,9 +33,7 @@ def main() -> None:
     model, tok = load_smollm2()
     for p in model.parameters():
         p.requires_grad_(False)
-    train, held = train_heldout_split()
-    tr = tok(joined(train), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
-    he = tok(joined(held), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    tr, he = essay_token_ids(tok, "train"), essay_token_ids(tok, "heldout")
 
     def inputs(ids: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():

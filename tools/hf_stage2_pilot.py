@@ -28,11 +28,10 @@ import time
 
 import torch
 
-from liquid_memory.data.essays import joined, train_heldout_split
 from liquid_memory.hf.bench import greedy_tokens, perplexity
 from liquid_memory.hf.io import from_pretrained
 from liquid_memory.hf.patch import liquid_parameters, patch_model
-from liquid_memory.hf.smollm import load_smollm2
+from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 TARGETS = {"attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 TARGETS["attn_mlp"] = TARGETS["attn"] + ["gate_proj", "up_proj", "down_proj"]
@@ -59,9 +58,7 @@ def main() -> None:
     base, tok = load_smollm2()
     for p in base.parameters():
         p.requires_grad_(False)
-    train, held = train_heldout_split()
-    tr = tok(joined(train), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
-    he = tok(joined(held), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    tr, he = essay_token_ids(tok, "train"), essay_token_ids(tok, "heldout")
     stride = (len(he) - 192) // 20
     prompts = [he[i * stride + stride // 2 : i * stride + stride // 2 + 192] for i in range(0, 20, 20 // 8)][:8]
     evalw = torch.stack([he[6000:6512], he[12000:12512]])

@@ -24,11 +24,10 @@ from typing import Any
 
 import torch
 
-from liquid_memory.data.essays import joined, train_heldout_split
 from liquid_memory.hf.cache import LiquidHybridCache, cache_nbytes
 from liquid_memory.hf.io import from_pretrained, read_config
 from liquid_memory.hf.patch import patch_model
-from liquid_memory.hf.smollm import load_smollm2
+from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 
 @torch.no_grad()
@@ -110,8 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     _, tok = load_smollm2()
-    _, heldout = train_heldout_split()
-    ids = tok(joined(heldout), return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    ids = essay_token_ids(tok, "heldout")
     contexts = [int(c) for c in args.contexts.split(",")]
     names, parts = args.models.split(","), args.parts.split(",")
     result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}

@@ -34,11 +34,12 @@ from tqdm import tqdm
 from liquid_memory.hf.config import LORA_TARGET_SETS, LinearizeConfig
 from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
 from liquid_memory.hf.patch import is_patched, liquid_parameters, patch_model, patched_layers, set_mode
+from liquid_memory.hf.smollm import token_ids
 
 
 def tokenize_sequences(tokenizer: Any, text: str, seq_len: int, max_tokens: int) -> torch.Tensor:
     """``[N, seq_len]`` token ids: the text's tokens cut into consecutive whole sequences."""
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    ids = token_ids(tokenizer, text)
     n = min(len(ids), max_tokens) // seq_len
     if n == 0:
         raise ValueError(f"text has {len(ids)} tokens, fewer than one sequence of {seq_len}")

@@ -91,3 +91,19 @@ def load_base(name: str, cache_dir: Path | None = None) -> tuple[Any, Any]:
     raise ModelUnavailable(
         f"unknown model {name!r}", remedy=f"use one of {', '.join(MODEL_NAMES)} or a local transformers folder"
     )
+
+
+def token_ids(tokenizer: Any, text: str) -> Any:
+    """``text`` as a 1-D tensor of token ids without special tokens — how every SmolLM2 figure here tokenizes."""
+    return tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+
+
+def essay_token_ids(tokenizer: Any, part: str = "heldout") -> Any:
+    """The essays' fixed ``train`` or ``heldout`` split (``liquid_memory.data.essays``), joined and tokenized."""
+    from liquid_memory.data.essays import joined, train_heldout_split
+
+    train, heldout = train_heldout_split()
+    splits = {"train": train, "heldout": heldout}
+    if part not in splits:
+        raise ValueError(f"part must be 'train' or 'heldout', got {part!r}")
+    return token_ids(tokenizer, joined(splits[part]))
