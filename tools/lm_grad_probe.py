@@ -5,15 +5,13 @@ q / k / v slices of every layer's LiquidMemory ``in_proj_weight`` and its decay 
 
     LM_PRIVATE_KEY_FILE=.lm-demo.key .venv/bin/python tools/lm_grad_probe.py RUNS/liquid/seed1 --steps 40
 
-RUN_DIR needs ``train_log.json`` (config and training arguments) and the tokenizer the run used
-(``--tokenizer``, default RUN_DIR/../../tokenizer.json — the ``lm bench`` runs layout).
+RUN_DIR needs the run's ``checkpoint.pt``: it carries the model config, the training arguments and the tokenizer.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import json
 import math
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from liquid_memory.lm import data as data_mod
-from liquid_memory.lm.tokenizer import TextCodec
-from liquid_memory.lm.train import TrainArgs, build_optimizer, lr_factor
-from liquid_memory.models import LiquidLM, LiquidLMConfig
+from liquid_memory.lm.checkpoint import load_checkpoint
+from liquid_memory.lm.train import CHECKPOINT_NAME, TrainArgs, build_optimizer, lr_factor
+from liquid_memory.models import LiquidLM
 
 
 def _group(name: str) -> str:
@@ -47,19 +45,15 @@ def main() -> int:
     p.add_argument("run_dir")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--spike", type=float, default=20.0, help="total grad norm above which layers are detailed")
-    p.add_argument("--tokenizer", default=None)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    run = Path(a.run_dir)
-    log = json.loads((run / "train_log.json").read_text(encoding="utf-8"))
+    checkpoint = load_checkpoint(Path(a.run_dir) / CHECKPOINT_NAME)
     fields = set(TrainArgs.__dataclass_fields__)
-    args = TrainArgs(**{k: v for k, v in log["train_args"].items() if k in fields})
-    config = LiquidLMConfig.from_dict(log["model_config"])
-    codec = TextCodec.from_json(Path(a.tokenizer or run.parent.parent / "tokenizer.json").read_text(encoding="utf-8"))
-    tokens = torch.tensor(codec.encode_documents(data_mod.load_corpus(args.data).train), dtype=torch.long)
+    args = TrainArgs(**{k: v for k, v in checkpoint.train_args.items() if k in fields})
+    tokens = torch.tensor(checkpoint.codec.encode_documents(data_mod.load_corpus(args.data).train), dtype=torch.long)
     torch.manual_seed(args.seed)
-    model = LiquidLM(config)
+    model = LiquidLM(checkpoint.config)  # fresh init with the run's seed: the replay starts where the run started
     optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args))
     for step in range(a.steps):

@@ -75,7 +75,7 @@ def parse_models(text: str) -> list[str]:
 
 def _seed_list(text: str) -> list[int]:
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
+        seeds = _ints(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
@@ -208,8 +208,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer / f"seed{seed}"), seed=seed,
                                              mixer=config.mixer, ffn_dim=config.ffn_dim, short_conv=config.short_conv,
                                              output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
-            summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs)
-            models.setdefault(mixer, model)
+            summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs,
+                                                 need_model=mixer not in models)  # fmt: skip
+            if model is not None:
+                models.setdefault(mixer, model)  # the first seed's model is timed in phase 2
             logs.setdefault(mixer, log)
             run = results["runs"][mixer]
             run["seeds"].append({

@@ -52,14 +52,18 @@ def finished_run(args: TrainArgs, config: LiquidLMConfig) -> dict[str, Any] | No
     return logged if same else None
 
 
-def train_or_reuse(args: TrainArgs, config: LiquidLMConfig, *, reuse: bool) -> tuple[dict[str, Any], LiquidLM, dict]:
-    """Train one bench run, or (``reuse``) load the finished identical run; returns (summary, model, log)."""
+def train_or_reuse(
+    args: TrainArgs, config: LiquidLMConfig, *, reuse: bool, need_model: bool = True
+) -> tuple[dict[str, Any], LiquidLM | None, dict]:
+    """Train one bench run, or (``reuse``) take the finished identical run; returns (summary, model, log).
+
+    A reused run's checkpoint is read only when ``need_model`` (its model is otherwise ``None``)."""
     logged = finished_run(args, config) if reuse else None
     if logged is None:
         summary = run_training(args)
         model, log = summary.pop("model"), summary.pop("log")
         return {**summary, "reused": False}, model, log
-    model = load_checkpoint(Path(args.out_dir) / CHECKPOINT_NAME, expected=config).build_model()
+    model = load_checkpoint(Path(args.out_dir) / CHECKPOINT_NAME, expected=config).build_model() if need_model else None
     log = {"steps": logged.pop("steps"), "evals": logged.pop("evals")}
     print(f"lm bench: reusing the finished run in {args.out_dir} (same configuration and training arguments)")
     return {**logged, "reused": True}, model, log
