@@ -64,7 +64,7 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
     o = o / math.sqrt(d)
     normed = o
     if module.out_norm is not None:
-        normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5)
+        normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + module.out_norm.eps)
         normed = normed * module.out_norm.weight.double().view(h, 1, d)
     merged = normed.transpose(1, 2).reshape(n, length, e)
     if getattr(module, "gate_proj", None) is not None:

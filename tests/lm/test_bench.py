@@ -15,7 +15,8 @@ def test_lm_bench_tiny(corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("LM_BACKEND", raising=False)
     reset_cache()
     out = tmp_path / "bench"
-    args = ["lm", "bench", "--mixers", "liquid,liquid-conv,liquid-gate,liquidnet,attention", "--data", str(corpus),
+    models = "liquid,liquid-conv,liquid-gate,liquid-gate-eps,liquidnet,attention"
+    args = ["lm", "bench", "--mixers", models, "--data", str(corpus),
             "--out-dir", str(out), "--d-model", "32", "--n-layers", "1",
             "--n-heads", "2", "--vocab-size", "300", "--seq-len", "32", "--batch-size", "2", "--steps", "2",
             "--warmup", "1", "--throughput-lens", "32,64", "--throughput-tokens", "128", "--decode-contexts", "16,64",
@@ -24,7 +25,7 @@ def test_lm_bench_tiny(corpus, tmp_path, monkeypatch, capsys):
     reset_cache()
     results = json.loads((out / "lm_bench.json").read_text())
     runs = results["runs"]
-    assert list(runs) == ["liquid", "liquid-conv", "liquid-gate", "liquidnet", "attention"]
+    assert list(runs) == ["liquid", "liquid-conv", "liquid-gate", "liquid-gate-eps", "liquidnet", "attention"]
     assert results["liquid_backend"] == "cpp"
     conv = runs["liquid-conv"]
     assert (conv["mixer"], conv["short_conv"], runs["liquid"]["short_conv"]) == ("liquid", 4, 0)
@@ -37,7 +38,10 @@ def test_lm_bench_tiny(corpus, tmp_path, monkeypatch, capsys):
     assert kv[1] == 4 * kv[0]  # the KV cache grows with the context …
     trained = json.loads((out / "runs" / "liquid-gate" / "seed0" / "train_log.json").read_text())
     assert trained["model_config"]["liquid_kwargs"] == {"output_gate": True} == runs["liquid-gate"]["liquid_kwargs"]
-    for mixer in ("liquid", "liquid-conv", "liquid-gate", "liquidnet"):  # … the recurrent states do not
+    eps_run = json.loads((out / "runs" / "liquid-gate-eps" / "seed0" / "train_log.json").read_text())
+    assert eps_run["model_config"]["liquid_kwargs"] == {"output_gate": True, "out_norm_eps": 1e-2}
+    assert eps_run["train_args"]["out_norm_eps"] == 1e-2 and trained["train_args"]["out_norm_eps"] is None
+    for mixer in models.split(",")[:-1]:  # … the recurrent states do not
         sizes = [g["state_bytes"] for g in runs[mixer]["generation"]]
         assert sizes[0] == sizes[1]
     both = ("ppl_ratio_liquid_over_attention", "ppl_ratio_liquid_over_attention[liquid-conv]")

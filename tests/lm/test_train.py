@@ -115,6 +115,8 @@ def test_bad_options_are_clear_errors(tmp_path, capsys, monkeypatch):
     base = ["lm", "train", "--out-dir", str(tmp_path), "--data", str(write_corpus(tmp_path / "c", files=2))]
     code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2", "--d-model", "33"])
     assert code == 2 and "[LM605]" in err and "divisible by n_heads" in err
+    code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2", "--out-norm-eps", "0"])
+    assert code == 2 and "[LM605]" in err and "--out-norm-eps must be > 0" in err
     for name in ("LM_PRIVATE_KEY", "LM_PRIVATE_KEY_FILE", "LM_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2"])  # compiled kernels without a licence

@@ -32,6 +32,8 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid": {"mixer": "liquid"},
     "liquid-conv": {"mixer": "liquid", "short_conv": DEFAULT_KERNEL},
     "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
+    "liquid-eps": {"mixer": "liquid", "liquid_kwargs": {"out_norm_eps": 1e-2}},
+    "liquid-gate-eps": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2}},
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }
@@ -207,7 +209,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             config = configs[mixer]
             train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer / f"seed{seed}"), seed=seed,
                                              mixer=config.mixer, ffn_dim=config.ffn_dim, short_conv=config.short_conv,
-                                             output_gate=bool(config.liquid_kwargs.get("output_gate")))  # fmt: skip
+                                             output_gate=bool(config.liquid_kwargs.get("output_gate")),
+                                             out_norm_eps=config.liquid_kwargs.get("out_norm_eps"))  # fmt: skip
             summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs,
                                                  need_model=mixer not in models)  # fmt: skip
             if model is not None:
@@ -220,7 +223,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "reused": summary["reused"], "evals": log["evals"],
             })  # fmt: skip
             run.update(seed_summary(run["seeds"]))
-            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate", "seed")
+            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate", "out_norm_eps", "seed")
             results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
             results["setup"]["seeds"] = seeds
             results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]

@@ -47,6 +47,7 @@ class TrainArgs:
     ffn_dim: int | None = None
     short_conv: int = 0
     output_gate: bool = False
+    out_norm_eps: float | None = None
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
@@ -69,12 +70,21 @@ class TrainArgs:
     progress: bool = True
     plot: bool = True
 
+    def liquid_kwargs(self) -> dict[str, Any]:
+        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` (absent = LiquidMemory's default)."""
+        if self.out_norm_eps is not None and not self.out_norm_eps > 0:
+            raise TrainingSetupError(f"--out-norm-eps must be > 0, got {self.out_norm_eps}")
+        kwargs: dict[str, Any] = {"output_gate": True} if self.output_gate else {}
+        if self.out_norm_eps is not None:
+            kwargs["out_norm_eps"] = self.out_norm_eps
+        return kwargs
+
     def model_config(self, vocab_size: int) -> LiquidLMConfig:
         try:
             return LiquidLMConfig(
                 vocab_size=vocab_size, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                 mixer=self.mixer, ffn_dim=self.ffn_dim, max_seq_len=self.seq_len, short_conv=self.short_conv,
-                backend=self.backend, liquid_kwargs={"output_gate": True} if self.output_gate else {},
+                backend=self.backend, liquid_kwargs=self.liquid_kwargs(),
             )  # fmt: skip
         except ConfigError as err:
             raise TrainingSetupError(str(err)) from None

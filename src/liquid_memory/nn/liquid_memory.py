@@ -43,7 +43,10 @@ class LiquidMemory(nn.Module):
         add_bias_kv, add_zero_attn: not supported by a recurrence; ``True`` raises ``NotImplementedError``.
         coupled_input: scale keys by ``(1 - a_t)`` (an exponential moving average). Off by default: it
             starves the long-memory channels (DESIGN.md §2).
-        out_norm: per-head RMSNorm (eps 1e-5, weight ``out_norm.weight`` of shape ``[embed_dim]``).
+        out_norm: per-head RMSNorm (weight ``out_norm.weight`` of shape ``[embed_dim]``).
+        out_norm_eps: the norm's eps, on the scale of ``o/sqrt(d)``. A larger eps (1e-2) bounds the gradient
+            the norm gives read-outs near zero (the first tokens, whose state holds almost nothing): it removes
+            the gradient spikes of LiquidLM training (``results/lm/grad_probe.txt``).
         backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
             default: ``LM_BACKEND`` or the fastest licensed backend.
         precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
@@ -87,6 +90,7 @@ class LiquidMemory(nn.Module):
         *,
         coupled_input: bool = False,
         out_norm: bool = True,
+        out_norm_eps: float = 1e-5,
         backend: str | None = None,
         precision_safe: bool | None = None,
         decay_rank: int | None = None,
@@ -97,6 +101,8 @@ class LiquidMemory(nn.Module):
             raise ValueError(f"embed_dim and num_heads must be > 0, got {embed_dim} and {num_heads}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if not out_norm_eps > 0:
+            raise ValueError(f"out_norm_eps must be > 0, got {out_norm_eps}")
         if add_bias_kv or add_zero_attn:
             raise NotImplementedError(
                 "LiquidMemory does not support add_bias_kv or add_zero_attn: a recurrence has no extra "
@@ -129,7 +135,7 @@ class LiquidMemory(nn.Module):
         self.add_zero_attn = False
         self.decay_rank = decay_rank
         self.decay_proj = make_decay_projection(self.kdim, embed_dim, decay_rank, **factory)
-        self.out_norm = HeadRMSNorm(num_heads, self.head_dim, **factory) if out_norm else None
+        self.out_norm = HeadRMSNorm(num_heads, self.head_dim, out_norm_eps, **factory) if out_norm else None
         self.gate_proj = nn.Linear(embed_dim, embed_dim, bias=False, **factory) if output_gate else None
         self._state: Tensor | None = None
         self._reset_parameters()
@@ -443,6 +449,7 @@ class LiquidMemory(nn.Module):
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "
             f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}, "
+            f"out_norm_eps={self.out_norm.eps if self.out_norm is not None else None}, "
             f"decay_rank={self.decay_rank}, output_gate={self.gate_proj is not None}"
         )
 
