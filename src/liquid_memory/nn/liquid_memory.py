@@ -11,7 +11,8 @@ from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from liquid_memory.nn.decay import DELTA_MIN, make_decay_projection, reset_decay_projection
 from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
-from liquid_memory.nn.masks import SUPPORTED_MASKS, is_causal_pattern, is_empty_mask, padding_to_bool
+from liquid_memory.nn.masks import SUPPORTED_MASKS, padding_to_bool
+from liquid_memory.nn.mha_inputs import attention_mode, to_batch_first
 from liquid_memory.nn.norm import HeadRMSNorm
 from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout, liquid_step
 
@@ -188,10 +189,10 @@ class LiquidMemory(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """See the class docstring; the signature and return value are ``nn.MultiheadAttention``'s."""
         self_attention = query is key and key is value
-        q_in, k_in, v_in, unbatched = self._to_batch_first(query, key, value)
+        q_in, k_in, v_in, unbatched = to_batch_first(query, key, value, self._widths(), self.batch_first)
         batch, target_len, _ = q_in.shape
         source_len = k_in.shape[1]
-        mode = self._attention_mode(attn_mask, is_causal, self_attention, target_len, source_len)
+        mode = attention_mode(attn_mask, is_causal, self_attention, target_len, source_len)
         padded = None
         if key_padding_mask is not None:
             if unbatched and key_padding_mask.dim() == 1:
@@ -212,53 +213,8 @@ class LiquidMemory(nn.Module):
             out = out.transpose(0, 1)
         return out, weights
 
-    def _to_batch_first(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
-        if query.dim() not in (2, 3):
-            raise ValueError(f"query must be 2-D (unbatched) or 3-D (batched), got shape {tuple(query.shape)}")
-        if key.dim() != query.dim() or value.dim() != query.dim():
-            raise ValueError(
-                f"query, key and value must all be batched or all unbatched; got {query.dim()}-D, "
-                f"{key.dim()}-D and {value.dim()}-D"
-            )
-        for name, tensor, width in (
-            ("query", query, self.embed_dim),
-            ("key", key, self.kdim),
-            ("value", value, self.vdim),
-        ):
-            if tensor.shape[-1] != width:
-                raise ValueError(f"{name} has {tensor.shape[-1]} features, expected {width}")
-        unbatched = query.dim() == 2
-        if unbatched:
-            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
-        elif not self.batch_first:
-            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
-            raise ValueError(
-                "key and value must have the same batch and length, and the same batch as query; got "
-                f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)} (batch-first view)"
-            )
-        return query, key, value, unbatched
-
-    def _attention_mode(
-        self,
-        attn_mask: Tensor | None,
-        is_causal: bool,
-        self_attention: bool,
-        target_len: int,
-        source_len: int,
-    ) -> str:
-        if attn_mask is not None:
-            if attn_mask.dim() not in (2, 3):
-                raise ValueError(f"attn_mask must be 2-D or 3-D, got shape {tuple(attn_mask.shape)}")
-            if is_causal_pattern(attn_mask, target_len, source_len):
-                is_causal = True
-            elif not is_empty_mask(attn_mask):
-                raise NotImplementedError("this attn_mask cannot be expressed by a recurrence. " + SUPPORTED_MASKS)
-        if is_causal:
-            if target_len != source_len:
-                raise ValueError(f"a causal call needs L == S, got L={target_len}, S={source_len}")
-            return "causal"
-        return "bidirectional" if self_attention else "cross"
+    def _widths(self) -> tuple[int, int, int]:
+        return self.embed_dim, self.kdim, self.vdim
 
     def _project(
         self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None
@@ -397,7 +353,7 @@ class LiquidMemory(nn.Module):
 
     def prefill(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """Causal self-attention over ``x`` that keeps the final state on the module for :meth:`step`."""
-        x_in, _, _, unbatched = self._to_batch_first(x, x, x)
+        x_in, _, _, unbatched = to_batch_first(x, x, x, self._widths(), self.batch_first)
         padded = None if key_padding_mask is None else padding_to_bool(
             key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask,
             x_in.shape[0], x_in.shape[1],
