@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from liquid_memory.lm import data as data_mod
 from liquid_memory.lm.checkpoint import load_checkpoint
-from liquid_memory.lm.train import CHECKPOINT_NAME, TrainArgs, build_optimizer, lr_factor
+from liquid_memory.lm.train import CHECKPOINT_NAME, TrainArgs, build_optimizer, lr_factor, train_step
 from liquid_memory.models import LiquidLM
 
 
@@ -38,6 +38,15 @@ def _layer_detail(model: LiquidLM) -> None:
         q, k, v = (float(p.grad[i * e : (i + 1) * e].norm()) for i in range(3))
         decay = params[name.replace("in_proj_weight", "decay_proj.weight")].grad
         print(f"    {layer}: q {q:.2f}  k {k:.2f}  v {v:.2f}  decay_proj {float(decay.norm()):.2f}")
+
+
+def _record_gradients(model: LiquidLM, squares: dict[str, float], spike: float) -> None:
+    """Sum of squared raw gradients per parameter group into ``squares``; layer detail above ``spike``."""
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            squares[_group(name)] += float(param.grad.float().pow(2).sum())
+    if math.sqrt(sum(squares.values())) > spike:
+        _layer_detail(model)
 
 
 def main() -> int:
@@ -59,22 +68,11 @@ def main() -> int:
     for step in range(a.steps):
         x, y = data_mod.batch_for_step(tokens, step, seed=args.seed, global_batch=args.batch_size,
                                        seq_len=args.seq_len, rank=0, world=1)  # fmt: skip
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        loss.backward()
         squares: dict[str, float] = collections.defaultdict(float)
-        for name, param in model.named_parameters():
-            if param.grad is not None:
-                squares[_group(name)] += float(param.grad.float().pow(2).sum())
-        total = math.sqrt(sum(squares.values()))
+        inspect = functools.partial(_record_gradients, model, squares, a.spike)
+        loss, total = train_step(model, optimizer, scheduler, x, y, args, inspect=inspect)
         top = ", ".join(f"{k} {math.sqrt(v):.2f}" for k, v in sorted(squares.items(), key=lambda kv: -kv[1])[:3])
-        print(f"step {step + 1}: loss {loss.item():.3f}, grad norm {total:.2f} ({top})", flush=True)
-        if total > a.spike:
-            _layer_detail(model)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        print(f"step {step + 1}: loss {loss.item():.3f}, grad norm {float(total):.2f} ({top})", flush=True)
     return 0
 
 

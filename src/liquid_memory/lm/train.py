@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,30 @@ def build_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.Adam
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    args: TrainArgs,
+    inspect: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step (forward, cross-entropy, backward, clip, AdamW, schedule) → (loss, grad norm before
+    clipping). ``inspect`` runs between backward and clipping: ``tools/lm_grad_probe.py`` reads raw gradients there."""
+    with _autocast(args.bf16, x.device.type):
+        logits, _ = model(x)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+    loss.backward()
+    if inspect is not None:
+        inspect()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm
 
 
 def _check_args(args: TrainArgs, info: DistInfo) -> None:
@@ -229,14 +254,7 @@ def _train(args: TrainArgs, info: DistInfo) -> dict[str, Any]:
         )  # fmt: skip
         x, y = x.to(info.device), y.to(info.device)
         t0 = time.perf_counter()
-        with _autocast(args.bf16, info.device.type):
-            logits, _ = wrapped(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss, grad_norm = train_step(wrapped, optimizer, scheduler, x, y, args)
         loss_value = mean_over_processes(loss, info)
         seconds = time.perf_counter() - t0
         if not math.isfinite(loss_value):
