@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scan_cases import rel_err as _rel
 
 from liquid_memory import LiquidMemory
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -63,3 +60,18 @@ def test_state_batch_mismatch_is_reported(backend):
     module.prefill(torch.randn(2, 5, 32))
     with pytest.raises(ValueError, match="state holds batch 2"):
         module.step(torch.randn(3, 32))
+
+
+def test_prefill_with_separate_key_and_value_streams_continues_in_pieces(backend):
+    """``prefill(x, key=, value=)`` (models.qkv_conv's path): two pieces from the state == one causal call."""
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 4, kdim=24, vdim=16, batch_first=True, backend=backend).eval()
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 41, width, generator=gen) for width in (32, 24, 16))
+    full, _ = module(q, k, v, is_causal=True, need_weights=False)
+    first = module.prefill(q[:, :30], key=k[:, :30], value=v[:, :30])
+    second = module.prefill(q[:, 30:], key=k[:, 30:], value=v[:, 30:])
+    assert _rel(torch.cat([first, second], dim=1), full) < 1e-5
+    module.reset_state()
+    with pytest.raises(ValueError, match="prefill is causal"):
+        module.prefill(q[:, :30], key=k[:, :29], value=v[:, :29])

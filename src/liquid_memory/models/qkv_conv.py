@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from liquid_memory.models.config import LiquidLMConfig
@@ -47,7 +46,10 @@ class LiquidQKVConvMixer(LiquidMixer):
             y, _ = memory(q_in, k_in, v_in, need_weights=False, is_causal=True)
             return y, None
         # Decode / prefill with a state: the causal scan from the given state over this chunk (one token or many).
-        initial = None if state is None else state["memory"].to(torch.float32, copy=True)
-        q, k, v, log_a = memory._project(q_in, k_in, v_in, None)
-        o, final = memory._scan_read(q, k, v, log_a, initial_state=initial, output_final_state=True)
-        return memory._output(o, q_in), {**windows, "memory": final}
+        memory.set_state(None if state is None else state["memory"])  # copies: the caller's state is never changed
+        try:
+            y = memory.prefill(q_in, key=k_in, value=v_in)
+            final = memory.get_state()
+        finally:
+            memory.reset_state()  # the module holds no sequence between calls
+        return y, {**windows, "memory": final}

@@ -351,14 +351,27 @@ class LiquidMemory(nn.Module):
 
     # ------------------------------------------------------------------ decode
 
-    def prefill(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        """Causal self-attention over ``x`` that keeps the final state on the module for :meth:`step`."""
-        x_in, _, _, unbatched = to_batch_first(x, x, x, self._widths(), self.batch_first)
+    def prefill(
+        self,
+        x: Tensor,
+        key_padding_mask: Tensor | None = None,
+        *,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+    ) -> Tensor:
+        """Causal self-attention over ``x``, continuing from the decode state and keeping the final state for
+        :meth:`step`. ``key`` / ``value``: separate streams of ``x``'s length (e.g. each after its own short
+        convolution, ``models.qkv_conv``); the decay follows ``key`` as in any call."""
+        key = x if key is None else key
+        value = x if value is None else value
+        x_in, k_in, v_in, unbatched = to_batch_first(x, key, value, self._widths(), self.batch_first)
+        if k_in.shape[1] != x_in.shape[1]:
+            raise ValueError(f"prefill is causal: key needs x's length {x_in.shape[1]}, got {k_in.shape[1]}")
         padded = None if key_padding_mask is None else padding_to_bool(
             key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask,
             x_in.shape[0], x_in.shape[1],
         )  # fmt: skip
-        q, k, v, log_a = self._project(x_in, x_in, x_in, padded)
+        q, k, v, log_a = self._project(x_in, k_in, v_in, padded)
         o, self._state = self._scan_read(q, k, v, log_a, initial_state=self._state, output_final_state=True)
         out = self._output(o, x_in)
         if unbatched:
