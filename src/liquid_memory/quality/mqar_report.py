@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
@@ -10,6 +11,21 @@ from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
 TARGET_STEP_RATIO = 1.5
+
+
+_HEADS = re.compile(r"-H(\d+)-")
+
+
+def corrected_label(run: dict) -> str:
+    """The run's setting label with the head count it was really built with: files written before session 4
+    labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
+    heads = run.get("options", {}).get("n_heads")
+    return run["setting"] if heads is None else _HEADS.sub(f"-H{heads}-", run["setting"], count=1)
+
+
+def _without_heads(label: str) -> str:
+    """The label without its head count: attention of any head count is the baseline of a setting."""
+    return _HEADS.sub("-H*-", label, count=1)
 
 
 def merge(paths: list[Path]) -> dict:
@@ -26,6 +42,7 @@ def merge(paths: list[Path]) -> dict:
                 commands.append(cmd)
         environment = doc.get("environment", environment)
         for run in doc["runs"]:
+            run = {**run, "setting": corrected_label(run)}
             runs[run_key(run)] = run
     return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
 
@@ -35,7 +52,9 @@ def _attention_steps(runs: list[dict], setting: str, seed: int) -> tuple[int | N
     learning rate), and the longest run that stopped *without* reaching it (then attention needs more than that
     many steps)."""
     key = f"{TARGET_ACCURACY:.2f}"
-    same = [r for r in runs if r["setting"] == setting and r["mixer"] == "attention" and r["train"]["seed"] == seed]
+    setting = _without_heads(setting)
+    same = [r for r in runs if _without_heads(r["setting"]) == setting and r["mixer"] == "attention"
+            and r["train"]["seed"] == seed]  # fmt: skip
     reached = [r["steps_to"][key] for r in same if r["steps_to"].get(key) is not None]
     unreached = [r["steps_run"] for r in same if r["steps_to"].get(key) is None]
     return (min(reached) if reached else None), (max(unreached) if unreached else None)
