@@ -52,7 +52,12 @@ def test_old_files_are_read_with_corrected_labels_and_attention_of_any_head_coun
 
 
 def test_eps_specs_build_the_read_out_eps_and_nothing_else_changes() -> None:
-    for name, base in (("liquid-eps", "liquid"), ("liquid-qkvconv-u-eps", "liquid-qkvconv-u")):
+    pairs = [("liquid-eps", "liquid"), ("liquid-qkvconv-u-eps", "liquid-qkvconv-u")]
+    pairs += [
+        ("liquid-qkvconv-u-slow-eps", "liquid-qkvconv-u-slow"),
+        ("liquid-qkvconv-u-eps-h1", "liquid-qkvconv-u-h1"),
+    ]
+    for name, base in pairs:
         model, ref = build_model(MODEL_SPECS[name], SHAPE, TASK, 0), build_model(MODEL_SPECS[base], SHAPE, TASK, 0)
         assert [b.mixer.memory.out_norm.eps for b in model.blocks] == [1e-2, 1e-2]
         assert [b.mixer.memory.out_norm.eps for b in ref.blocks] == [1e-5, 1e-5]

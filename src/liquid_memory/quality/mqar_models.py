@@ -92,6 +92,13 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-slow, read-out norm eps 1e-2",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-eps-h1",
+            "liquid",
+            {**QKV_CONV, **EPS, "n_heads": 1},
+            "liquid-qkvconv-u-eps, one head",
+            init="conv-uniform",
+        ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
