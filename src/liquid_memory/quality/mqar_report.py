@@ -6,26 +6,16 @@ import json
 import re
 from pathlib import Path
 
-from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
+from liquid_memory.quality.mqar_sweep import FORMAT, corrected_label, load_runs, run_key
 
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
 TARGET_STEP_RATIO = 1.5
 
 
-_HEADS = re.compile(r"-H(\d+)-")
-
-
-def corrected_label(run: dict) -> str:
-    """The run's setting label with the head count it was really built with: files written before session 4
-    labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
-    heads = run.get("options", {}).get("n_heads")
-    return run["setting"] if heads is None else _HEADS.sub(f"-H{heads}-", run["setting"], count=1)
-
-
 def _without_heads(label: str) -> str:
     """The label without its head count: attention of any head count is the baseline of a setting."""
-    return _HEADS.sub("-H*-", label, count=1)
+    return re.sub(r"-H\d+-", "-H*-", label, count=1)
 
 
 def merge(paths: list[Path]) -> dict:

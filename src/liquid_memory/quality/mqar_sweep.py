@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -72,6 +73,13 @@ def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = N
     are compared with attention trained on the same mixture; the report ignores the head count for that)."""
     key = setting.key if spec is None else setting.key_with_heads(heads_of(spec, setting.shape))
     return key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
+
+
+def corrected_label(run: dict) -> str:
+    """The run's setting label with the head count it was really built with: files written before session 4
+    labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
+    heads = run.get("options", {}).get("n_heads")
+    return run["setting"] if heads is None else re.sub(r"-H\d+-", f"-H{heads}-", run["setting"], count=1)
 
 
 def load_runs(path: Path) -> dict:
@@ -152,7 +160,7 @@ def run_sweep(
     if command not in doc["commands"]:
         doc["commands"].append(command)
     doc["environment"] = _environment()
-    done = {run_key(r) for r in doc["runs"]}
+    done = {run_key({**r, "setting": corrected_label(r)}) for r in doc["runs"]}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for setting in settings:
         for spec in specs:
