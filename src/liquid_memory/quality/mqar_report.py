@@ -120,7 +120,7 @@ def _label(run: dict) -> str:
 
 
 def plot(doc: dict, png: Path) -> None:
-    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 3)."""
+    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +130,7 @@ def plot(doc: dict, png: Path) -> None:
     labels = sorted({_label(r) for r in runs})
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
-    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:3]  # the target's first
+    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:4]  # the target's first
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"
