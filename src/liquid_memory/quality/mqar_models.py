@@ -33,6 +33,7 @@ class ModelSpec:
 
 CONV = {"short_conv": DEFAULT_KERNEL}
 QKV_CONV = {"short_conv": DEFAULT_KERNEL, "conv_qkv": True}
+EPS = {"liquid_kwargs": {"out_norm_eps": 1e-2}}
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -74,6 +75,30 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-slow, one head",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
+        # Session 4: the read-out RMSNorm's eps 1e-2 instead of 1e-5 (bounds the gradient at near-zero read-outs,
+        # the LM benchmark's gradient-spike fix: results/lm/grad_probe.txt); everything else as the spec named before.
+        ModelSpec("liquid-eps", "liquid", EPS, "LiquidMemory defaults, read-out norm eps 1e-2"),
+        ModelSpec(
+            "liquid-qkvconv-u-eps",
+            "liquid",
+            {**QKV_CONV, **EPS},
+            "liquid-qkvconv-u, read-out norm eps 1e-2",
+            init="conv-uniform",
+        ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-slow-eps",
+            "liquid",
+            {**QKV_CONV, **EPS},
+            "liquid-qkvconv-u-slow, read-out norm eps 1e-2",
+            init="conv-uniform+slow-decay",
+        ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-eps-h1",
+            "liquid",
+            {**QKV_CONV, **EPS, "n_heads": 1},
+            "liquid-qkvconv-u-eps, one head",
+            init="conv-uniform",
+        ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
@@ -89,6 +114,11 @@ class ModelShape:
     n_layers: int = 2
     n_heads: int = 2
     backend: str | None = None  # liquid_scan backend for the liquid mixer (None: LM_BACKEND or the default)
+
+
+def heads_of(spec: ModelSpec, shape: ModelShape) -> int:
+    """The head count ``spec`` is built with: its own ``n_heads`` option (the ``-h1`` specs) or the shared shape's."""
+    return int(spec.options.get("n_heads", shape.n_heads))
 
 
 def parse_models(names: str) -> list[ModelSpec]:

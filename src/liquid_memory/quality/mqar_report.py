@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from liquid_memory.quality.mqar_sweep import FORMAT, load_runs, run_key
+from liquid_memory.quality.mqar_sweep import FORMAT, corrected_label, load_runs, run_key
 
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
 TARGET_STEP_RATIO = 1.5
+
+
+def _without_heads(label: str) -> str:
+    """The label without its head count: attention of any head count is the baseline of a setting."""
+    return re.sub(r"-H\d+-", "-H*-", label, count=1)
 
 
 def merge(paths: list[Path]) -> dict:
@@ -26,6 +32,7 @@ def merge(paths: list[Path]) -> dict:
                 commands.append(cmd)
         environment = doc.get("environment", environment)
         for run in doc["runs"]:
+            run = {**run, "setting": corrected_label(run)}
             runs[run_key(run)] = run
     return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
 
@@ -35,7 +42,9 @@ def _attention_steps(runs: list[dict], setting: str, seed: int) -> tuple[int | N
     learning rate), and the longest run that stopped *without* reaching it (then attention needs more than that
     many steps)."""
     key = f"{TARGET_ACCURACY:.2f}"
-    same = [r for r in runs if r["setting"] == setting and r["mixer"] == "attention" and r["train"]["seed"] == seed]
+    setting = _without_heads(setting)
+    same = [r for r in runs if _without_heads(r["setting"]) == setting and r["mixer"] == "attention"
+            and r["train"]["seed"] == seed]  # fmt: skip
     reached = [r["steps_to"][key] for r in same if r["steps_to"].get(key) is not None]
     unreached = [r["steps_run"] for r in same if r["steps_to"].get(key) is None]
     return (min(reached) if reached else None), (max(unreached) if unreached else None)
@@ -111,7 +120,7 @@ def _label(run: dict) -> str:
 
 
 def plot(doc: dict, png: Path) -> None:
-    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 3)."""
+    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,7 +130,7 @@ def plot(doc: dict, png: Path) -> None:
     labels = sorted({_label(r) for r in runs})
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
-    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:3]  # the target's first
+    shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:4]  # the target's first
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"

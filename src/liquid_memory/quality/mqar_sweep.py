@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,7 +16,14 @@ from pathlib import Path
 import torch
 
 from liquid_memory.quality.mqar_data import MQARTask
-from liquid_memory.quality.mqar_models import ModelShape, ModelSpec, answer_logits, build_model, state_size
+from liquid_memory.quality.mqar_models import (
+    ModelShape,
+    ModelSpec,
+    answer_logits,
+    build_model,
+    heads_of,
+    state_size,
+)
 from liquid_memory.quality.mqar_train import TrainConfig, train_mqar
 
 FORMAT = "liquid-memory-mqar/1"
@@ -30,8 +38,11 @@ class Setting:
 
     @property
     def key(self) -> str:
+        return self.key_with_heads(self.shape.n_heads)
+
+    def key_with_heads(self, n_heads: int) -> str:
         t, s = self.task, self.shape
-        return f"T{t.seq_len}-kv{t.num_kv_pairs}-d{s.d_model}-L{s.n_layers}-H{s.n_heads}-V{t.vocab_size}"
+        return f"T{t.seq_len}-kv{t.num_kv_pairs}-d{s.d_model}-L{s.n_layers}-H{n_heads}-V{t.vocab_size}"
 
 
 # The issue's target (sequence 256, 16 pairs, d_model 128, 2 layers) and a smaller grid around it.
@@ -56,10 +67,19 @@ def run_key(run: dict) -> tuple:
     return (run["setting"], run["model"], run["train"]["seed"], run["train"]["lr"], run["train"]["batch_size"])
 
 
-def setting_label(setting: Setting, cfg: TrainConfig) -> str:
-    """The setting's key, plus ``-mix[...]`` when trained on a mixture (a different experiment: its own table rows,
-    and its LiquidMemory runs are compared with attention trained on the same mixture)."""
-    return setting.key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
+def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = None) -> str:
+    """The setting's key with the head count ``spec`` is really built with (a ``-h1`` spec says ``H1``), plus
+    ``-mix[...]`` when trained on a mixture (a different experiment: its own table rows, and its LiquidMemory runs
+    are compared with attention trained on the same mixture; the report ignores the head count for that)."""
+    key = setting.key if spec is None else setting.key_with_heads(heads_of(spec, setting.shape))
+    return key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
+
+
+def corrected_label(run: dict) -> str:
+    """The run's setting label with the head count it was really built with: files written before session 4
+    labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
+    heads = run.get("options", {}).get("n_heads")
+    return run["setting"] if heads is None else re.sub(r"-H\d+-", f"-H{heads}-", run["setting"], count=1)
 
 
 def load_runs(path: Path) -> dict:
@@ -101,7 +121,7 @@ def run_one(setting: Setting, spec: ModelSpec, cfg: TrainConfig, log: Callable[[
     model = build_model(spec, setting.shape, setting.task, cfg.seed)
     params = sum(p.numel() for p in model.parameters())
     state = state_size(model, setting.task.seq_len)
-    label = setting_label(setting, cfg)
+    label = setting_label(setting, cfg, spec)
     log(f"[{label}] {spec.name}: {params:,} parameters, state {state:,} floats")
     result = train_mqar(model, answer_logits, setting.task, cfg, log=log)
     log(
@@ -140,11 +160,11 @@ def run_sweep(
     if command not in doc["commands"]:
         doc["commands"].append(command)
     doc["environment"] = _environment()
-    done = {run_key(r) for r in doc["runs"]}
+    done = {run_key({**r, "setting": corrected_label(r)}) for r in doc["runs"]}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for setting in settings:
         for spec in specs:
-            label = setting_label(setting, cfg)
+            label = setting_label(setting, cfg, spec)
             if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size) in done:
                 log(f"[{label}] {spec.name}: already in {json_path}, skipped")
                 continue

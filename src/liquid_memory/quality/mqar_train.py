@@ -51,7 +51,8 @@ class TrainConfig:
 
 @dataclass
 class RunResult:
-    """What one run measured; ``history`` rows are ``{step, accuracy, loss, train_loss, elapsed_s}``."""
+    """What one run measured; ``history`` rows are ``{step, accuracy, loss, train_loss, elapsed_s, grad_norm_max,
+    grad_norm_mean}`` (gradient norms before the clip, over the steps since the previous row; from session 4 on)."""
 
     history: list[dict] = field(default_factory=list)
     steps_to: dict[str, int | None] = field(default_factory=dict)
@@ -152,6 +153,7 @@ def train_mqar(
     model.train()
     start = time.perf_counter()
     train_loss = float("nan")
+    grad_norms: list[float] = []  # since the last evaluation
     step = 0
     while step < cfg.max_steps:
         if mix is None:
@@ -164,7 +166,7 @@ def train_mqar(
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norms.append(float(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))  # before the clip
         opt.step()
         sched.step()
         step += 1
@@ -176,7 +178,12 @@ def train_mqar(
             for name, (x, y) in mix_evals.items()
         }
         elapsed = time.perf_counter() - start
-        row = {"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2)}
+        grads = {
+            "grad_norm_max": round(max(grad_norms), 4),
+            "grad_norm_mean": round(sum(grad_norms) / len(grad_norms), 4),
+        }
+        row = {"step": step, **metrics, "train_loss": train_loss, "elapsed_s": round(elapsed, 2), **grads}
+        grad_norms.clear()
         if mix_acc:
             row["mix_accuracy"] = mix_acc
         result.history.append(row)
@@ -185,7 +192,10 @@ def train_mqar(
                 result.steps_to[key] = step
         if log:
             extra = "".join(f"  {name} {acc:.3f}" for name, acc in mix_acc.items())
-            log(f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  {elapsed:7.1f}s{extra}")
+            log(
+                f"  step {step:5d}  acc {metrics['accuracy']:.3f}  loss {metrics['loss']:.3f}  "
+                f"grad max {row['grad_norm_max']:.2f} mean {row['grad_norm_mean']:.2f}  {elapsed:7.1f}s{extra}"
+            )
         if metrics["accuracy"] >= cfg.stop_accuracy:
             result.stop_reason = f"reached {cfg.stop_accuracy}"
             break
