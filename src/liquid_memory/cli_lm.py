@@ -49,7 +49,7 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="liquid_scan backend for the liquid mixer (default: LM_BACKEND/cpp)")
     p.add_argument("--output-gate", action="store_true",
                    help="liquid mixer: gate the read-out by σ(W_g x) before out_proj (recommended with "
-                        "--out-norm-eps 1e-2: 1.03x attention's perplexity over 3 seeds, README: lm bench)")  # fmt: skip
+                        "--out-norm-eps 1e-2: 1.03x attention's perplexity, 3 seeds, README: lm bench)")  # fmt: skip
     p.add_argument("--out-norm-eps", type=float, default=None,
                    help="liquid mixer: eps of the per-head read-out RMSNorm (default LiquidMemory's 1e-5; "
                         "1e-2 tames the gradient spikes of near-zero read-outs, README: lm bench)")  # fmt: skip
