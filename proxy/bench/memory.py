@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.linearized, args.threads)))
         return 0
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, load average at start {load}"
     kinds = ["original_factpack", "original_document"] + (["linearized_document"] if args.linearized else [])
     rows: dict[str, dict[str, Any]] = {k: {} for k in kinds}
     last: dict[str, tuple[int, float]] = {}
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             last[kind] = (length, rows[kind][str(length)]["seconds"])
             print(kind, length, rows[kind][str(length)], flush=True)
     result = {"question": QUESTION, "chunk_tokens": CHUNK, "threads": args.threads, "rows": rows,
-              "machine": "shared 2-core CPU (5 concurrent helpers)"}  # fmt: skip
+              "linearized": args.linearized, "machine": machine}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
