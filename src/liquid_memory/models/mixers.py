@@ -9,6 +9,7 @@ seed's init: N(0, std) weights, zero-init output projection.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,13 +51,20 @@ class LiquidMixer(nn.Module):
             y, _ = self.memory(x, x, x, need_weights=False, is_causal=True)
             return y, None
         memory = self.memory
-        memory.set_state(state)  # copies: the caller's state object is never changed
+        if x.shape[1] == 1:  # the decode step, O(1) in the context
+            return self._continue(state, lambda: memory.step(x[:, 0]).unsqueeze(1))
+        return self._continue(state, lambda: memory.prefill(x))
+
+    def _continue(self, state: Tensor | None, call: Callable[[], Tensor]) -> tuple[Tensor, Tensor | None]:
+        """``call()`` (a ``prefill`` / ``step`` of the memory) from ``state`` → (its output, the new state).
+
+        The memory copies ``state`` (the caller's object is never changed) and holds no sequence afterwards."""
+        memory = self.memory
+        memory.set_state(state)
         try:
-            y = memory.step(x[:, 0]).unsqueeze(1) if x.shape[1] == 1 else memory.prefill(x)
-            new_state = memory.get_state()
+            return call(), memory.get_state()
         finally:
-            memory.reset_state()  # the module holds no sequence between calls
-        return y, new_state
+            memory.reset_state()
 
 
 class LiquidNetMixer(nn.Module):

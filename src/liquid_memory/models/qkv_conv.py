@@ -46,10 +46,6 @@ class LiquidQKVConvMixer(LiquidMixer):
             y, _ = memory(q_in, k_in, v_in, need_weights=False, is_causal=True)
             return y, None
         # Decode / prefill with a state: the causal scan from the given state over this chunk (one token or many).
-        memory.set_state(None if state is None else state["memory"])  # copies: the caller's state is never changed
-        try:
-            y = memory.prefill(q_in, key=k_in, value=v_in)
-            final = memory.get_state()
-        finally:
-            memory.reset_state()  # the module holds no sequence between calls
+        initial = None if state is None else state["memory"]
+        y, final = self._continue(initial, lambda: memory.prefill(q_in, key=k_in, value=v_in))
         return y, {**windows, "memory": final}
