@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from liquid_memory.lm.bench_runs import paired_ratio, seed_summary, train_or_reuse
-from liquid_memory.lm.train import TrainArgs, build_optimizer
+from liquid_memory.lm.train import LIQUID_FLAGS, TrainArgs, build_optimizer
 from liquid_memory.models import LiquidLM, LiquidLMConfig
 from liquid_memory.models.short_conv import DEFAULT_KERNEL
 
@@ -209,8 +209,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             config = configs[mixer]
             train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer / f"seed{seed}"), seed=seed,
                                              mixer=config.mixer, ffn_dim=config.ffn_dim, short_conv=config.short_conv,
-                                             output_gate=bool(config.liquid_kwargs.get("output_gate")),
-                                             out_norm_eps=config.liquid_kwargs.get("out_norm_eps"))  # fmt: skip
+                                             **TrainArgs.liquid_flags(config.liquid_kwargs))  # fmt: skip
             summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs,
                                                  need_model=mixer not in models)  # fmt: skip
             if model is not None:
@@ -223,7 +222,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "reused": summary["reused"], "evals": log["evals"],
             })  # fmt: skip
             run.update(seed_summary(run["seeds"]))
-            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "output_gate", "out_norm_eps", "seed")
+            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "seed", *LIQUID_FLAGS)
             results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
             results["setup"]["seeds"] = seeds
             results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]

@@ -35,6 +35,10 @@ LOG_NAME = "train_log.json"
 PLOT_NAME = "loss.png"
 
 
+# TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name).
+LIQUID_FLAGS = ("output_gate", "out_norm_eps")
+
+
 @dataclass
 class TrainArgs:
     """Everything ``lm train`` takes (the CLI flags map 1:1 onto these fields)."""
@@ -70,6 +74,18 @@ class TrainArgs:
     device: str = "cpu"
     progress: bool = True
     plot: bool = True
+
+    @staticmethod
+    def liquid_flags(liquid_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`liquid_kwargs`: the fields that build a model with these LiquidMemory options
+        (``lm bench`` trains its named models through them). An option without a flag is a ``ValueError``."""
+        unknown = sorted(set(liquid_kwargs) - set(LIQUID_FLAGS))
+        if unknown:
+            raise ValueError(f"lm train has no flag for the LiquidMemory option(s) {unknown}")
+        return {
+            "output_gate": bool(liquid_kwargs.get("output_gate")),
+            "out_norm_eps": liquid_kwargs.get("out_norm_eps"),
+        }
 
     def liquid_kwargs(self) -> dict[str, Any]:
         """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` (absent = LiquidMemory's default)."""
