@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from liquid_memory.quality.mqar_sweep import FORMAT, corrected_label, load_runs, run_key
+from liquid_memory.quality.mqar_sweep import FORMAT, corrected_label, load_runs, relabel_heads, run_key
 
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the issue's target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
@@ -15,7 +14,7 @@ TARGET_STEP_RATIO = 1.5
 
 def _without_heads(label: str) -> str:
     """The label without its head count: attention of any head count is the baseline of a setting."""
-    return re.sub(r"-H\d+-", "-H*-", label, count=1)
+    return relabel_heads(label, "*")
 
 
 def merge(paths: list[Path]) -> dict:

@@ -75,11 +75,16 @@ def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = N
     return key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
 
 
+def relabel_heads(label: str, heads: int | str) -> str:
+    """``label`` (a :meth:`Setting.key_with_heads` spelling) with its head count replaced by ``heads``."""
+    return re.sub(r"-H\d+-", f"-H{heads}-", label, count=1)
+
+
 def corrected_label(run: dict) -> str:
     """The run's setting label with the head count it was really built with: files written before session 4
     labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
     heads = run.get("options", {}).get("n_heads")
-    return run["setting"] if heads is None else re.sub(r"-H\d+-", f"-H{heads}-", run["setting"], count=1)
+    return run["setting"] if heads is None else relabel_heads(run["setting"], heads)
 
 
 def load_runs(path: Path) -> dict:
