@@ -40,12 +40,11 @@ import time
 import torch
 
 from liquid_memory.hf.bench import greedy_tokens, perplexity
+from liquid_memory.hf.config import LORA_TARGET_SETS
 from liquid_memory.hf.io import from_pretrained
 from liquid_memory.hf.patch import liquid_parameters, patch_model
 from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
-TARGETS = {"attn": ["q_proj", "k_proj", "v_proj", "o_proj"]}
-TARGETS["attn_mlp"] = TARGETS["attn"] + ["gate_proj", "up_proj", "down_proj"]
 ORIGINAL_PPL_2048 = 16.241777860415127  # results/hf_smollm2/hf_smollm2.json, perplexity.original.2048
 GEN_CACHE = os.environ.get("GEN_CACHE", "/tmp/issue7s4/gen_cache.pt")  # the original's continuations (variant gen)
 
@@ -128,7 +127,7 @@ def main() -> None:
                 p.copy_(params1[name])
         rank = v.get("rank", 8)
         lcfg = LoraConfig(r=rank, lora_alpha=v.get("alpha", 2 * rank), lora_dropout=0.0,
-                          target_modules=TARGETS[v.get("targets", "attn")])  # fmt: skip
+                          target_modules=list(LORA_TARGET_SETS[v.get("targets", "attn")]))  # fmt: skip
         model = get_peft_model(student, lcfg)
         for name, p in model.named_parameters():
             p.requires_grad_(".lora_" in name or (v.get("liquid", True) and ".liquid." in name))
