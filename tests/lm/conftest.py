@@ -39,10 +39,13 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, corpus) -> Path:
-    """A 12-step liquid-mixer run (reference backend: needs no licence) → its out dir."""
+    """A 12-step liquid-mixer run (reference backend: needs no licence) → its out dir.
+
+    LiquidMemory's own options (no gate, eps 1e-5): after 12 steps this model's greedy reply is letters, which
+    the chat and browser tests can see; ``lm train``'s default (gated) one repeats the space token."""
     from liquid_memory.cli import main
 
     out = tmp_path_factory.mktemp("tiny_run")
     args = ["lm", "train", "--data", str(corpus), "--out-dir", str(out), "--steps", "12", "--eval-every", "6"]
-    assert main(args + TINY_TRAIN + ["--backend", "chunked"]) == 0
+    assert main(args + TINY_TRAIN + ["--backend", "chunked", "--no-output-gate", "--out-norm-eps", "1e-5"]) == 0
     return out

@@ -30,7 +30,7 @@ def test_chat_streams_the_greedy_continuation(tiny_run, capsys):
     if gen.codec.eos_id in continuation:
         continuation = continuation[: continuation.index(gen.codec.eos_id)]
     assert out == gen.codec.decode(continuation) + "\n"
-    assert out.strip()  # a trained word-salad model answers with words, not nothing
+    assert out.strip()  # a trained word-salad model answers with letters, not nothing
 
 
 def test_chat_reads_prompts_from_stdin_and_survives_a_bad_one(tiny_run, capsys):

@@ -123,3 +123,24 @@ def test_bad_options_are_clear_errors(tmp_path, capsys, monkeypatch):
     assert code == 2 and "[LM101]" in err and "LM_BACKEND=reference" in err
     code, err = _run_cli(capsys, base + TINY_TRAIN + ["--steps", "2", "--resume"])
     assert code == 2 and "no checkpoint" in err
+
+
+def test_lm_train_defaults_to_the_recommended_liquid_options(corpus, tmp_path):
+    """``lm train`` builds the measured best LiquidLM (gate + eps 1e-2) unless told otherwise; old configs keep
+    computing what they computed (``liquid_kwargs`` stays exactly what reaches LiquidMemory)."""
+    from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS, LiquidLM, LiquidLMConfig
+
+    args = ["lm", "train", "--data", str(corpus), "--steps", "1", "--eval-every", "0", "--backend", "chunked"]
+    assert main(args + ["--out-dir", str(tmp_path / "default")] + TINY_TRAIN) == 0
+    ckpt = load_checkpoint(tmp_path / "default" / "checkpoint.pt")
+    assert ckpt.config.liquid_kwargs == RECOMMENDED_LIQUID_KWARGS == {"output_gate": True, "out_norm_eps": 1e-2}
+    layer = ckpt.build_model().blocks[0].mixer.memory
+    assert layer.gate_proj is not None and layer.out_norm.eps == 1e-2
+    assert TrainArgs(mixer="attention").model_config(300).liquid_kwargs == {}  # nothing for the other mixers
+    plain = TrainArgs(output_gate=False, out_norm_eps=None).model_config(300)
+    assert plain.liquid_kwargs == {}
+    old = LiquidLMConfig.from_dict(plain.to_dict())  # a checkpoint written before the default changed
+    assert old.liquid_kwargs == {} and LiquidLM(old).blocks[0].mixer.memory.gate_proj is None
+    opt_out = ["--no-output-gate", "--out-norm-eps", "1e-5"]
+    assert main(args + ["--out-dir", str(tmp_path / "plain")] + TINY_TRAIN + opt_out) == 0
+    assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").config.liquid_kwargs == {"out_norm_eps": 1e-5}

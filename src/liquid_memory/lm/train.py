@@ -28,7 +28,7 @@ from liquid_memory.lm.checkpoint import Checkpoint, describe_diff, load_checkpoi
 from liquid_memory.lm.distributed import DistInfo, barrier, init_distributed, mean_over_processes, shutdown
 from liquid_memory.lm.errors import CheckpointMismatch, DataError, TrainingSetupError
 from liquid_memory.lm.tokenizer import TextCodec
-from liquid_memory.models import ConfigError, LiquidLM, LiquidLMConfig
+from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS, ConfigError, LiquidLM, LiquidLMConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.json"
@@ -51,8 +51,8 @@ class TrainArgs:
     n_heads: int = 4
     ffn_dim: int | None = None
     short_conv: int = 0
-    output_gate: bool = False
-    out_norm_eps: float | None = None
+    output_gate: bool = RECOMMENDED_LIQUID_KWARGS["output_gate"]
+    out_norm_eps: float | None = RECOMMENDED_LIQUID_KWARGS["out_norm_eps"]
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
@@ -88,9 +88,12 @@ class TrainArgs:
         }
 
     def liquid_kwargs(self) -> dict[str, Any]:
-        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` (absent = LiquidMemory's default)."""
+        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` (``None`` eps = LiquidMemory's
+        default); ``{}`` for the other mixers, which have no LiquidMemory (their configs stay free of them)."""
         if self.out_norm_eps is not None and not self.out_norm_eps > 0:
             raise TrainingSetupError(f"--out-norm-eps must be > 0, got {self.out_norm_eps}")
+        if self.mixer != "liquid":
+            return {}
         kwargs: dict[str, Any] = {"output_gate": True} if self.output_gate else {}
         if self.out_norm_eps is not None:
             kwargs["out_norm_eps"] = self.out_norm_eps
