@@ -6,5 +6,9 @@ from liquid_memory.models.model import LayerState, LiquidLM, LiquidLMState
 __all__ = [
     "MIXERS",
     "RECOMMENDED_LIQUID_KWARGS",
-    "ConfigError", "LayerState", "LiquidLM", "LiquidLMConfig", "LiquidLMState",
+    "ConfigError",
+    "LayerState",
+    "LiquidLM",
+    "LiquidLMConfig",
+    "LiquidLMState",
 ]
