@@ -9,7 +9,9 @@
   synthetically at the given length (random keys/values for the KV cache; for the liquid cache a real
   prefill of a few hundred tokens whose position counter is then moved to the context length);
 - greedy agreement: share of the first ``new_tokens`` greedy tokens equal to the original's, on ``prompts``
-  held-out prompts.
+  held-out prompts;
+- its noise floor (part ``noise``): the same agreement of the original with itself in bfloat16, float64 and
+  with eager instead of SDPA attention, and the original's top-1/top-2 margins along its greedy path.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _fresh_original() -> tuple[Any, Any]:
 
 
 MODELS = ("original", "pure_before", "pure_after", "hybrid_after")
-PARTS = ("ppl", "decode", "agreement")
+PARTS = ("ppl", "decode", "agreement", "noise")
 
 
 def _load(name: str, args: argparse.Namespace) -> Any:
@@ -128,6 +130,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["decode"] = _decode(models["original"], models["hybrid_after"], ids, args)
     if "agreement" in parts:
         result["greedy_agreement"] = _agreement(models, ids, args)
+    if "noise" in parts:
+        result["greedy_agreement_noise_floor"] = _noise_floor(models["original"], ids, args)
     return result
 
 
@@ -174,19 +178,80 @@ def _decode(original: Any, hybrid: Any, ids: torch.Tensor, args: argparse.Namesp
     return out
 
 
-def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+def _prompts(ids: torch.Tensor, args: argparse.Namespace) -> list[torch.Tensor]:
+    """The ``prompts`` held-out prompts of ``prompt_len`` tokens, evenly spaced over the held-out text."""
     stride = (len(ids) - args.prompt_len) // args.prompts
-    prompts = [ids[i * stride : i * stride + args.prompt_len] for i in range(args.prompts)]
+    return [ids[i * stride : i * stride + args.prompt_len] for i in range(args.prompts)]
+
+
+def agreement_shares(model: Any, prompts: list[torch.Tensor], reference: list[list[int]], new_tokens: int) -> dict:
+    """Share of ``model``'s first ``new_tokens`` greedy tokens equal to ``reference``'s, per prompt and mean."""
+    shares = []
+    for p, ref in zip(prompts, reference, strict=True):
+        got = greedy_tokens(model, p, new_tokens)
+        shares.append(sum(a == b for a, b in zip(got, ref, strict=False)) / new_tokens)
+    return {"mean": sum(shares) / len(shares), "per_prompt": shares}
+
+
+def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    prompts = _prompts(ids, args)
     reference = [greedy_tokens(models["original"], p, args.new_tokens) for p in prompts]
     out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
     for name in ("hybrid_after", "pure_after"):
         if name in models:
-            shares = []
-            for p, ref in zip(prompts, reference, strict=True):
-                got = greedy_tokens(models[name], p, args.new_tokens)
-                shares.append(sum(a == b for a, b in zip(got, ref, strict=False)) / args.new_tokens)
-            out[name] = {"mean": sum(shares) / len(shares), "per_prompt": shares}
+            out[name] = agreement_shares(models[name], prompts, reference, args.new_tokens)
             print("agreement", name, out[name]["mean"], flush=True)
+    return out
+
+
+def _variants(original: Any) -> dict[str, Any]:
+    """Copies of the original that compute the same function up to rounding (no quality change intended)."""
+    import copy
+
+    eager = copy.deepcopy(original)
+    eager.set_attn_implementation("eager")
+    return {
+        "original_bfloat16": copy.deepcopy(original).to(torch.bfloat16),
+        "original_float64": copy.deepcopy(original).to(torch.float64),
+        "original_eager_attention": eager,
+    }
+
+
+@torch.no_grad()
+def _path_margins(model: Any, prompt: torch.Tensor, ref: list[int]) -> tuple[list[float], list[float]]:
+    """The model's top-1 minus top-2 probability and logit at each position of its own greedy path."""
+    seq = torch.cat([prompt, torch.tensor(ref)])[None]
+    logits = model(input_ids=seq, use_cache=False).logits[0, len(prompt) - 1 : -1].float()
+    probs = logits.softmax(-1).topk(2, -1).values
+    top = logits.topk(2, -1).values
+    return (probs[:, 0] - probs[:, 1]).tolist(), (top[:, 0] - top[:, 1]).tolist()
+
+
+def _noise_floor(original: Any, ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    """Greedy agreement of the original with itself under rounding-level changes (dtype, attention kernel),
+    on the benchmark's prompts — how much of the metric a model of the same quality already loses — and the
+    original's top-1/top-2 margins along its greedy path (near-ties flip on any small perturbation)."""
+    prompts = _prompts(ids, args)
+    reference = [greedy_tokens(original, p, args.new_tokens) for p in prompts]
+    out: dict[str, Any] = {"reference": "original (float32, sdpa), as in greedy_agreement", "variants": {}}
+    for name, model in _variants(original).items():
+        out["variants"][name] = agreement_shares(model, prompts, reference, args.new_tokens)
+        print("noise floor", name, out["variants"][name]["mean"], flush=True)
+        del model
+    probs, logit_gaps = [], []
+    for p, ref in zip(prompts, reference, strict=True):
+        pm, lm = _path_margins(original, p, ref)
+        probs += pm
+        logit_gaps += lm
+    out["margins_on_greedy_path"] = {
+        "positions": len(probs),
+        "share_prob_margin_below_0.1": sum(m < 0.1 for m in probs) / len(probs),
+        "share_prob_margin_below_0.05": sum(m < 0.05 for m in probs) / len(probs),
+        "median_prob_margin": statistics.median(probs),
+        "share_logit_margin_below_0.1": sum(m < 0.1 for m in logit_gaps) / len(logit_gaps),
+        "median_logit_margin": statistics.median(logit_gaps),
+    }
+    print("margins", out["margins_on_greedy_path"], flush=True)
     return out
 
 
