@@ -53,7 +53,7 @@ def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
             g = hi // (h // hkv)
             for ti in range(t):
                 num, den = torch.zeros(d, dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-                beta = lp.mix_log_scale[hi].exp() if w > 0 else 1.0
+                beta = lp.mix_log_scale[hi].exp() if (w > 0 or attn.sinks > 0) else 1.0  # cancels otherwise
                 for s in range(ti + 1):
                     if not valid[bi, s]:
                         continue
@@ -78,7 +78,7 @@ def _mask4d(valid):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (3, 0), (3, 2)])
+@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (3, 0), (3, 2), (0, 2)])
 @pytest.mark.parametrize("padding", ["none", "left", "right"])
 def test_patched_attention_matches_float64_reference(arch, window, sinks, padding):
     model = tiny_model(arch, dtype=torch.float64)

@@ -50,7 +50,8 @@ def key_validity(attention_mask: Tensor | None, batch: int, length: int, device:
 
 
 class LiquidHybridAttention(nn.Module):
-    """Exact softmax over the last ``window`` tokens + the liquid recurrence for older ones (``window=0``: pure)."""
+    """Exact softmax over the last ``window`` tokens (and ``sinks`` first tokens) + the liquid recurrence for
+    the other keys (``window=0, sinks=0``: pure liquid; ``window=0, sinks=n``: n exact keys + the recurrence)."""
 
     def __init__(
         self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
@@ -59,8 +60,8 @@ class LiquidHybridAttention(nn.Module):
         super().__init__()
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
-        if sinks < 0 or (sinks > 0 and window == 0):
-            raise ValueError(f"sinks must be >= 0 and need window >= 1 (got sinks={sinks}, window={window})")
+        if sinks < 0:
+            raise ValueError(f"sinks must be >= 0, got {sinks}")
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -129,7 +130,7 @@ class LiquidHybridAttention(nn.Module):
         if layer is not None:
             layer.set_state(new_state)
         win = None
-        if self.window > 0:
+        if self.window > 0 or self.sinks > 0:  # an exact part: window keys and/or sink keys
             win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling, sinks)
         y = combine(win, lin.to(acc), self.liquid.mix_log_scale, self.head_dim)
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
@@ -162,13 +163,14 @@ class LiquidHybridAttention(nn.Module):
     def calibrate(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
         """Set ``β_h`` so the liquid mass equals the softmax's mass on the non-sink keys older than the window
         (median over queries of ``ln Σ_old e^{s_ts} - ln Σ_old w_ts`` on ``hidden`` ``[B, T, hidden]``, no
-        padding).
+        padding; at ``window = 0`` the older keys are every non-sink key up to and including ``t``).
 
         Without it the two masses start orders of magnitude apart (SmolLM2's logits reach 20+) and the liquid
-        part's gradient vanishes. Returns the new ``β`` (unchanged when ``window = 0`` or ``T <= window``).
+        part's gradient vanishes. Returns the new ``β`` (unchanged when there is no exact part — ``window = 0``
+        without sinks, where β cancels — or ``T <= window + sinks``).
         """
         b, t, _ = hidden.shape
-        if self.window == 0 or t <= self.window + self.sinks:
+        if (self.window == 0 and self.sinks == 0) or t <= self.window + self.sinks:
             return self.liquid.mix_log_scale.detach().clone()
         q, k, v = self._project(hidden, position_embeddings)
         valid = torch.ones((b, t), dtype=torch.bool, device=hidden.device)
