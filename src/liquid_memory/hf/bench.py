@@ -1,8 +1,8 @@
 """``liquid-memory bench --hf``: a linearized SmolLM2 against the original (table, JSON, PNG).
 
 - held-out perplexity (the essays of ``data.essays.HELDOUT_ESSAYS``) at several contexts, non-overlapping
-  windows each scored from its first token, for the original, pure liquid before / after linearization
-  and the hybrid after linearization;
+  windows each scored from its first token, for the original, pure liquid before / after linearization,
+  the hybrid after linearization and (optional, its own row) window 0 with sink keys after linearization;
 - linearization cost (tokens, CPU minutes) from each DIR's ``linearize_log.json``;
 - decode: per-token time and decode-state bytes at contexts 1K…32K, linearized hybrid vs the original
   with its KV cache. Decode cost depends on the cache's size, not its content, so the caches are made
@@ -91,7 +91,8 @@ def _fresh_original() -> tuple[Any, Any]:
     return load_smollm2()
 
 
-MODELS = ("original", "pure_before", "pure_after", "hybrid_after")
+MODELS = ("original", "pure_before", "pure_after", "hybrid_after", "window0_sinks_after")
+DIR_OPTION = {"pure_after": "pure", "hybrid_after": "hybrid", "window0_sinks_after": "window0_sinks"}
 PARTS = ("ppl", "decode", "agreement", "noise")
 
 
@@ -100,9 +101,9 @@ def _load(name: str, args: argparse.Namespace) -> Any:
         return load_smollm2()[0]
     if name == "pure_before":
         return patch_model(load_smollm2()[0], window=0)
-    path = args.pure if name == "pure_after" else args.hybrid
+    path = getattr(args, DIR_OPTION[name])
     if not path:
-        raise SystemExit(f"--{'pure' if name == 'pure_after' else 'hybrid'} DIR is needed for {name}")
+        raise SystemExit(f"--{DIR_OPTION[name].replace('_', '-')} DIR is needed for {name}")
     return from_pretrained(path)[0]
 
 
@@ -116,7 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names, parts = args.models.split(","), args.parts.split(",")
     result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
     result["linearization"] = {
-        name: read_config(path)["training"] for name, path in (("pure", args.pure), ("hybrid", args.hybrid)) if path
+        name: read_config(getattr(args, name))["training"]
+        for name in ("pure", "hybrid", "window0_sinks")
+        if getattr(args, name)
     }
     models = {name: _load(name, args) for name in names}
     if "ppl" in parts:
@@ -197,7 +200,7 @@ def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespa
     prompts = _prompts(ids, args)
     reference = [greedy_tokens(models["original"], p, args.new_tokens) for p in prompts]
     out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
-    for name in ("hybrid_after", "pure_after"):
+    for name in ("hybrid_after", "pure_after", "window0_sinks_after"):
         if name in models:
             out[name] = agreement_shares(models[name], prompts, reference, args.new_tokens)
             print("agreement", name, out[name]["mean"], flush=True)
@@ -266,8 +269,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ctx = sorted({c for name in names for c in result["perplexity"][name]}, key=int)
     for i, name in enumerate(names):
         rows = result["perplexity"][name]
-        xs = [ctx.index(c) + (i - len(names) / 2 + 0.5) * 0.2 for c in rows]
-        axes[0].bar(xs, [rows[c]["ppl"] for c in rows], width=0.2, label=name)
+        width = 0.8 / len(names)
+        xs = [ctx.index(c) + (i - len(names) / 2 + 0.5) * width for c in rows]
+        axes[0].bar(xs, [rows[c]["ppl"] for c in rows], width=width, label=name)
     axes[0].set_xticks(range(len(ctx)), ctx)
     axes[0].set(yscale="log", xlabel="context (tokens)", ylabel="held-out perplexity", title="perplexity")
     axes[0].legend(fontsize=7)
@@ -289,7 +293,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="liquid-memory bench --hf", description=__doc__)
     p.add_argument("--hybrid", help="DIR of the linearized hybrid (window 64)")
-    p.add_argument("--pure", help="DIR of the linearized pure liquid model (window 0)")
+    p.add_argument("--pure", help="DIR of the linearized pure liquid model (window 0, no sinks)")
+    p.add_argument("--window0-sinks", help="DIR of a linearized window-0 model WITH sink keys (its own row, not pure)")
     p.add_argument("--contexts", default="512,2048,8192")
     p.add_argument("--max-eval-tokens", type=int, default=8192, help="tokens scored per context and model")
     p.add_argument("--decode-contexts", default="1024,4096,16384,32768")
