@@ -221,10 +221,13 @@ def _variants(original: Any) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _path_logits(model: Any, prompt: torch.Tensor, ref: list[int]) -> torch.Tensor:
-    """``[len(ref), vocab]`` fp32 logits predicting each token of ``ref`` (teacher-forced after ``prompt``)."""
+def _path_logits(model: Any, prompt: torch.Tensor, ref: list[int]) -> tuple[torch.Tensor, float]:
+    """``([len(ref), vocab] fp32 logits predicting each token of ref, summed NLL of the prompt's own tokens)``:
+    one teacher-forced forward over prompt + ref (the prompt is held-out text, so its NLL is a perplexity)."""
     seq = torch.cat([prompt, torch.tensor(ref)])[None]
-    return model(input_ids=seq, use_cache=False).logits[0, len(prompt) - 1 : -1].float()
+    logits = model(input_ids=seq, use_cache=False).logits[0].float()
+    nll = torch.nn.functional.cross_entropy(logits[: len(prompt) - 1], prompt[1:], reduction="sum").item()
+    return logits[len(prompt) - 1 : -1], nll
 
 
 def _noise_floor(original: Any, ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
@@ -234,23 +237,28 @@ def _noise_floor(original: Any, ids: torch.Tensor, args: argparse.Namespace) -> 
     and the original's top-1/top-2 margins along that path (near-ties flip on any small perturbation)."""
     prompts = _prompts(ids, args)
     reference = [greedy_tokens(original, p, args.new_tokens) for p in prompts]
-    paths = [_path_logits(original, p, ref) for p, ref in zip(prompts, reference, strict=True)]
+    scored = [_path_logits(original, p, ref) for p, ref in zip(prompts, reference, strict=True)]
+    paths, text_tokens = [lg for lg, _ in scored], sum(len(p) - 1 for p in prompts)
+    ppl = math.exp(sum(nll for _, nll in scored) / text_tokens)
     own = [(lg.argmax(-1) == torch.tensor(ref)).float().mean().item() for lg, ref in zip(paths, reference, strict=True)]
     out: dict[str, Any] = {
         "reference": "original (float32, sdpa), as in greedy_agreement",
         # teacher-forced (one full forward) vs generate (KV-cache decode): rounding can flip the original's own ties
         "reference_top1_on_own_greedy_path": sum(own) / len(own),
+        "reference_ppl_on_prompts": {"ppl": ppl, "tokens": text_tokens},
         "variants": {},
     }
     for name, model in _variants(original).items():
         row = agreement_shares(model, prompts, reference, args.new_tokens)
-        hits = [
-            (_path_logits(model, p, ref).argmax(-1) == torch.tensor(ref)).float().mean().item()
-            for p, ref in zip(prompts, reference, strict=True)
-        ]
+        hits, nll = [], 0.0
+        for p, ref in zip(prompts, reference, strict=True):
+            logits, part = _path_logits(model, p, ref)
+            hits.append((logits.argmax(-1) == torch.tensor(ref)).float().mean().item())
+            nll += part
         row["top1_on_greedy_path"] = sum(hits) / len(hits)
+        row["ppl_ratio_on_prompts"] = math.exp(nll / text_tokens) / ppl  # same held-out tokens as the reference's
         out["variants"][name] = row
-        print("noise floor", name, row["mean"], row["top1_on_greedy_path"], flush=True)
+        print("noise floor", name, {k: v for k, v in row.items() if k != "per_prompt"}, flush=True)
         del model
     logits = torch.cat(paths)
     probs, top = logits.softmax(-1).topk(2, -1).values, logits.topk(2, -1).values
