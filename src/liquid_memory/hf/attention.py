@@ -172,6 +172,16 @@ class LiquidHybridAttention(nn.Module):
         b, t, _ = hidden.shape
         if (self.window == 0 and self.sinks == 0) or t <= self.window + self.sinks:
             return self.liquid.mix_log_scale.detach().clone()
+        beta = self.log_mass_ratio(hidden, position_embeddings).median(dim=1).values
+        self.liquid.mix_log_scale.copy_(beta)
+        return beta
+
+    @torch.no_grad()
+    def log_mass_ratio(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
+        """``[H, N]``: per head and query (``B × (T - window - sinks)`` queries, no padding) the β that would make
+        this query's liquid mass equal the softmax's mass on its older non-sink keys, ``ln Σ_old e^{s_ts} -
+        ln Σ_old w_ts`` (``calibrate`` takes the median; its spread says how far one β per head is from each query)."""
+        b, t, _ = hidden.shape
         q, k, v = self._project(hidden, position_embeddings)
         valid = torch.ones((b, t), dtype=torch.bool, device=hidden.device)
         not_sink = ~sink_mask(valid, self.sinks)
@@ -184,9 +194,7 @@ class LiquidHybridAttention(nn.Module):
         pos = torch.arange(t, device=hidden.device)
         old = (pos[None, :] <= pos[:, None] - self.window)[None, None] & not_sink[:, None, None, :]
         lse_old = scores.masked_fill(~old, float("-inf")).logsumexp(-1)[:, :, self.window + self.sinks :]
-        beta = (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1).median(dim=1).values
-        self.liquid.mix_log_scale.copy_(beta)
-        return beta
+        return (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1)
 
     def softmax_forward(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor], attention_mask) -> Tensor:
         """The original layer's full causal softmax attention (SDPA, GQA), no cache: the teacher."""
