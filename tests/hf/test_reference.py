@@ -120,3 +120,25 @@ def test_window_zero_has_no_softmax_part_and_large_window_is_softmax():
     patch_model(model, window=64, backend="naive")
     perturb_liquid(model)
     assert rel_err(model(ids, use_cache=False).logits, want) < 1e-12
+
+
+def test_combine_takes_one_beta_per_head_or_per_query():
+    """β ``[H]`` and the same values spread to ``[B, H, T]`` give the same output; a different query's β changes
+    only that query's row."""
+    from liquid_memory.hf.hybrid import combine
+
+    gen = torch.Generator().manual_seed(0)
+    b, h, t, d = 2, 3, 5, 4
+    win = (
+        torch.randn(b, h, t, d, generator=gen),
+        torch.rand(b, h, t, generator=gen) + 0.5,
+        torch.randn(b, h, t, generator=gen),
+    )
+    lin = torch.cat([torch.randn(b, h, t, d, generator=gen), torch.rand(b, h, t, 1, generator=gen) + 0.1], -1)
+    beta = torch.randn(h, generator=gen)
+    per_query = beta[None, :, None].expand(b, h, t).clone()
+    want = combine(win, lin, beta, d)
+    assert torch.equal(combine(win, lin, per_query, d), want)
+    per_query[1, 2, 3] += 2.0
+    diff = (combine(win, lin, per_query, d) - want).abs().sum(-1)
+    assert diff[1, 2, 3] > 1e-3 and diff.sum() == diff[1, 2, 3]

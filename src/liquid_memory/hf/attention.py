@@ -132,9 +132,13 @@ class LiquidHybridAttention(nn.Module):
         win = None
         if self.window > 0 or self.sinks > 0:  # an exact part: window keys and/or sink keys
             win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling, sinks)
-        y = combine(win, lin.to(acc), self.liquid.mix_log_scale, self.head_dim)
+        y = combine(win, lin.to(acc), self.mix_scale(hidden_states), self.head_dim)
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
+
+    def mix_scale(self, hidden: Tensor) -> Tensor:
+        """β of the shared normaliser: ``[H]`` (one per head; a subclass may return ``[B, H, T]``, per query)."""
+        return self.liquid.mix_log_scale
 
     def _sinks(self, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, layer: Any, seen_before: int):
         """``(sinks for window_part or None, [B, L] validity for the liquid part)`` (see ``sinks.py``).

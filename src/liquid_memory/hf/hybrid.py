@@ -157,12 +157,14 @@ def liquid_part(phi_q, phi_k, v, log_a, valid, n_cached, window, state, backend)
 
 
 def combine(win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scale: Tensor, head_dim: int) -> Tensor:
-    """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query."""
+    """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query;
+    ``mix_log_scale``: β ``[H]``, or ``[B, H, T]`` (one per query)."""
     num, den = lin[..., :head_dim], lin[..., head_dim].clamp_min(0.0)
     if win is None:
         return num / (den + TINY).unsqueeze(-1)
     a, z, m = win
-    log_w = mix_log_scale.view(1, -1, 1).to(den.dtype) + torch.log(den.clamp_min(TINY))
+    beta = mix_log_scale.view(1, -1, 1) if mix_log_scale.dim() == 1 else mix_log_scale  # per head or per query
+    log_w = beta.to(den.dtype) + torch.log(den.clamp_min(TINY))
     c = torch.maximum(m, log_w)
     wa, wl = torch.exp(m - c), torch.exp(log_w - c)
     numer = wa.unsqueeze(-1) * a + (wl / den.clamp_min(TINY)).unsqueeze(-1) * num
