@@ -8,7 +8,8 @@ relative MSE ``‖out − softmax‖² / ‖softmax‖²`` on one held-out 2048-
         '[{"tag": "s4_L2048", "sinks": 4, "seq": 2048, "steps": 64, "lr": 0.01}]' 4,14,18,23
 Variant keys: tag, sinks, seq (training length), steps, lr, warmup, mhl (max initial half-life), window (64),
 qbeta (false: one β per head; true: β_h + a linear function of the layer's input per query, zero-initialised, trained
-with the rest — the per-query scale that window 0 + sinks lacks, results/hf_smollm2/window0_sinks.txt).
+with the rest — the per-query scale that window 0 + sinks lacks, results/hf_smollm2/window0_sinks.txt), qbeta_lr
+(that map's learning rate, default lr).
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def main() -> None:
                 tgt = torch.cat([attn.softmax_forward(x[i : i + 1], pe(seq), None) for i in range(len(x))])
                 etg = {n: attn.softmax_forward(e[j], pe(n), None) for n, e in evals.items()}
             attn.calibrate(x[:4], pe(seq))
-            opt = torch.optim.Adam(attn.liquid.parameters(), lr=v["lr"])
+            extra = list(attn.liquid.query_beta.parameters()) if v.get("qbeta") else []
+            rest = [p for p in attn.liquid.parameters() if all(p is not e for e in extra)]
+            groups = [{"params": rest}] + ([{"params": extra, "lr": v.get("qbeta_lr", v["lr"])}] if extra else [])
+            opt = torch.optim.Adam(groups, lr=v["lr"])
             warm, steps = v.get("warmup", 0), v["steps"]
 
             def factor(s: int, warm: int = warm, steps: int = steps) -> float:
