@@ -6,7 +6,10 @@ relative MSE ``‖out − softmax‖² / ‖softmax‖²`` on one held-out 2048-
 
     OMP_NUM_THREADS=1 LM_PRIVATE_KEY_FILE=.lm-demo.key python tools/hf_stage1_pilot.py \\
         '[{"tag": "s4_L2048", "sinks": 4, "seq": 2048, "steps": 64, "lr": 0.01}]' 4,14,18,23
-Variant keys: tag, sinks, seq (training length), steps, lr, warmup, mhl (max initial half-life).
+Variant keys: tag, sinks, seq (training length), steps, lr, warmup, mhl (max initial half-life), window (64),
+qbeta (false: one β per head; true: β_h + a linear function of the layer's input per query, zero-initialised, trained
+with the rest — the per-query scale that window 0 + sinks lacks, results/hf_smollm2/window0_sinks.txt), qbeta_lr
+(that map's learning rate, default lr).
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 TRAIN_TOKENS = 16384
 EVAL_LENGTHS = (2048, 4096)
+
+
+class QueryBeta(LiquidHybridAttention):
+    """β per query: ``β_h + W_h x_t`` (``W`` zero at the start, so it starts as the per-head calibrated β)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.liquid.query_beta = nn.Linear(self.config.hidden_size, self.num_heads, bias=False)
+        nn.init.zeros_(self.liquid.query_beta.weight)
+
+    def mix_scale(self, hidden: torch.Tensor) -> torch.Tensor:
+        extra = self.liquid.query_beta(hidden.float()).transpose(1, 2)  # [B, H, T]
+        return self.liquid.mix_log_scale[None, :, None] + extra
 
 
 def main() -> None:
@@ -55,15 +71,18 @@ def main() -> None:
         torch.manual_seed(0)
         res = {}
         for j, li in enumerate(layers):
-            attn = LiquidHybridAttention(
-                inner.layers[li].self_attn, 64, sinks=v.get("sinks", 0), max_half_life=v.get("mhl")
-            )
+            cls = QueryBeta if v.get("qbeta") else LiquidHybridAttention
+            window, sinks = v.get("window", 64), v.get("sinks", 0)
+            attn = cls(inner.layers[li].self_attn, window, sinks=sinks, max_half_life=v.get("mhl"))
             x, seq = caches[v["seq"]][j], v["seq"]
             with torch.no_grad():
                 tgt = torch.cat([attn.softmax_forward(x[i : i + 1], pe(seq), None) for i in range(len(x))])
                 etg = {n: attn.softmax_forward(e[j], pe(n), None) for n, e in evals.items()}
             attn.calibrate(x[:4], pe(seq))
-            opt = torch.optim.Adam(attn.liquid.parameters(), lr=v["lr"])
+            extra = list(attn.liquid.query_beta.parameters()) if v.get("qbeta") else []
+            rest = [p for p in attn.liquid.parameters() if all(p is not e for e in extra)]
+            groups = [{"params": rest}] + ([{"params": extra, "lr": v.get("qbeta_lr", v["lr"])}] if extra else [])
+            opt = torch.optim.Adam(groups, lr=v["lr"])
             warm, steps = v.get("warmup", 0), v["steps"]
 
             def factor(s: int, warm: int = warm, steps: int = steps) -> float:

@@ -15,7 +15,8 @@ from liquid_memory.errors import LiquidMemoryError
 
 OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8 explains the recipe)
     "window": "exact softmax over the last WINDOW tokens, liquid recurrence for older ones (0 = pure liquid)",
-    "sinks": "first real tokens kept as exact softmax keys for every query (ignored at window 0)",
+    "sinks": "first real tokens kept as exact softmax keys for every query (unset: 4 with a window, 0 at window 0 "
+    "= pure liquid; set at window 0: SINKS exact keys + the recurrence)",
     "max_half_life": "the decay's initial half-lives span 1..MAX_HALF_LIFE tokens",
     "seq_len": "stage 1: length of each training sequence (tokens)",
     "max_train_tokens": "stage 1: use the first MAX_TRAIN_TOKENS // SEQ_LEN sequences of the training text",
@@ -58,7 +59,7 @@ def add_linearize(sub: argparse._SubParsersAction) -> None:
         choices = {"lora_objective": LORA_OBJECTIVES, "lora_targets": tuple(LORA_TARGET_SETS)}.get(f.name)
         p.add_argument(
             "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices,
-            help=f"{OPTION_HELP[f.name]} (default: {getattr(defaults, f.name)})",
+            help=OPTION_HELP[f.name] + ("" if f.name == "sinks" else f" (default: {getattr(defaults, f.name)})"),
         )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def _greedy_by_recomputation(model, ids, attention_mask, steps):
     return ids
 
 
-@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (4, 0), (4, 2)])
+@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (4, 0), (4, 2), (0, 2)])
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_generate_with_cache_equals_full_recomputation(arch, window, sinks):
     model = _patched(arch, window, sinks=sinks)
@@ -38,10 +38,10 @@ def test_generate_with_cache_equals_full_recomputation(arch, window, sinks):
     assert torch.equal(out, _greedy_by_recomputation(model, ids, mask, 12))
 
 
-@pytest.mark.parametrize(("sinks", "first"), [(0, 6), (2, 6), (3, 2)])
-def test_incremental_logits_equal_full_forward(sinks, first):
-    """A prefill, a chunk, then single tokens; (3, 2): the sinks are completed after the prefill."""
-    model = _patched(window=4, sinks=sinks)
+@pytest.mark.parametrize(("window", "sinks", "first"), [(4, 0, 6), (4, 2, 6), (4, 3, 2), (0, 2, 6), (0, 3, 2)])
+def test_incremental_logits_equal_full_forward(window, sinks, first):
+    """A prefill, a chunk, then single tokens; (_, 3, 2): the sinks are completed after the prefill."""
+    model = _patched(window=window, sinks=sinks)
     ids = torch.randint(3, 61, (2, 15), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -54,9 +54,9 @@ def test_incremental_logits_equal_full_forward(sinks, first):
     assert cache.get_seq_length() == 15
 
 
-@pytest.mark.parametrize("sinks", [0, 2])
-def test_batched_left_padding_equals_one_by_one(sinks):
-    model = _patched(window=4, sinks=sinks)
+@pytest.mark.parametrize(("window", "sinks"), [(4, 0), (4, 2), (0, 2)])
+def test_batched_left_padding_equals_one_by_one(window, sinks):
+    model = _patched(window=window, sinks=sinks)
     gen = torch.Generator().manual_seed(3)
     prompts = [torch.randint(3, 61, (n,), generator=gen) for n in (10, 4, 7)]
     width = max(len(p) for p in prompts)
@@ -82,9 +82,9 @@ def test_sampling_uses_the_cache_and_matches_recomputation():
     assert cached.shape == (2, 18)
 
 
-@pytest.mark.parametrize("sinks", [0, 2])
-def test_decode_state_does_not_grow(sinks):
-    model = _patched(window=4, sinks=sinks)
+@pytest.mark.parametrize(("window", "sinks"), [(4, 0), (4, 2), (0, 2)])
+def test_decode_state_does_not_grow(window, sinks):
+    model = _patched(window=window, sinks=sinks)
     cache = LiquidHybridCache(model)
     ids = torch.randint(3, 61, (1, 40), generator=torch.Generator().manual_seed(5))
     sizes = []
@@ -95,7 +95,8 @@ def test_decode_state_does_not_grow(sinks):
             sizes.append(cache.nbytes())
     assert len(set(sizes)) == 1 and sizes[0] > 0
     layer = cache.layers[0]
-    assert isinstance(layer, LiquidCacheLayer) and layer.keys.shape[-2] == 3  # window - 1 keys held
+    assert isinstance(layer, LiquidCacheLayer) and layer.keys.shape[-2] == max(window - 1, 0)  # window - 1 held
+    assert (layer.sinks is not None and layer.sinks[0].shape[2] == sinks) if sinks else layer.sinks is None
     assert cache.get_seq_length() == 40
 
 

@@ -165,3 +165,30 @@ def test_mlp_lora_targets_are_trained_merged_and_reloaded(tmp_path):
 def test_unknown_lora_targets_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="lora_targets"):
         _config(tmp_path, lora_targets="everything")
+
+
+def test_sinks_default_by_window_and_explicit_sinks_at_window_zero():
+    assert LinearizeConfig().sinks == 4 and LinearizeConfig(window=0).sinks == 0  # unset: pure liquid at window 0
+    assert LinearizeConfig(window=0, sinks=2).sinks == 2
+    with pytest.raises(ValueError, match="sinks"):
+        LinearizeConfig(sinks=-1)
+
+
+def test_window_zero_with_sinks_calibrates_trains_and_reloads(tmp_path):
+    """window 0 + 2 sink keys: β is calibrated (it no longer cancels), stage 1 lowers the MSE, DIR reloads."""
+    base = tiny_model()
+    base.save_pretrained(tmp_path / "base")
+    model = tiny_model()
+    cfg = _config(tmp_path / "base", window=0, sinks=2)
+    log = linearize(model, DigitTokenizer(), _text(), tmp_path / "out", cfg, progress=False, backend="chunked")
+    assert all(layer.self_attn.window == 0 and layer.self_attn.sinks == 2 for layer in model.model.layers)
+    for layer, entry in log["stage1"].items():
+        first, last = entry["losses"][0], sum(entry["losses"][-3:]) / 3
+        assert last < 0.9 * first, f"layer {layer}: MSE {first:.3g} -> {last:.3g}"
+    beta = model.model.layers[0].self_attn.liquid.mix_log_scale
+    assert bool((beta != 0).all()) and bool(torch.isfinite(beta).all())
+    loaded = from_pretrained(tmp_path / "out", backend="chunked")[0]
+    assert loaded.model.layers[0].self_attn.sinks == 2
+    ids = torch.randint(3, 61, (1, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)

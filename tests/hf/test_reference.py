@@ -53,7 +53,7 @@ def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
             g = hi // (h // hkv)
             for ti in range(t):
                 num, den = torch.zeros(d, dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-                beta = lp.mix_log_scale[hi].exp() if w > 0 else 1.0
+                beta = lp.mix_log_scale[hi].exp() if (w > 0 or attn.sinks > 0) else 1.0  # cancels otherwise
                 for s in range(ti + 1):
                     if not valid[bi, s]:
                         continue
@@ -78,7 +78,7 @@ def _mask4d(valid):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (3, 0), (3, 2)])
+@pytest.mark.parametrize(("window", "sinks"), [(0, 0), (3, 0), (3, 2), (0, 2)])
 @pytest.mark.parametrize("padding", ["none", "left", "right"])
 def test_patched_attention_matches_float64_reference(arch, window, sinks, padding):
     model = tiny_model(arch, dtype=torch.float64)
@@ -120,3 +120,25 @@ def test_window_zero_has_no_softmax_part_and_large_window_is_softmax():
     patch_model(model, window=64, backend="naive")
     perturb_liquid(model)
     assert rel_err(model(ids, use_cache=False).logits, want) < 1e-12
+
+
+def test_combine_takes_one_beta_per_head_or_per_query():
+    """β ``[H]`` and the same values spread to ``[B, H, T]`` give the same output; a different query's β changes
+    only that query's row."""
+    from liquid_memory.hf.hybrid import combine
+
+    gen = torch.Generator().manual_seed(0)
+    b, h, t, d = 2, 3, 5, 4
+    win = (
+        torch.randn(b, h, t, d, generator=gen),
+        torch.rand(b, h, t, generator=gen) + 0.5,
+        torch.randn(b, h, t, generator=gen),
+    )
+    lin = torch.cat([torch.randn(b, h, t, d, generator=gen), torch.rand(b, h, t, 1, generator=gen) + 0.1], -1)
+    beta = torch.randn(h, generator=gen)
+    per_query = beta[None, :, None].expand(b, h, t).clone()
+    want = combine(win, lin, beta, d)
+    assert torch.equal(combine(win, lin, per_query, d), want)
+    per_query[1, 2, 3] += 2.0
+    diff = (combine(win, lin, per_query, d) - want).abs().sum(-1)
+    assert diff[1, 2, 3] > 1e-3 and diff.sum() == diff[1, 2, 3]

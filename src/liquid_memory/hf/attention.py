@@ -50,7 +50,8 @@ def key_validity(attention_mask: Tensor | None, batch: int, length: int, device:
 
 
 class LiquidHybridAttention(nn.Module):
-    """Exact softmax over the last ``window`` tokens + the liquid recurrence for older ones (``window=0``: pure)."""
+    """Exact softmax over the last ``window`` tokens (and ``sinks`` first tokens) + the liquid recurrence for
+    the other keys (``window=0, sinks=0``: pure liquid; ``window=0, sinks=n``: n exact keys + the recurrence)."""
 
     def __init__(
         self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
@@ -59,8 +60,8 @@ class LiquidHybridAttention(nn.Module):
         super().__init__()
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
-        if sinks < 0 or (sinks > 0 and window == 0):
-            raise ValueError(f"sinks must be >= 0 and need window >= 1 (got sinks={sinks}, window={window})")
+        if sinks < 0:
+            raise ValueError(f"sinks must be >= 0, got {sinks}")
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -129,11 +130,15 @@ class LiquidHybridAttention(nn.Module):
         if layer is not None:
             layer.set_state(new_state)
         win = None
-        if self.window > 0:
+        if self.window > 0 or self.sinks > 0:  # an exact part: window keys and/or sink keys
             win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling, sinks)
-        y = combine(win, lin.to(acc), self.liquid.mix_log_scale, self.head_dim)
+        y = combine(win, lin.to(acc), self.mix_scale(hidden_states), self.head_dim)
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
+
+    def mix_scale(self, hidden: Tensor) -> Tensor:
+        """β of the shared normaliser: ``[H]`` (one per head; a subclass may return ``[B, H, T]``, per query)."""
+        return self.liquid.mix_log_scale
 
     def _sinks(self, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, layer: Any, seen_before: int):
         """``(sinks for window_part or None, [B, L] validity for the liquid part)`` (see ``sinks.py``).
@@ -162,14 +167,25 @@ class LiquidHybridAttention(nn.Module):
     def calibrate(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
         """Set ``β_h`` so the liquid mass equals the softmax's mass on the non-sink keys older than the window
         (median over queries of ``ln Σ_old e^{s_ts} - ln Σ_old w_ts`` on ``hidden`` ``[B, T, hidden]``, no
-        padding).
+        padding; at ``window = 0`` the older keys are every non-sink key up to and including ``t``).
 
         Without it the two masses start orders of magnitude apart (SmolLM2's logits reach 20+) and the liquid
-        part's gradient vanishes. Returns the new ``β`` (unchanged when ``window = 0`` or ``T <= window``).
+        part's gradient vanishes. Returns the new ``β`` (unchanged when there is no exact part — ``window = 0``
+        without sinks, where β cancels — or ``T <= window + sinks``).
         """
         b, t, _ = hidden.shape
-        if self.window == 0 or t <= self.window + self.sinks:
+        if (self.window == 0 and self.sinks == 0) or t <= self.window + self.sinks:
             return self.liquid.mix_log_scale.detach().clone()
+        beta = self.log_mass_ratio(hidden, position_embeddings).median(dim=1).values
+        self.liquid.mix_log_scale.copy_(beta)
+        return beta
+
+    @torch.no_grad()
+    def log_mass_ratio(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> Tensor:
+        """``[H, N]``: per head and query (``B × (T - window - sinks)`` queries, no padding) the β that would make
+        this query's liquid mass equal the softmax's mass on its older non-sink keys, ``ln Σ_old e^{s_ts} -
+        ln Σ_old w_ts`` (``calibrate`` takes the median; its spread says how far one β per head is from each query)."""
+        b, t, _ = hidden.shape
         q, k, v = self._project(hidden, position_embeddings)
         valid = torch.ones((b, t), dtype=torch.bool, device=hidden.device)
         not_sink = ~sink_mask(valid, self.sinks)
@@ -182,9 +198,7 @@ class LiquidHybridAttention(nn.Module):
         pos = torch.arange(t, device=hidden.device)
         old = (pos[None, :] <= pos[:, None] - self.window)[None, None] & not_sink[:, None, None, :]
         lse_old = scores.masked_fill(~old, float("-inf")).logsumexp(-1)[:, :, self.window + self.sinks :]
-        beta = (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1).median(dim=1).values
-        self.liquid.mix_log_scale.copy_(beta)
-        return beta
+        return (lse_old - log_d).transpose(0, 1).reshape(self.num_heads, -1)
 
     def softmax_forward(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor], attention_mask) -> Tensor:
         """The original layer's full causal softmax attention (SDPA, GQA), no cache: the teacher."""

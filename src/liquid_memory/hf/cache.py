@@ -3,7 +3,8 @@
 Per layer, ``LiquidCacheLayer`` (a ``LinearAttentionAndSlidingWindowAttentionLayer``) holds:
 - the last ``window - 1`` keys (after RoPE) and ``[v | log_a]`` of those tokens (the sliding-window half;
   ``log_a`` rides along because a key's decay enters the state only when it leaves the window), and
-- the recurrent state ``S`` ``[B, Hkv, 2d, 2d]`` fp32 (the linear-attention half, ``recurrent_states[0]``).
+- the recurrent state ``S`` ``[B, Hkv, 2d, 2d]`` fp32 (the linear-attention half, ``recurrent_states[0]``),
+- with sinks, the ``n_sink`` sink keys and values (at ``window = 0`` they are the only keys held).
 Its size never depends on the context length. ``get_seq_length`` counts every token seen (generation
 needs the position), ``get_mask_sizes`` describes only the keys actually held.
 

@@ -10,6 +10,7 @@ LORA_TARGET_SETS = {  # stage 2: the projections LoRA adapts in every decoder la
     "attn": LORA_TARGETS,
     "attn_mlp": LORA_TARGETS + ("gate_proj", "up_proj", "down_proj"),
 }
+DEFAULT_SINKS = 4  # sinks with a window when none are given
 LORA_OBJECTIVES = ("distill", "next_token")  # stage 2: KL to the original model's next-token distribution, or LM loss
 
 
@@ -18,7 +19,9 @@ class LinearizeConfig:
     """Defaults sized for SmolLM2-135M on a shared 2-core CPU (see README_INTEGRATION.md for timings)."""
 
     window: int = 64
-    sinks: int = 4  # first real tokens kept as exact softmax keys (hf/sinks.py); none when window = 0
+    # first real tokens kept as exact softmax keys (hf/sinks.py); None = DEFAULT_SINKS with a window, 0 at
+    # window 0 (pure liquid); an explicit value is honoured at window 0 too (n exact keys + the recurrence)
+    sinks: int | None = None
     max_half_life: float = 4096.0  # the decay's initial half-lives span 1…max_half_life tokens
     seq_len: int = 2048
     max_train_tokens: int = 32768  # stage-1 sequences: the first max_train_tokens // seq_len of the text
@@ -40,6 +43,10 @@ class LinearizeConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.sinks is None:
+            self.sinks = DEFAULT_SINKS if self.window > 0 else 0
+        if self.sinks < 0:
+            raise ValueError(f"sinks must be >= 0, got {self.sinks}")
         if self.lora_objective not in LORA_OBJECTIVES:
             raise ValueError(f"lora_objective must be one of {', '.join(LORA_OBJECTIVES)}, got {self.lora_objective!r}")
         if self.lora_targets not in LORA_TARGET_SETS:

@@ -12,12 +12,14 @@ learned per-head log-scale ``β_h`` that puts the liquid mass on the softmax mas
 the DESIGN.md §2 recurrence read with a delay of ``W`` tokens: ``S_j = diag(a_j) S_{j-1} + φ_k(k_j) [v_j, 1]^T``
 and ``Σ_old w_ts [v_s, 1] = S_{t-W}^T φ_q(q_t)`` — the appended 1 carries the normaliser, so one
 ``liquid_scan`` gives numerator and denominator. ``W = 0`` (pure liquid): ``y_t = N_t / D_t`` with
-``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels).
+``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels). ``W = 0`` with sinks: the same
+formula for ``y_t`` with the sink keys as the only exact keys and every other key ``s ≤ t`` in the
+recurrence (``w_ts = φ_q(q_t) · (Π_{r=s+1..t, r∉σ} a_r ⊙ φ_k(k_s))``, read from ``S_t``); β no longer cancels.
 
 Evaluated stably: with ``m_t = max_exact s_ts`` and ``c_t = max(m_t, β_h + ln D_t)`` every exponent is ≤ 0.
 Padded keys contribute nothing (``φ_k = 0``, ``v = 0``, ``a = 1``); a query that sees no key returns 0. Sink
 keys enter the recurrence exactly like padded ones (no contribution, no decay): they are exact keys instead.
-Sinks need ``W ≥ 1``.
+With ``W = 0`` the exact part is the sinks alone (the state still has a constant size: ``n_sink`` keys).
 The state is fp32 (float64 in float64 runs) and per KV head: the ``G`` query heads of a group read the
 same state — the kernel reads one query per step, so the group's queries go in ``G`` sub-steps whose
 key is zero and decay one (the state does not change between them).
@@ -57,7 +59,8 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
     a_out, z_out, m_out = [], [], []
     for i0 in range(0, t, QUERY_BLOCK):
         i1 = min(t, i0 + QUERY_BLOCK)
-        j0, j1 = max(0, n_cached + i0 - window + 1), n_cached + i1
+        j1 = n_cached + i1
+        j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
         scores = torch.einsum("bkgtd,bksd->bkgts", qg[:, :, :, i0:i1], k[:, :, j0:j1]) * scaling
         qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
         kpos = torch.arange(j0, j1, device=q.device)[None, :]
@@ -154,12 +157,14 @@ def liquid_part(phi_q, phi_k, v, log_a, valid, n_cached, window, state, backend)
 
 
 def combine(win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scale: Tensor, head_dim: int) -> Tensor:
-    """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query."""
+    """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query;
+    ``mix_log_scale``: β ``[H]``, or ``[B, H, T]`` (one per query)."""
     num, den = lin[..., :head_dim], lin[..., head_dim].clamp_min(0.0)
     if win is None:
         return num / (den + TINY).unsqueeze(-1)
     a, z, m = win
-    log_w = mix_log_scale.view(1, -1, 1).to(den.dtype) + torch.log(den.clamp_min(TINY))
+    beta = mix_log_scale.view(1, -1, 1) if mix_log_scale.dim() == 1 else mix_log_scale  # per head or per query
+    log_w = beta.to(den.dtype) + torch.log(den.clamp_min(TINY))
     c = torch.maximum(m, log_w)
     wa, wl = torch.exp(m - c), torch.exp(log_w - c)
     numer = wa.unsqueeze(-1) * a + (wl / den.clamp_min(TINY)).unsqueeze(-1) * num

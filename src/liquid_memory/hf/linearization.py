@@ -259,8 +259,7 @@ def linearize(
             teacher = copy.deepcopy(model).eval()  # the unpatched original: stage 2's target distribution
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        sinks = config.sinks if config.window > 0 else 0  # pure liquid has no exact part to hold sinks
-        patch_model(model, window=config.window, backend=backend, sinks=sinks,
+        patch_model(model, window=config.window, backend=backend, sinks=config.sinks,
                     max_half_life=config.max_half_life)  # fmt: skip
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")

@@ -26,7 +26,8 @@ def patch_model(
     ``window``: exact softmax over the last ``window`` tokens, the liquid recurrence for older ones (``0`` =
     pure liquid). ``backend``: the ``liquid_scan`` backend (``None``: ``LM_BACKEND`` or the licensed ``cpp``
     kernel; ``"reference"``/``"naive"`` are the unlicensed pure-PyTorch paths). ``sinks``: the first ``sinks``
-    real tokens stay exact softmax keys for every query (``hf/sinks.py``; needs ``window >= 1``).
+    real tokens stay exact softmax keys for every query (``hf/sinks.py``; with ``window=0`` they are the only
+    exact keys and every other key goes through the recurrence — not "pure liquid" any more).
     ``max_half_life``: the decay's initial half-lives span 1…``max_half_life`` tokens (default 4096). The new
     parameters are initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call
     ``linearize`` or load trained ones with ``from_pretrained``. Returns the same model object.

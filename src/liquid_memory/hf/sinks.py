@@ -6,7 +6,8 @@ Pretrained softmax models park a large, context-independent share of their atten
 the first ``n`` non-padded keys exact beside the sliding window: they take part in the window part's
 softmax for every query (once: a sink still inside the window counts as a window key), and they never
 enter the liquid state (treated there like padding: no contribution, no decay). The decode cache keeps
-their rotated keys and values — ``n`` tokens, a constant size.
+their rotated keys and values — ``n`` tokens, a constant size. With ``window = 0`` the sinks are the only
+exact keys: each query reads them by softmax and every other key (itself included) from the state.
 
 Positions here are indices into the key tensor of the current call (``k``: cached window keys followed by
 the new keys); a stored sink older than the cached window has a negative index.

@@ -1,0 +1,24 @@
+"""The benchmark's greedy-agreement metric (hf/bench.py) on tiny models: identical model -> 1, per prompt."""
+
+from __future__ import annotations
+
+import torch
+from hf_models import tiny_model
+
+from liquid_memory.hf.bench import agreement_shares, greedy_tokens
+
+
+def test_agreement_shares_is_one_for_the_same_model_and_counts_equal_positions():
+    model = tiny_model(seed=0)
+    other = tiny_model(seed=5)  # different random weights: its greedy tokens differ somewhere
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 61, (6,), generator=gen) for _ in range(3)]
+    reference = [greedy_tokens(model, p, 8) for p in prompts]
+    same = agreement_shares(model, prompts, reference, 8)
+    assert same == {"mean": 1.0, "per_prompt": [1.0, 1.0, 1.0]}
+    got = agreement_shares(other, prompts, reference, 8)
+    want = [
+        sum(a == b for a, b in zip(greedy_tokens(other, p, 8), r, strict=True)) / 8
+        for p, r in zip(prompts, reference, strict=True)
+    ]
+    assert got["per_prompt"] == want and got["mean"] < 1.0
