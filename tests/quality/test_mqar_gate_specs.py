@@ -1,4 +1,4 @@
-"""Session 5: the -gate-eps specs are their -eps parents plus LiquidMemory's output gate, and nothing else."""
+"""Session 5: the -gate specs are their parents plus LiquidMemory's output gate, and nothing else."""
 
 from __future__ import annotations
 
@@ -10,21 +10,25 @@ from liquid_memory.quality.mqar_models import MODEL_SPECS, ModelShape, build_mod
 
 TASK = MQARTask(seq_len=32, num_kv_pairs=4, vocab_size=64)
 SHAPE = ModelShape(d_model=16, n_layers=2, n_heads=2, backend="chunked")
-PAIRS = [
-    ("liquid-qkvconv-u-gate-eps", "liquid-qkvconv-u-eps"),
-    ("liquid-qkvconv-u-slow-gate-eps", "liquid-qkvconv-u-slow-eps"),
+PAIRS = [  # (gate spec, its parent, the read-out norm eps both have)
+    ("liquid-qkvconv-u-gate-eps", "liquid-qkvconv-u-eps", 1e-2),
+    ("liquid-qkvconv-u-slow-gate-eps", "liquid-qkvconv-u-slow-eps", 1e-2),
+    ("liquid-qkvconv-u-gate", "liquid-qkvconv-u", 1e-5),
 ]
 
 
 def test_gate_specs_differ_from_their_parent_only_by_the_gate() -> None:
-    for name, base in PAIRS:
+    for name, base, eps in PAIRS:
         spec, parent = MODEL_SPECS[name], MODEL_SPECS[base]
         assert spec.init == parent.init and spec.mixer == parent.mixer
         options = {**spec.options, "liquid_kwargs": dict(spec.options["liquid_kwargs"])}
         assert options["liquid_kwargs"].pop("output_gate") is True
-        assert options == parent.options  # same convs, same eps 1e-2: the gate is the only change
+        if not options["liquid_kwargs"]:
+            del options["liquid_kwargs"]
+        assert options == parent.options  # same convs, same eps: the gate is the only change
         model, ref = build_model(spec, SHAPE, TASK, 0), build_model(parent, SHAPE, TASK, 0)
-        assert [b.mixer.memory.out_norm.eps for b in model.blocks] == [1e-2, 1e-2]
+        assert [b.mixer.memory.out_norm.eps for b in model.blocks] == [eps, eps]
+        assert [b.mixer.memory.out_norm.eps for b in ref.blocks] == [eps, eps]
         assert all(b.mixer.memory.gate_proj is not None for b in model.blocks)
         assert all(b.mixer.memory.gate_proj is None for b in ref.blocks)
         ours, theirs = model.state_dict(), ref.state_dict()

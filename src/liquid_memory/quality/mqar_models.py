@@ -101,7 +101,14 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             init="conv-uniform",
         ),  # fmt: skip
         # Session 5: + LiquidMemory's sigmoid output gate on the read-out (σ(W_g x^q) ⊙ norm(o) before out_proj), the
-        # LM benchmark's best setting with the eps (results/lm/seeds); everything else as the -eps spec named before.
+        # LM benchmark's best setting with the eps (results/lm/seeds); otherwise each is the spec its note names.
+        ModelSpec(
+            "liquid-qkvconv-u-gate",
+            "liquid",
+            {**QKV_CONV, "liquid_kwargs": {"output_gate": True}},
+            "liquid-qkvconv-u + output gate (read-out norm eps 1e-5): the gate without the eps",
+            init="conv-uniform",
+        ),  # fmt: skip
         ModelSpec(
             "liquid-qkvconv-u-gate-eps",
             "liquid",
