@@ -34,6 +34,7 @@ class ModelSpec:
 CONV = {"short_conv": DEFAULT_KERNEL}
 QKV_CONV = {"short_conv": DEFAULT_KERNEL, "conv_qkv": True}
 EPS = {"liquid_kwargs": {"out_norm_eps": 1e-2}}
+GATE_EPS = {"liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2}}  # LiquidLM's best LM setting (lm bench)
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -98,6 +99,29 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             {**QKV_CONV, **EPS, "n_heads": 1},
             "liquid-qkvconv-u-eps, one head",
             init="conv-uniform",
+        ),  # fmt: skip
+        # Session 5: + LiquidMemory's sigmoid output gate on the read-out (σ(W_g x^q) ⊙ norm(o) before out_proj), the
+        # LM benchmark's best setting with the eps (results/lm/seeds); otherwise each is the spec its note names.
+        ModelSpec(
+            "liquid-qkvconv-u-gate",
+            "liquid",
+            {**QKV_CONV, "liquid_kwargs": {"output_gate": True}},
+            "liquid-qkvconv-u + output gate (read-out norm eps 1e-5): the gate without the eps",
+            init="conv-uniform",
+        ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-gate-eps",
+            "liquid",
+            {**QKV_CONV, **GATE_EPS},
+            "liquid-qkvconv-u-eps + output gate",
+            init="conv-uniform",
+        ),  # fmt: skip
+        ModelSpec(
+            "liquid-qkvconv-u-slow-gate-eps",
+            "liquid",
+            {**QKV_CONV, **GATE_EPS},
+            "liquid-qkvconv-u-slow-eps + output gate",
+            init="conv-uniform+slow-decay",
         ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
