@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(name, {c: round(v["ppl"], 2) for c, v in result["perplexity"][name].items()}, flush=True)
     if "decode" in parts:
         result["decode"] = _decode(models["original"], models["hybrid_after"], ids, args)
-    if "agreement" in parts:
-        result["greedy_agreement"] = _agreement(models, ids, args)
-    if "noise" in parts:
-        result["greedy_agreement_noise_floor"] = _noise_floor(models["original"], ids, args)
+    if "agreement" in parts or "noise" in parts:  # one greedy pass of the original serves both parts
+        prompts = _prompts(ids, args)
+        reference = [greedy_tokens(models["original"], p, args.new_tokens) for p in prompts]
+        if "agreement" in parts:
+            result["greedy_agreement"] = _agreement(models, prompts, reference, args)
+        if "noise" in parts:
+            result["greedy_agreement_noise_floor"] = _noise_floor(models["original"], prompts, reference, args)
     return result
 
 
@@ -199,9 +203,9 @@ def agreement_shares(model: Any, prompts: list[torch.Tensor], reference: list[li
     return {"mean": sum(shares) / len(shares), "per_prompt": shares}
 
 
-def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
-    prompts = _prompts(ids, args)
-    reference = [greedy_tokens(models["original"], p, args.new_tokens) for p in prompts]
+def _agreement(
+    models: dict[str, Any], prompts: list[torch.Tensor], reference: list[list[int]], args: argparse.Namespace
+) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
     for name in ("hybrid_after", "pure_after", "window0_sinks_after"):
         if name in models:
@@ -210,17 +214,16 @@ def _agreement(models: dict[str, Any], ids: torch.Tensor, args: argparse.Namespa
     return out
 
 
-def _variants(original: Any) -> dict[str, Any]:
-    """Copies of the original that compute the same function up to rounding (no quality change intended)."""
+def _variants(original: Any) -> Iterator[tuple[str, Any]]:
+    """Copies of the original that compute the same function up to rounding (no quality change intended),
+    made one at a time so that only one copy is alive beside the original."""
     import copy
 
+    yield "original_bfloat16", copy.deepcopy(original).to(torch.bfloat16)
+    yield "original_float64", copy.deepcopy(original).to(torch.float64)
     eager = copy.deepcopy(original)
     eager.set_attn_implementation("eager")
-    return {
-        "original_bfloat16": copy.deepcopy(original).to(torch.bfloat16),
-        "original_float64": copy.deepcopy(original).to(torch.float64),
-        "original_eager_attention": eager,
-    }
+    yield "original_eager_attention", eager
 
 
 @torch.no_grad()
@@ -233,17 +236,22 @@ def _path_logits(model: Any, prompt: torch.Tensor, ref: list[int]) -> tuple[torc
     return logits[len(prompt) - 1 : -1], nll
 
 
-def _noise_floor(original: Any, ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+def _top1_share(logits: torch.Tensor, ref: list[int]) -> float:
+    """Share of the positions where ``logits`` (``[len(ref), vocab]``) put ``ref``'s token first."""
+    return (logits.argmax(-1) == torch.tensor(ref)).float().mean().item()
+
+
+def _noise_floor(
+    original: Any, prompts: list[torch.Tensor], reference: list[list[int]], args: argparse.Namespace
+) -> dict[str, Any]:
     """Greedy agreement of the original with itself under rounding-level changes (dtype, attention kernel),
     on the benchmark's prompts — how much of the metric a model of the same quality already loses — with each
     variant's teacher-forced top-1 agreement on the original's greedy path (the per-token figure behind it),
     and the original's top-1/top-2 margins along that path (near-ties flip on any small perturbation)."""
-    prompts = _prompts(ids, args)
-    reference = [greedy_tokens(original, p, args.new_tokens) for p in prompts]
     scored = [_path_logits(original, p, ref) for p, ref in zip(prompts, reference, strict=True)]
     paths, text_tokens = [lg for lg, _ in scored], sum(len(p) - 1 for p in prompts)
     ppl = math.exp(sum(nll for _, nll in scored) / text_tokens)
-    own = [(lg.argmax(-1) == torch.tensor(ref)).float().mean().item() for lg, ref in zip(paths, reference, strict=True)]
+    own = [_top1_share(lg, ref) for lg, ref in zip(paths, reference, strict=True)]
     out: dict[str, Any] = {
         "reference": "original (float32, sdpa), as in greedy_agreement",
         # teacher-forced (one full forward) vs generate (KV-cache decode): rounding can flip the original's own ties
@@ -251,12 +259,12 @@ def _noise_floor(original: Any, ids: torch.Tensor, args: argparse.Namespace) -> 
         "reference_ppl_on_prompts": {"ppl": ppl, "tokens": text_tokens},
         "variants": {},
     }
-    for name, model in _variants(original).items():
+    for name, model in _variants(original):
         row = agreement_shares(model, prompts, reference, args.new_tokens)
         hits, nll = [], 0.0
         for p, ref in zip(prompts, reference, strict=True):
             logits, part = _path_logits(model, p, ref)
-            hits.append((logits.argmax(-1) == torch.tensor(ref)).float().mean().item())
+            hits.append(_top1_share(logits, ref))
             nll += part
         row["top1_on_greedy_path"] = sum(hits) / len(hits)
         row["ppl_ratio_on_prompts"] = math.exp(nll / text_tokens) / ppl  # same held-out tokens as the reference's
