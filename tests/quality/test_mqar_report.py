@@ -44,3 +44,31 @@ def test_a_mixture_run_is_compared_with_attention_on_the_same_mixture_of_any_hea
     verdicts = _verdicts(runs)
     assert verdicts["mixed"]["steps_ratio_vs_attention"] == 1.4 and verdicts["mixed"]["target_met"]
     assert verdicts["plain"]["steps_ratio_vs_attention"] == 1.2  # against the plain-setting attention, not 1000
+
+
+def test_a_run_that_never_reached_the_target_shows_a_lower_bound() -> None:
+    runs = [_run("attention", 1000, 1100, 0.95), _run("capped", None, 1500, 0.7)]
+    verdicts = _verdicts(runs)
+    assert verdicts["capped"]["steps_ratio_lower_bound"] == 1.5 and not verdicts["capped"]["target_met"]
+    assert "> 1.5" in table({"runs": runs})
+    assert "> " not in table({"runs": [_run("attention", None, 1100, 0.5), _run("capped", None, 1500, 0.7)]})
+
+
+def _with_history(run: dict, seed: int) -> dict:
+    run = {**run, "setting": TARGET, "train": {**run["train"], "seed": seed}}
+    run["history"] = [{"step": 50 * i, "accuracy": min(1.0, 0.1 * i)} for i in range(1, 11)]
+    return run
+
+
+def test_the_plot_has_one_same_run_panel_per_seed_with_both_mixers(tmp_path) -> None:
+    from PIL import Image
+
+    from liquid_memory.quality.mqar_report import _target_seeds, plot
+
+    runs = [_with_history(_run(m, 400, 500, 1.0), seed) for seed in (0, 1) for m in ("attention", "liquid")]
+    runs.append(_with_history(_run("attention", 400, 500, 1.0), 2))  # attention alone at seed 2: no comparison
+    assert _target_seeds(runs) == (TARGET.replace("-H2", "-H*"), [0, 1])
+    plot({"runs": runs}, tmp_path / "two.png")
+    plot({"runs": runs[:2]}, tmp_path / "one.png")
+    two, one = Image.open(tmp_path / "two.png").size, Image.open(tmp_path / "one.png").size
+    assert two[1] > 1.8 * one[1]  # a second row of per-seed panels only when there are several seeds

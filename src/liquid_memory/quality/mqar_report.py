@@ -54,6 +54,8 @@ def annotate(doc: dict) -> dict:
 
     When attention never reached 0.90 (e.g. stopped by a time budget after N steps) its steps to 0.90 exceed N,
     so a run that reached 0.90 after s steps has a ratio below s / N: recorded as ``steps_ratio_upper_bound``.
+    Conversely a run that stopped after s steps without reaching 0.90 needs more than s / (attention's steps):
+    ``steps_ratio_lower_bound`` (a run capped at the rule's limit shows ``> 1.5``).
     """
     runs = doc["runs"]
     for run in runs:
@@ -62,6 +64,8 @@ def annotate(doc: dict) -> dict:
         run["steps_ratio_vs_attention"] = round(mine / base, 2) if mine and base else None
         bound = mine / longest if mine and not base and longest else None
         run["steps_ratio_upper_bound"] = round(bound, 2) if bound is not None else None
+        lower = run["steps_run"] / base if not mine and base and run["mixer"] != "attention" else None
+        run["steps_ratio_lower_bound"] = round(lower, 2) if lower is not None else None
     verdicts = []
     for run in runs:
         if run["setting"].startswith(TARGET_SETTING) and run["mixer"] == "liquid":
@@ -73,6 +77,7 @@ def annotate(doc: dict) -> dict:
             verdicts.append({"model": run["model"], "setting": run["setting"], "best_accuracy": run["best_accuracy"],
                              "lr": run["train"]["lr"], "seed": run["train"]["seed"],
                              "steps_ratio_vs_attention": ratio, "steps_ratio_upper_bound": bound,
+                             "steps_ratio_lower_bound": run["steps_ratio_lower_bound"],
                              "target_met": hit})  # fmt: skip
     doc["target"] = {
         "rule": f"accuracy >= {TARGET_ACCURACY} at {TARGET_SETTING}, within {TARGET_STEP_RATIO}x attention's steps",
@@ -86,6 +91,8 @@ def _ratio(run: dict) -> str:
         return f"{run['steps_ratio_vs_attention']}"
     if run.get("steps_ratio_upper_bound") is not None:
         return f"< {run['steps_ratio_upper_bound']}"
+    if run.get("steps_ratio_lower_bound") is not None:
+        return f"> {run['steps_ratio_lower_bound']}"
     return "—"
 
 
@@ -118,8 +125,43 @@ def _label(run: dict) -> str:
     return f"{run['model']} (lr {run['train']['lr']:g})"
 
 
+def _target_seeds(runs: list[dict]) -> tuple[str | None, list[int]]:
+    """The target-setting variant (e.g. one training mixture) with the most seeds at which attention and
+    LiquidMemory both ran, and those seeds: the same-run comparisons the verdicts are made of."""
+    seeds: dict[str, dict[str, set[int]]] = {}
+    for run in runs:
+        if run["setting"].startswith(TARGET_SETTING):
+            by_mixer = seeds.setdefault(_without_heads(run["setting"]), {})
+            by_mixer.setdefault(run["mixer"], set()).add(run["train"]["seed"])
+    both = {s: sorted(m.get("attention", set()) & m.get("liquid", set())) for s, m in seeds.items()}
+    best = max(sorted(both), key=lambda s: len(both[s]), default=None)
+    return best, (both[best] if best else [])
+
+
+def _seed_panel(ax, runs: list[dict], setting: str, seed: int, colours: dict) -> None:
+    """One setting at one seed: every run's accuracy curve, attention's step to 0.90 and the rule's limit."""
+    mine = [r for r in runs if _without_heads(r["setting"]) == setting and r["train"]["seed"] == seed]
+    for run in mine:
+        steps = [row["step"] for row in run["history"]]
+        ax.plot(steps, [row["accuracy"] for row in run["history"]], color=colours[_label(run)], label=_label(run),
+                linewidth=1.2, linestyle="--" if run["mixer"] == "attention" else "-")  # fmt: skip
+    base = _attention_steps(runs, mine[0]["setting"], seed)[0] if mine else None
+    if base:
+        ax.axvline(base, color="black", linestyle=":", linewidth=0.8)
+        ax.axvline(base * TARGET_STEP_RATIO, color="red", linestyle=":", linewidth=0.8,
+                   label=f"{TARGET_STEP_RATIO}× attention's {base} steps")  # fmt: skip
+    ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("held-out accuracy (target setting)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"seed {seed}, same batches for every model: {setting}", fontsize=8)
+    ax.legend(fontsize=6, loc="upper left")
+
+
 def plot(doc: dict, png: Path) -> None:
-    """Left: best accuracy vs state size (log x), every run. Then one accuracy-vs-steps panel per setting (≤ 4)."""
+    """Top row: best accuracy vs state size (log x), every run; then one accuracy-vs-steps panel per setting (≤ 4).
+    Bottom row (when the target setting ran at several seeds): one panel per seed, the same-run comparisons the
+    target's verdicts are made of, with attention's step to 0.90 and the rule's limit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +172,10 @@ def plot(doc: dict, png: Path) -> None:
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
     shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:4]  # the target's first
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 * (1 + len(shown)), 5.5), squeeze=False)
+    seed_setting, seeds = _target_seeds(runs)
+    rows = 2 if len(seeds) > 1 else 1
+    cols = max(1 + len(shown), len(seeds) if rows == 2 else 0)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5.5 * rows), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"
     for run in runs:
@@ -146,7 +191,7 @@ def plot(doc: dict, png: Path) -> None:
     left.set_ylim(-0.02, 1.02)
     left.set_title("MQAR accuracy vs state size")
     left.legend(fontsize=6, loc="center left")
-    for ax, setting in zip(axes[0][1:], shown, strict=True):
+    for ax, setting in zip(axes[0][1 : 1 + len(shown)], shown, strict=True):
         for run in runs:
             if run["setting"] == setting:
                 steps = [row["step"] for row in run["history"]]
@@ -164,6 +209,13 @@ def plot(doc: dict, png: Path) -> None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"accuracy vs steps: {setting}", fontsize=9)
         ax.legend(fontsize=6, loc="upper left")
+    if rows == 2:
+        for ax, seed in zip(axes[1], seeds, strict=False):
+            _seed_panel(ax, runs, seed_setting, seed, colours)
+    for row in axes:
+        for ax in row:
+            if not ax.has_data():
+                ax.set_axis_off()
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
