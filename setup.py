@@ -164,7 +164,12 @@ setup(
         ],
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
         "test": [
-            "pytest>=8,<10", "hypothesis>=6.100,<7", "ruff==0.17.6", "build>=1.2,<2", "expecttest", "triton==3.9.0",
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "ruff==0.17.6",
+            "build>=1.2,<2",
+            "expecttest",
+            "triton==3.9.0",
         ],
     },
     entry_points={"console_scripts": SCRIPTS},

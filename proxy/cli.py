@@ -21,9 +21,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "Subcommands: `bench` (extraction benchmark), `overhead` (proxy overhead benchmark), "
         "`env` (settings table).",
     )
-    parser.add_argument(
-        "--host", default=None, help="interface to listen on (default PROXY_HOST or 127.0.0.1)"
-    )
+    parser.add_argument("--host", default=None, help="interface to listen on (default PROXY_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default PROXY_PORT or 8000)")
     parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser

@@ -74,9 +74,7 @@ async def compress_document(
     try:
         result = await compress(document, question, config_from_settings(settings), extractor)
     except InputTooLarge as exc:
-        raise ProxyError(
-            400, f"{exc} Split the document into smaller requests.", code="document_too_large"
-        ) from None
+        raise ProxyError(400, f"{exc} Split the document into smaller requests.", code="document_too_large") from None
     except InvalidInput as exc:
         raise ProxyError(400, f"{exc}.", code="invalid_document") from None
     except ExtractionFailed as exc:

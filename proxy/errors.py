@@ -49,9 +49,7 @@ class ProxyError(Exception):
         self.message = message
         self.code = code
         self.param = param
-        self.type = type or _TYPE_BY_STATUS.get(
-            status, "server_error" if status >= 500 else "invalid_request_error"
-        )
+        self.type = type or _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
         self.headers = dict(headers or {})
         if status == 501:
             # Retrying an unsupported feature can never succeed; tell the OpenAI SDK not to.
@@ -95,9 +93,7 @@ def validation_error(exc: RequestValidationError) -> ProxyError:
         )
     param = _loc_to_param(first.get("loc", ()))
     if kind == "missing":
-        return bad_request(
-            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-        )
+        return bad_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
     msg = first.get("msg", "invalid value")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     where = f"'{param}'" if param else "the request body"

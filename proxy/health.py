@@ -153,9 +153,7 @@ def _redact_licence(sdk: dict[str, Any]) -> dict[str, Any]:
 @router.get("/health/readiness")
 async def readiness(request: Request) -> JSONResponse:
     state = request.app.state
-    extractor, synth = await asyncio.gather(
-        extractor_status(state.extractor), synthesis_status(state.settings)
-    )
+    extractor, synth = await asyncio.gather(extractor_status(state.extractor), synthesis_status(state.settings))
     sdk = await asyncio.to_thread(sdk_status)
     if not _authenticated(request):
         sdk = _redact_licence(sdk)

@@ -110,15 +110,11 @@ class Metrics:
             registry=r,
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
         )
-        self.chunk_failures = Counter(
-            "lmproxy_extractor_chunk_failures", "Chunks whose extraction failed", registry=r
-        )
+        self.chunk_failures = Counter("lmproxy_extractor_chunk_failures", "Chunks whose extraction failed", registry=r)
         self.extraction_failures = Counter(
             "lmproxy_extraction_failures", "Requests where extraction failed entirely", registry=r
         )
-        self.synthesis_errors = Counter(
-            "lmproxy_synthesis_errors", "Synthesis failures", ["code"], registry=r
-        )
+        self.synthesis_errors = Counter("lmproxy_synthesis_errors", "Synthesis failures", ["code"], registry=r)
 
     def observe_compression(self, stats: dict[str, Any]) -> None:
         self.tokens_in.inc(stats.get("input_tokens", 0) or 0)

@@ -92,9 +92,7 @@ def _concurrent(proxy_url: str, messages: list[dict[str, str]], n: int) -> dict[
 
             async def one() -> float:
                 t = time.perf_counter()
-                r = await client.post(
-                    proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages}
-                )
+                r = await client.post(proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages})
                 r.raise_for_status()
                 return (time.perf_counter() - t) * 1000
 
@@ -144,9 +142,7 @@ def run(requests: int, doc_tokens: int, extractor: str, concurrency: int = 50) -
                 rows = []
                 for i in range(requests + 5):
                     t = time.perf_counter()
-                    r = http.post(
-                        proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages}
-                    )
+                    r = http.post(proxy_url + "/v1/chat/completions", json={"model": "m", "messages": messages})
                     client_ms = (time.perf_counter() - t) * 1000
                     r.raise_for_status()
                     timings = r.json()["liquid_memory"]["timings_ms"]
@@ -192,9 +188,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="liquid-memory-proxy overhead", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="liquid-memory-proxy overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="measured requests per scenario")
     parser.add_argument("--doc-tokens", type=int, default=8000, help="approximate document size")
     parser.add_argument("--extractor", default="builtin", help="extractor backend (EXTRACTOR)")

@@ -41,9 +41,7 @@ def _reject_unsupported(req: ChatCompletionRequest) -> None:
         raise not_implemented("n>1 is not supported by this proxy; send separate requests.", param="n")
 
 
-def _accounting(
-    compressed: Compressed | None, passthrough_tokens: int, extractor_name: str
-) -> dict[str, Any]:
+def _accounting(compressed: Compressed | None, passthrough_tokens: int, extractor_name: str) -> dict[str, Any]:
     """The proxy's own token accounting (extension field `liquid_memory` in responses)."""
     if compressed is None:
         return {
@@ -253,9 +251,7 @@ async def hybrid_chat(req: HybridChatRequest, request: Request) -> HybridChatRes
             facts=facts,
             stats=stats,
         )
-    messages = hybrid_messages(
-        result.fact_pack, req.final_user_prompt or req.extraction_task, req.system_prompt
-    )
+    messages = hybrid_messages(result.fact_pack, req.final_user_prompt or req.extraction_task, req.system_prompt)
     t_syn = time.perf_counter()
     try:
         out = await synthesis.complete(state.settings, model, messages, req.sampling_params())
@@ -284,7 +280,5 @@ async def list_models(request: Request) -> dict[str, Any]:
     created = request.app.state.started_at
     return {
         "object": "list",
-        "data": [
-            {"id": i, "object": "model", "created": created, "owned_by": "liquid-memory-proxy"} for i in ids
-        ],
+        "data": [{"id": i, "object": "model", "created": created, "owned_by": "liquid-memory-proxy"} for i in ids],
     }

@@ -125,8 +125,7 @@ def map_provider_error(exc: Exception) -> ProxyError:
     if isinstance(exc, llm_exc.AuthenticationError | llm_exc.PermissionDeniedError) or upstream in (401, 403):
         return ProxyError(
             502,
-            "The synthesis provider rejected the proxy's credentials; the operator must "
-            "check SYNTHESIS_API_KEY.",
+            "The synthesis provider rejected the proxy's credentials; the operator must check SYNTHESIS_API_KEY.",
             code="upstream_auth_error",
             type="server_error",
         )

@@ -129,9 +129,7 @@ class FakeLLM:
         async def models(_: Request) -> Response:
             return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
 
-        return Starlette(
-            routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)]
-        )
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
 
     async def _stream(self, body: dict[str, Any], prompt_tokens: int):  # type: ignore[no-untyped-def]
         words = self.answer.split(" ")

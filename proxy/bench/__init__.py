@@ -37,9 +37,7 @@ COLUMNS = [
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liquid-memory-proxy bench", description=__doc__)
-    p.add_argument(
-        "--extractors", default="builtin,static,bm25", help="comma list: builtin,static,bm25,smollm2"
-    )
+    p.add_argument("--extractors", default="builtin,static,bm25", help="comma list: builtin,static,bm25,smollm2")
     p.add_argument("--ratios", default="5,10,20,50", help="target compression ratios (comma list)")
     p.add_argument("--doc-tokens", type=int, default=32_000, help="size of the packed long documents")
     p.add_argument("--questions", type=Path, default=None, help="question file (default: the shipped set)")
@@ -80,9 +78,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(r["extractor"] + " / " + r["docs"] for r in rows):
-        pts = sorted(
-            (r["compression_mean"], r["recall"]) for r in rows if r["extractor"] + " / " + r["docs"] == name
-        )
+        pts = sorted((r["compression_mean"], r["recall"]) for r in rows if r["extractor"] + " / " + r["docs"] == name)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xlabel("token compression (input / forwarded)")

@@ -29,10 +29,7 @@ FACTS_SCHEMA: dict[str, Any] = {
 
 
 def user_prompt(question: str, chunk_text: str) -> str:
-    return (
-        f"Question: {question}\n\nText:\n{chunk_text}\n\n"
-        "Facts from the text that help answer the question (JSON):"
-    )
+    return f"Question: {question}\n\nText:\n{chunk_text}\n\nFacts from the text that help answer the question (JSON):"
 
 
 def messages(question: str, chunk_text: str) -> list[dict[str, str]]:

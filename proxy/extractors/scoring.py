@@ -44,9 +44,7 @@ def _ignored_token_ids() -> np.ndarray:
     """Token ids that carry no meaning for matching: stopwords, punctuation, special tokens."""
     tok = get_tokenizer()
     ids = [
-        i
-        for t, i in tok.get_vocab().items()
-        if t in STOPWORDS or not any(c.isalnum() for c in t) or t.startswith("[")
+        i for t, i in tok.get_vocab().items() if t in STOPWORDS or not any(c.isalnum() for c in t) or t.startswith("[")
     ]
     return np.asarray(sorted(ids), dtype=np.int64)
 

@@ -23,9 +23,7 @@ class VLLMEngineExtractor(Extractor):
 
     def __init__(self, model: str | None = None, max_tokens: int = 512, **engine_args: Any) -> None:
         if importlib.util.find_spec("vllm") is None:
-            raise RuntimeError(
-                "the vllm-engine extractor needs the `vllm` package on a GPU host; use vllm-http"
-            )
+            raise RuntimeError("the vllm-engine extractor needs the `vllm` package on a GPU host; use vllm-http")
         if not model:
             raise ValueError("the vllm-engine extractor needs model (a Hugging Face id or local path)")
         from vllm import LLM, SamplingParams

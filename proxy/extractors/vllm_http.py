@@ -63,9 +63,7 @@ class VLLMHTTPExtractor(Extractor):
         }
 
     async def extract_chunk(self, chunk: Chunk, question: str) -> ChunkOutput:
-        resp = await self._client.post(
-            f"{self.base_url}/chat/completions", json=self.request_body(chunk, question)
-        )
+        resp = await self._client.post(f"{self.base_url}/chat/completions", json=self.request_body(chunk, question))
         if resp.status_code != 200:
             return ChunkOutput(chunk=chunk.index, error=f"HTTP {resp.status_code} from the vLLM server")
         try:

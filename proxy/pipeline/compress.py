@@ -44,9 +44,7 @@ def _apply_budget(facts: list[Fact], budget: int) -> tuple[list[Fact], int]:
     return kept, len(facts) - len(kept)
 
 
-async def compress(
-    document: str, question: str, config: CompressionConfig, extractor: Extractor
-) -> CompressionResult:
+async def compress(document: str, question: str, config: CompressionConfig, extractor: Extractor) -> CompressionResult:
     """Compress `document` into a compact fact pack relevant to `question`.
 
     Raises InvalidInput (empty document, bad config), InputTooLarge (per-request limits) or
@@ -56,9 +54,7 @@ async def compress(
     if not document or not document.strip():
         raise InvalidInput("the document is empty; send the text to compress in the request")
     t0 = time.perf_counter()
-    chunks, input_tokens = chunk_document(
-        document, config.chunk_tokens, config.overlap_tokens, config.max_chunks
-    )
+    chunks, input_tokens = chunk_document(document, config.chunk_tokens, config.overlap_tokens, config.max_chunks)
     if input_tokens > config.max_document_tokens:
         raise InputTooLarge(
             f"document has {input_tokens} tokens, over the limit of {config.max_document_tokens}; "

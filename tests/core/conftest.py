@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 MODULE_BACKENDS = ["chunked", "cpp"]
 
 
-
 @pytest.fixture(params=MODULE_BACKENDS)
 def backend(request) -> str:
     if request.param != "chunked":

@@ -34,9 +34,7 @@ def test_wrong_key_is_401_for_openai_client(secured, upstream):
 @pytest.mark.parametrize("key", ["key-one", "key-two"])
 def test_right_key_passes(secured, upstream, key):
     c = openai.OpenAI(base_url=secured + "/v1", api_key=key, max_retries=0)
-    assert (
-        c.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == upstream.answer
-    )
+    assert c.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == upstream.answer
 
 
 def test_non_bearer_scheme_is_401(secured):

@@ -69,9 +69,7 @@ def test_system_assistant_and_text_parts(proxy_url, upstream, document):
     )
     sent = upstream.requests[0]["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
-    assert (
-        sent[0]["content"] == "Answer in one sentence." and sent[2]["content"] == "Which detail do you need?"
-    )
+    assert sent[0]["content"] == "Answer in one sentence." and sent[2]["content"] == "Which detail do you need?"
     assert "7319-KESTREL" in sent[1]["content"] and len(sent[1]["content"]) < len(document) / 5
 
 

@@ -39,7 +39,5 @@ def test_fifty_concurrent_requests(proxy_url, upstream):
     assert all(r.choices[0].message.content == upstream.answer for r in results)
     assert len(upstream.requests) == N
     questions = sorted(r["messages"][-1]["content"] for r in upstream.requests)
-    assert questions == sorted(
-        f"Request {i}: what is the access code of the northern vault?" for i in range(N)
-    )
+    assert questions == sorted(f"Request {i}: what is the access code of the northern vault?" for i in range(N))
     assert all("7319-KESTREL" in upstream.prompt_text(i) for i in range(N))

@@ -161,9 +161,7 @@ def test_hybrid_chat_validation(proxy_url, upstream):
     assert_openai_error(r, 400, param="extraction_task")
     r = httpx.post(proxy_url + "/v1/hybrid_chat", json={"large_document": "doc"})
     assert_openai_error(r, 400, param="extraction_task", code="missing_required_parameter")
-    r = httpx.post(
-        proxy_url + "/v1/hybrid_chat", json={"large_document": "d", "extraction_task": "t", "dry": 1}
-    )
+    r = httpx.post(proxy_url + "/v1/hybrid_chat", json={"large_document": "d", "extraction_task": "t", "dry": 1})
     assert_openai_error(r, 400, param="dry")
     assert upstream.requests == []
 

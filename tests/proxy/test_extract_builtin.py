@@ -49,11 +49,7 @@ def test_paraphrased_fact_found_at_20x(long_document: str, question: str, answer
 
 def test_keeps_specifics_and_health() -> None:
     filler = " ".join(f"The meadow {i} was quiet and green in the afternoon light." for i in range(400))
-    doc = (
-        filler
-        + " Our accountant filed the return late. The penalty came to $1,250 on 14 June 2022. "
-        + filler
-    )
+    doc = filler + " Our accountant filed the return late. The penalty came to $1,250 on 14 June 2022. " + filler
     config = CompressionConfig(target_ratio=20.0, max_fact_tokens=None)
     ex = build_extractor("builtin")
     result = asyncio.run(compress(doc, "Did the accountant file the return on time?", config, ex))

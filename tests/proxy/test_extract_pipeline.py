@@ -81,11 +81,7 @@ def test_chunks_are_token_bounded_overlapping_and_exact(seed: int) -> None:
 
 def test_one_chunk_for_short_text_and_limits() -> None:
     chunks, n = chunk_document("Just one sentence.", 64, 8)
-    assert (
-        len(chunks) == 1
-        and chunks[0].text == "Just one sentence."
-        and n == count_tokens("Just one sentence.")
-    )
+    assert len(chunks) == 1 and chunks[0].text == "Just one sentence." and n == count_tokens("Just one sentence.")
     with pytest.raises(InputTooLarge, match="chunks"):
         chunk_document(random_text(1, 200), 32, 4, max_chunks=3)
 

@@ -13,9 +13,7 @@ def msgs(*pairs):
 
 
 def test_earlier_user_messages_are_the_document_last_is_the_question():
-    split = split_messages(
-        msgs(("user", "DOC PART ONE"), ("user", "DOC PART TWO"), ("user", "the question?"))
-    )
+    split = split_messages(msgs(("user", "DOC PART ONE"), ("user", "DOC PART TWO"), ("user", "the question?")))
     assert split.document == "DOC PART ONE\n\nDOC PART TWO"
     assert split.question == "the question?"
     up = upstream_messages(split, "PACK")
@@ -27,9 +25,7 @@ def test_earlier_user_messages_are_the_document_last_is_the_question():
 
 def test_system_and_assistant_turns_are_kept_verbatim_in_place():
     split = split_messages(
-        msgs(
-            ("system", "be brief"), ("user", "THE DOCUMENT"), ("assistant", "earlier answer"), ("user", "q?")
-        )
+        msgs(("system", "be brief"), ("user", "THE DOCUMENT"), ("assistant", "earlier answer"), ("user", "q?"))
     )
     assert split.document == "THE DOCUMENT"
     up = upstream_messages(split, "PACK")

@@ -35,9 +35,7 @@ def ask(url: str, document: str):
     )
 
 
-def test_failed_extraction_is_503_and_nothing_goes_upstream(
-    make_proxy, upstream, broken_vllm, document, proxy_logs
-):
+def test_failed_extraction_is_503_and_nothing_goes_upstream(make_proxy, upstream, broken_vllm, document, proxy_logs):
     extractor, vllm = broken_vllm
     url = make_proxy(extractor_override=extractor)
     with pytest.raises(openai.InternalServerError) as exc:

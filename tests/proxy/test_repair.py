@@ -77,9 +77,7 @@ class Cycling(Extractor):
 
 
 def test_every_stage_counted_through_compress() -> None:
-    sentences = [
-        f"Record {i} says the reactor number {i} started in {1950 + i} at site {i}." for i in range(60)
-    ]
+    sentences = [f"Record {i} says the reactor number {i} started in {1950 + i} at site {i}." for i in range(60)]
     doc = " ".join(sentences)
     config = CompressionConfig(chunk_tokens=64, overlap_tokens=0, target_ratio=None)
     result = asyncio.run(compress(doc, "When did the reactor start?", config, Cycling()))

@@ -27,9 +27,7 @@ def test_stream_relays_chunks(proxy_url, upstream, document):
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == upstream.answer
-    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == len(
-        upstream.answer.split(" ")
-    )
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == len(upstream.answer.split(" "))
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert chunks[0].model_extra["liquid_memory"]["mode"] == "compressed"
     assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)

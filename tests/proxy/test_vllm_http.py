@@ -44,16 +44,12 @@ class FakeVLLM:
             content = json.dumps({"facts": facts})
             if "55-ALDER" in text:
                 content = content[:-3]  # the fact's chunk gets truncated JSON: it must be repaired
-            return JSONResponse(
-                {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
-            )
+            return JSONResponse({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
 
         async def models(_: Request) -> JSONResponse:
             return JSONResponse({"object": "list", "data": [{"id": "served-model"}]})
 
-        return Starlette(
-            routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)]
-        )
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
 
 
 def _doc() -> str:
