@@ -150,11 +150,16 @@ def _seed_panel(ax, runs: list[dict], setting: str, seed: int, colours: dict) ->
         ax.axvline(base, color="black", linestyle=":", linewidth=0.8)
         ax.axvline(base * TARGET_STEP_RATIO, color="red", linestyle=":", linewidth=0.8,
                    label=f"{TARGET_STEP_RATIO}× attention's {base} steps")  # fmt: skip
+    _steps_axes(ax, f"seed {seed}, same batches for every model: {setting}", 8)
+
+
+def _steps_axes(ax, title: str, fontsize: int) -> None:
+    """The decoration every accuracy-vs-steps panel shares: the 0.90 line, labels, limits, legend."""
     ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("training steps")
-    ax.set_ylabel("held-out accuracy (target setting)")
+    ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"seed {seed}, same batches for every model: {setting}", fontsize=8)
+    ax.set_title(title, fontsize=fontsize)
     ax.legend(fontsize=6, loc="upper left")
 
 
@@ -203,12 +208,7 @@ def plot(doc: dict, png: Path) -> None:
                     mix_accs = [row["mix_accuracy"][name] for row in run["history"]]
                     ax.plot(steps, mix_accs, color=colours[_label(run)], linestyle=style, linewidth=0.8,
                             label=f"{_label(run)} on {name}")  # fmt: skip
-        ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_xlabel("training steps")
-        ax.set_ylabel("held-out accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"accuracy vs steps: {setting}", fontsize=9)
-        ax.legend(fontsize=6, loc="upper left")
+        _steps_axes(ax, f"accuracy vs steps: {setting}", 9)
     if rows == 2:
         for ax, seed in zip(axes[1], seeds, strict=False):
             _seed_panel(ax, runs, seed_setting, seed, colours)
