@@ -43,6 +43,9 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
     for name in ("d_model", "n_layers", "n_heads", "short_conv", "vocab_size", "seq_len", "batch_size", "steps",
                  "warmup", "eval_every", "eval_windows", "checkpoint_every", "seed"):  # fmt: skip
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--conv-qkv", action="store_true",
+                   help="liquid mixer with --short-conv: one causal conv per q/k/v stream instead of one on the mixer "
+                        "input (what lets LiquidMemory learn MQAR recall; README: quality mqar)")  # fmt: skip
     p.add_argument("--ffn-dim", type=int, default=None, help="SwiGLU width (default 8/3 d_model)")
     for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))

@@ -144,3 +144,13 @@ def test_lm_train_defaults_to_the_recommended_liquid_options(corpus, tmp_path):
     opt_out = ["--no-output-gate", "--out-norm-eps", "1e-5"]
     assert main(args + ["--out-dir", str(tmp_path / "plain")] + TINY_TRAIN + opt_out) == 0
     assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").config.liquid_kwargs == {"out_norm_eps": 1e-5}
+
+
+def test_lm_train_conv_qkv_builds_one_conv_per_stream(corpus, tmp_path):
+    """``--conv-qkv`` reaches the saved config and the model (MQAR's recall configuration, trainable as an LM)."""
+    args = ["lm", "train", "--data", str(corpus), "--steps", "1", "--eval-every", "0", "--backend", "chunked"]
+    assert main(args + ["--out-dir", str(tmp_path / "qkv"), "--short-conv", "4", "--conv-qkv"] + TINY_TRAIN) == 0
+    config = load_checkpoint(tmp_path / "qkv" / "checkpoint.pt").config
+    assert config.conv_qkv and config.short_conv == 4
+    assert TrainArgs().model_config(300).conv_qkv is False  # off unless asked
+    assert main(args + ["--out-dir", str(tmp_path / "bad"), "--conv-qkv"] + TINY_TRAIN) == 2  # needs --short-conv

@@ -34,6 +34,13 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
     "liquid-eps": {"mixer": "liquid", "liquid_kwargs": {"out_norm_eps": 1e-2}},
     "liquid-gate-eps": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2}},
+    # MQAR's best recall configuration (q/k/v short convs + gate + eps; LiquidLM's conv init): its perplexity cost
+    "liquid-qkvconv-gate-eps": {
+        "mixer": "liquid",
+        "short_conv": DEFAULT_KERNEL,
+        "conv_qkv": True,
+        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2},
+    },  # fmt: skip
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }
@@ -195,6 +202,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         results["runs"][mixer] = {
             "mixer": configs[mixer].mixer,
             "short_conv": configs[mixer].short_conv,
+            "conv_qkv": configs[mixer].conv_qkv,
             "liquid_kwargs": configs[mixer].liquid_kwargs,
             "parameters": LiquidLM(configs[mixer]).num_parameters(),
             "ffn_dim": configs[mixer].ffn_dim,
@@ -209,6 +217,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             config = configs[mixer]
             train_args = dataclasses.replace(base, out_dir=str(runs_dir / mixer / f"seed{seed}"), seed=seed,
                                              mixer=config.mixer, ffn_dim=config.ffn_dim, short_conv=config.short_conv,
+                                             conv_qkv=config.conv_qkv,
                                              **TrainArgs.liquid_flags(config.liquid_kwargs))  # fmt: skip
             summary, model, log = train_or_reuse(train_args, config, reuse=args.reuse_runs,
                                                  need_model=mixer not in models)  # fmt: skip
@@ -222,7 +231,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "reused": summary["reused"], "evals": log["evals"],
             })  # fmt: skip
             run.update(seed_summary(run["seeds"]))
-            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "seed", *LIQUID_FLAGS)
+            per_model = ("mixer", "ffn_dim", "out_dir", "short_conv", "conv_qkv", "seed", *LIQUID_FLAGS)
             results["setup"] = {k: v for k, v in summary["train_args"].items() if k not in per_model}
             results["setup"]["seeds"] = seeds
             results["data"], results["train_tokens"] = summary["data"], summary["train_tokens"]

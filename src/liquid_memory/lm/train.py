@@ -51,6 +51,7 @@ class TrainArgs:
     n_heads: int = 4
     ffn_dim: int | None = None
     short_conv: int = 0
+    conv_qkv: bool = False
     output_gate: bool = RECOMMENDED_LIQUID_KWARGS["output_gate"]
     out_norm_eps: float | None = RECOMMENDED_LIQUID_KWARGS["out_norm_eps"]
     backend: str | None = None
@@ -104,7 +105,7 @@ class TrainArgs:
             return LiquidLMConfig(
                 vocab_size=vocab_size, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                 mixer=self.mixer, ffn_dim=self.ffn_dim, max_seq_len=self.seq_len, short_conv=self.short_conv,
-                backend=self.backend, liquid_kwargs=self.liquid_kwargs(),
+                conv_qkv=self.conv_qkv, backend=self.backend, liquid_kwargs=self.liquid_kwargs(),
             )  # fmt: skip
         except ConfigError as err:
             raise TrainingSetupError(str(err)) from None
