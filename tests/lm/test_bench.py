@@ -99,6 +99,23 @@ def test_lm_bench_seeds_and_reuse(corpus, tmp_path, monkeypatch, capsys):
             assert (old["heldout_loss"], old["train_seconds"]) == (new["heldout_loss"], new["train_seconds"])
     assert capsys.readouterr().out.count("reusing the finished run") == 4
 
+    # a log written before lm train had the LiquidMemory flags (or before their defaults changed) is still reused:
+    # its model config says what it computed
+    for mixer in ("liquid", "attention"):
+        log_path = out / "runs" / mixer / "seed0" / "train_log.json"
+        log = json.loads(log_path.read_text())
+        for flag in ("output_gate", "out_norm_eps", "conv_qkv"):
+            log["train_args"].pop(flag)
+        log_path.write_text(json.dumps(log))
+    assert main(_tiny_bench(corpus, out, "--seeds", "0", "--reuse-runs")) == 0
+    assert capsys.readouterr().out.count("reusing the finished run") == 2
+    log_path = out / "runs" / "liquid" / "seed0" / "train_log.json"  # ... but not one that computed something else
+    log = json.loads(log_path.read_text())
+    log["model_config"]["liquid_kwargs"] = {"output_gate": True}
+    log_path.write_text(json.dumps(log))
+    assert main(_tiny_bench(corpus, out, "--seeds", "0", "--reuse-runs")) == 0
+    assert capsys.readouterr().out.count("reusing the finished run") == 1  # attention only
+
     assert main(_tiny_bench(corpus, out, "--seeds", "0", "--reuse-runs", "--lr", "1e-3")) == 0
     changed = json.loads((out / "lm_bench.json").read_text())
     assert all(not run["seeds"][0]["reused"] for run in changed["runs"].values())  # other lr: trained again

@@ -15,18 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from liquid_memory.lm.checkpoint import load_checkpoint
-from liquid_memory.lm.train import CHECKPOINT_NAME, LOG_NAME, TrainArgs, run_training
+from liquid_memory.lm.train import CHECKPOINT_NAME, LIQUID_FLAGS, LOG_NAME, TrainArgs, run_training
 from liquid_memory.models import LiquidLM, LiquidLMConfig
 
 # TrainArgs fields that say where/how a run was displayed, not what it trained on.
 _PRESENTATION_FIELDS = ("out_dir", "progress", "plot", "tokenizer", "resume", "stop_at")
+# TrainArgs fields that only build the model's LiquidMemory options: compared through the logged model config
+# (its liquid_kwargs / conv_qkv), which says what the run computed. Comparing the flags themselves would fill a
+# flag missing from an older log with today's default — and the defaults of output_gate / out_norm_eps changed in
+# session 5 (to the recommended setting), so every run logged before would have looked different and been retrained.
+_MODEL_OPTION_FIELDS = (*LIQUID_FLAGS, "conv_qkv")
 
 
 def _comparable(train_args: dict[str, Any]) -> dict[str, Any]:
-    """Training arguments that decide the result; a field added after the run was logged takes its default
-    (defaults keep earlier behaviour, which is how new options are added here)."""
+    """Training arguments that decide the result, beside the model config; a field added after the run was
+    logged takes its default (a new option's default keeps earlier behaviour, which is how options are added)."""
     full = {**dataclasses.asdict(TrainArgs()), **train_args}
-    return {k: v for k, v in full.items() if k not in _PRESENTATION_FIELDS}
+    return {k: v for k, v in full.items() if k not in _PRESENTATION_FIELDS + _MODEL_OPTION_FIELDS}
 
 
 def _same_config(logged: dict[str, Any] | None, config: LiquidLMConfig) -> bool:
