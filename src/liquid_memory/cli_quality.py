@@ -54,6 +54,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     mqar.add_argument("--stop-accuracy", type=float, default=0.95)
     mqar.add_argument("--seed", type=int, default=0)
     mqar.add_argument(
+        "--data-seed", type=int, default=None,
+        help="seed of the training batches and held-out sets (default: --seed); --seed then sets only the init",
+    )  # fmt: skip
+    mqar.add_argument(
         "--train-mix", default="",
         help="train on a mixture of settings 'T:pairs[:weight],...' (e.g. 64:4:2,128:8:1,256:16:1), as Zoology "
         "does; every batch holds batch_size·weight/Σweights examples of each (largest remainder); evaluation "
@@ -113,7 +117,7 @@ def _run_mqar(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = TrainConfig(
         batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup_steps,
         eval_every=args.eval_every, eval_examples=args.eval_examples, stop_accuracy=args.stop_accuracy,
-        seed=args.seed, time_budget_s=args.time_budget, train_mix=train_mix,
+        seed=args.seed, data_seed=args.data_seed, time_budget_s=args.time_budget, train_mix=train_mix,
     )  # fmt: skip
     torch.set_num_threads(args.threads)
     json_path = Path(args.json)

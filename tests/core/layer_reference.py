@@ -32,6 +32,10 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
         + 1e-6
     )
     a = torch.exp(-delta)
+    if getattr(module, "qk_norm", False):  # per head: q_t/‖q_t‖, k_t/‖k_t‖
+        heads = lambda x: x.view(*x.shape[:2], module.num_heads, module.head_dim)  # noqa: E731
+        q = (heads(q) / heads(q).norm(dim=-1, keepdim=True).clamp_min(1e-6)).view(q.shape)
+        k = (heads(k) / heads(k).norm(dim=-1, keepdim=True).clamp_min(1e-6)).view(k.shape)
     if module.coupled_input:
         k = (1 - a) * k
     if padded is not None:

@@ -29,6 +29,7 @@ class LiquidMemory(nn.Module):
                           decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))                 (output_gate: ⊙ σ(W_g x^q_t) before out_proj)
+        (qk_norm: q_t ← q_t/‖q_t‖, k_t ← k_t/‖k_t‖ per head, right after the projections)
 
     Which states a query reads depends on the call:
 
@@ -60,6 +61,10 @@ class LiquidMemory(nn.Module):
         output_gate: multiply the normalised read-out by ``σ(W_g x^q)`` (``gate_proj.weight`` ``[E, E]``, no
             bias) before ``out_proj``, as GLA / Mamba gate their outputs: the layer can switch its read-out off
             per channel and token. Off by default (MHA-shaped parameters only).
+        qk_norm: divide each head's ``q_t`` and ``k_t`` by their L2 norms (``max(‖·‖, 1e-6)``) right after the
+            projections, before the ``(1 - a)`` coupling and padding mask; the read-out keeps its ``1/sqrt(d)``.
+            As DeltaNet and Gated DeltaNet do for recall: every write has unit key norm, so what a query reads
+            is a cosine-weighted sum of values. No parameters; off by default.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -96,6 +101,7 @@ class LiquidMemory(nn.Module):
         precision_safe: bool | None = None,
         decay_rank: int | None = None,
         output_gate: bool = False,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -117,6 +123,7 @@ class LiquidMemory(nn.Module):
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.dropout, self.batch_first = dropout, batch_first
         self.coupled_input, self.backend, self.precision_safe = coupled_input, backend, precision_safe
+        self.qk_norm = qk_norm
         if self._qkv_same_embed_dim:
             self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim, **factory))
             self.register_parameter("q_proj_weight", None)
@@ -234,6 +241,8 @@ class LiquidMemory(nn.Module):
             q = self._heads(F.linear(q_in, w_q, b_q))
             k = self._heads(F.linear(k_in, w_k, b_k))
             v = self._heads(F.linear(v_in, w_v, b_v))
+        if self.qk_norm:
+            q, k = _unit_heads(q), _unit_heads(k)
         log_a = self._log_decay(k_in)
         if self.coupled_input:
             k = k * (-torch.expm1(log_a)).to(k.dtype)
@@ -420,7 +429,14 @@ class LiquidMemory(nn.Module):
             f"coupled_input={self.coupled_input}, out_norm={self.out_norm is not None}, "
             f"out_norm_eps={self.out_norm.eps if self.out_norm is not None else None}, "
             f"decay_rank={self.decay_rank}, output_gate={self.gate_proj is not None}"
+            + (", qk_norm=True" if self.qk_norm else "")
         )
+
+
+def _unit_heads(x: Tensor) -> Tensor:
+    """``x / max(‖x‖, 1e-6)`` over each head's channels, for a ``[B, H, T, d]`` view: normalised in ``[B, T, H, d]``
+    order so the result keeps the token-major memory the kernels expect of ``_heads`` views."""
+    return F.normalize(x.transpose(1, 2), dim=-1, eps=1e-6).transpose(1, 2)
 
 
 def _reject_nested_input(module: nn.Module, args: tuple) -> None:

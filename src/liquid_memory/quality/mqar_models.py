@@ -123,6 +123,15 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-slow-eps + output gate",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
+        # Session 6: + L2-normalised q and k per head (LiquidMemory's qk_norm, as DeltaNet / Gated DeltaNet), aimed at
+        # the slow plateau escapes of seeds 1 and 3; otherwise the spec its note names.
+        ModelSpec(
+            "liquid-qkvconv-u-gate-eps-qkn",
+            "liquid",
+            {**QKV_CONV, "liquid_kwargs": {**GATE_EPS["liquid_kwargs"], "qk_norm": True}},
+            "liquid-qkvconv-u-gate-eps + L2-normalised q, k per head (qk_norm)",
+            init="conv-uniform",
+        ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),

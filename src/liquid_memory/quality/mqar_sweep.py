@@ -63,8 +63,10 @@ def settings_from(
 
 
 def run_key(run: dict) -> tuple:
-    """What identifies a run: setting (with its training mixture), model, seed, learning rate and batch size."""
-    return (run["setting"], run["model"], run["train"]["seed"], run["train"]["lr"], run["train"]["batch_size"])
+    """What identifies a run: setting (with its training mixture), model, seed, learning rate, batch size and the
+    data seed when it was set apart from the seed (``None`` otherwise, and in files written before session 6)."""
+    train = run["train"]
+    return (run["setting"], run["model"], train["seed"], train["lr"], train["batch_size"], train.get("data_seed"))
 
 
 def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = None) -> str:
@@ -170,7 +172,7 @@ def run_sweep(
     for setting in settings:
         for spec in specs:
             label = setting_label(setting, cfg, spec)
-            if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size) in done:
+            if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size, cfg.data_seed) in done:
                 log(f"[{label}] {spec.name}: already in {json_path}, skipped")
                 continue
             doc["runs"].append(run_one(setting, spec, cfg, log))

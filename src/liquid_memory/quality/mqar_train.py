@@ -37,7 +37,8 @@ class TrainConfig:
     eval_examples: int = 256
     stop_accuracy: float = 0.95  # stop a run early once held-out accuracy reaches this
     thresholds: tuple[float, ...] = (0.5, 0.9, 0.95)
-    seed: int = 0
+    seed: int = 0  # the model's init seed; also the data seed unless data_seed is set
+    data_seed: int | None = None  # training batches and held-out sets (None: = seed); split to tell init from data
     time_budget_s: float = 0.0  # 0 = no wall-clock limit; otherwise stop (and say so) after this long
     train_mix: str = ""  # "" = train on the evaluated setting; else "T:pairs:weight,..." (quality/mqar_mix.py)
 
@@ -133,17 +134,19 @@ def train_mqar(
 ) -> RunResult:
     """Train ``model`` in place on fresh seeded batches; evaluate every ``eval_every`` steps on a fixed held-out set.
 
-    The training stream uses ``cfg.seed`` and the held-out set ``cfg.seed + 1_000_003``: every model of a sweep
+    The training stream uses the data seed (``cfg.data_seed``, by default ``cfg.seed``) and the held-out set the
+    data seed ``+ 1_000_003``: every model of a sweep
     sees the same batches in the same order. With ``cfg.train_mix`` the batches are drawn from that mixture of
     settings; ``steps_to`` and the stop rule stay on ``task``, and each other mixture setting is also evaluated on
     its own held-out set (``history[i]['mix_accuracy']``, as Zoology reports per setting: where a model learns
     first). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
     """
     mix = parse_mix(cfg.train_mix, task) if cfg.train_mix else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-    eval_x, eval_y = make_split(task, cfg.eval_examples, cfg.seed + 1_000_003)
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    gen = torch.Generator().manual_seed(data_seed)
+    eval_x, eval_y = make_split(task, cfg.eval_examples, data_seed + 1_000_003)
     mix_evals = {
-        f"{c.task.seq_len}:{c.task.num_kv_pairs}": make_split(c.task, cfg.eval_examples, cfg.seed + 1_000_003 + i)
+        f"{c.task.seq_len}:{c.task.num_kv_pairs}": make_split(c.task, cfg.eval_examples, data_seed + 1_000_003 + i)
         for i, c in enumerate(mix or (), start=1)
         if c.task != task
     }
