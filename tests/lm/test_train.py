@@ -146,11 +146,13 @@ def test_lm_train_defaults_to_the_recommended_liquid_options(corpus, tmp_path):
     assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").config.liquid_kwargs == {"out_norm_eps": 1e-5}
 
 
-def test_lm_train_conv_qkv_builds_one_conv_per_stream(corpus, tmp_path):
-    """``--conv-qkv`` reaches the saved config and the model (MQAR's recall configuration, trainable as an LM)."""
+def test_lm_train_conv_qkv_and_qk_norm_reach_the_model(corpus, tmp_path):
+    """``--conv-qkv`` / ``--qk-norm`` reach the saved config and the model (MQAR's recall configuration as an LM)."""
     args = ["lm", "train", "--data", str(corpus), "--steps", "1", "--eval-every", "0", "--backend", "chunked"]
-    assert main(args + ["--out-dir", str(tmp_path / "qkv"), "--short-conv", "4", "--conv-qkv"] + TINY_TRAIN) == 0
-    config = load_checkpoint(tmp_path / "qkv" / "checkpoint.pt").config
-    assert config.conv_qkv and config.short_conv == 4
+    qkv = ["--short-conv", "4", "--conv-qkv", "--qk-norm"]
+    assert main(args + ["--out-dir", str(tmp_path / "qkv")] + qkv + TINY_TRAIN) == 0
+    ckpt = load_checkpoint(tmp_path / "qkv" / "checkpoint.pt")
+    assert ckpt.config.conv_qkv and ckpt.config.short_conv == 4 and ckpt.config.liquid_kwargs["qk_norm"] is True
+    assert ckpt.build_model().blocks[0].mixer.memory.qk_norm
     assert TrainArgs().model_config(300).conv_qkv is False  # off unless asked
     assert main(args + ["--out-dir", str(tmp_path / "bad"), "--conv-qkv"] + TINY_TRAIN) == 2  # needs --short-conv

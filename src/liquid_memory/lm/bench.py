@@ -41,6 +41,17 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
         "conv_qkv": True,
         "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2},
     },  # fmt: skip
+    # + L2-normalised q / k (LiquidMemory's qk_norm, MQAR session 6), without and with the q/k/v convs
+    "liquid-gate-eps-qkn": {
+        "mixer": "liquid",
+        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
+    },
+    "liquid-qkvconv-gate-eps-qkn": {
+        "mixer": "liquid",
+        "short_conv": DEFAULT_KERNEL,
+        "conv_qkv": True,
+        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
+    },
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }

@@ -36,7 +36,7 @@ PLOT_NAME = "loss.png"
 
 
 # TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name).
-LIQUID_FLAGS = ("output_gate", "out_norm_eps")
+LIQUID_FLAGS = ("output_gate", "out_norm_eps", "qk_norm")
 
 
 @dataclass
@@ -54,6 +54,7 @@ class TrainArgs:
     conv_qkv: bool = False
     output_gate: bool = RECOMMENDED_LIQUID_KWARGS["output_gate"]
     out_norm_eps: float | None = RECOMMENDED_LIQUID_KWARGS["out_norm_eps"]
+    qk_norm: bool = False
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
@@ -86,11 +87,13 @@ class TrainArgs:
         return {
             "output_gate": bool(liquid_kwargs.get("output_gate")),
             "out_norm_eps": liquid_kwargs.get("out_norm_eps"),
+            "qk_norm": bool(liquid_kwargs.get("qk_norm")),
         }
 
     def liquid_kwargs(self) -> dict[str, Any]:
-        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` (``None`` eps = LiquidMemory's
-        default); ``{}`` for the other mixers, which have no LiquidMemory (their configs stay free of them)."""
+        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` / ``--qk-norm`` (``None`` eps =
+        LiquidMemory's default); ``{}`` for the other mixers, which have no LiquidMemory (their configs stay free
+        of them)."""
         if self.out_norm_eps is not None and not self.out_norm_eps > 0:
             raise TrainingSetupError(f"--out-norm-eps must be > 0, got {self.out_norm_eps}")
         if self.mixer != "liquid":
@@ -98,6 +101,8 @@ class TrainArgs:
         kwargs: dict[str, Any] = {"output_gate": True} if self.output_gate else {}
         if self.out_norm_eps is not None:
             kwargs["out_norm_eps"] = self.out_norm_eps
+        if self.qk_norm:
+            kwargs["qk_norm"] = True
         return kwargs
 
     def model_config(self, vocab_size: int) -> LiquidLMConfig:
