@@ -133,15 +133,16 @@ def test_lm_train_defaults_to_the_recommended_liquid_options(corpus, tmp_path):
     args = ["lm", "train", "--data", str(corpus), "--steps", "1", "--eval-every", "0", "--backend", "chunked"]
     assert main(args + ["--out-dir", str(tmp_path / "default")] + TINY_TRAIN) == 0
     ckpt = load_checkpoint(tmp_path / "default" / "checkpoint.pt")
-    assert ckpt.config.liquid_kwargs == RECOMMENDED_LIQUID_KWARGS == {"output_gate": True, "out_norm_eps": 1e-2}
+    recommended = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
+    assert ckpt.config.liquid_kwargs == RECOMMENDED_LIQUID_KWARGS == recommended
     layer = ckpt.build_model().blocks[0].mixer.memory
-    assert layer.gate_proj is not None and layer.out_norm.eps == 1e-2
+    assert layer.gate_proj is not None and layer.out_norm.eps == 1e-2 and layer.qk_norm
     assert TrainArgs(mixer="attention").model_config(300).liquid_kwargs == {}  # nothing for the other mixers
-    plain = TrainArgs(output_gate=False, out_norm_eps=None).model_config(300)
+    plain = TrainArgs(output_gate=False, out_norm_eps=None, qk_norm=False).model_config(300)
     assert plain.liquid_kwargs == {}
     old = LiquidLMConfig.from_dict(plain.to_dict())  # a checkpoint written before the default changed
     assert old.liquid_kwargs == {} and LiquidLM(old).blocks[0].mixer.memory.gate_proj is None
-    opt_out = ["--no-output-gate", "--out-norm-eps", "1e-5"]
+    opt_out = ["--no-output-gate", "--out-norm-eps", "1e-5", "--no-qk-norm"]
     assert main(args + ["--out-dir", str(tmp_path / "plain")] + TINY_TRAIN + opt_out) == 0
     assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").config.liquid_kwargs == {"out_norm_eps": 1e-5}
 

@@ -54,7 +54,7 @@ class TrainArgs:
     conv_qkv: bool = False
     output_gate: bool = RECOMMENDED_LIQUID_KWARGS["output_gate"]
     out_norm_eps: float | None = RECOMMENDED_LIQUID_KWARGS["out_norm_eps"]
-    qk_norm: bool = False
+    qk_norm: bool = RECOMMENDED_LIQUID_KWARGS["qk_norm"]
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
