@@ -9,7 +9,13 @@ relative MSE ``‖out − softmax‖² / ‖softmax‖²`` on one held-out 2048-
 Variant keys: tag, sinks, seq (training length), steps, lr, warmup, mhl (max initial half-life), window (64),
 qbeta (false: one β per head; true: β_h + a linear function of the layer's input per query, zero-initialised, trained
 with the rest — the per-query scale that window 0 + sinks lacks, results/hf_smollm2/window0_sinks.txt), qbeta_lr
-(that map's learning rate, default lr).
+(that map's learning rate, default lr), nseq (training sequences of ``seq`` tokens, default 16384 // seq; the
+first nseq of the training split, so a smaller set is a prefix of a larger one), fit_heldout (true: train on the
+held-out 2048-token sequence itself — an oracle fit whose error bounds what the mixer can represent at that
+optimisation budget, i.e. capacity rather than data).
+Besides the held-out error it prints ``train``: the relative MSE after training on the first 8 training sequences
+(no grad; the same sequences for every nseq ≥ 8), so train vs held-out separates a generalisation gap from a
+fit (capacity / optimisation) limit.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
 TRAIN_TOKENS = 16384
 EVAL_LENGTHS = (2048, 4096)
+TRAIN_EVAL_SEQS = 8  # the training error is measured on the first 8 training sequences
 
 
 class QueryBeta(LiquidHybridAttention):
@@ -58,7 +65,8 @@ def main() -> None:
 
     caches = {}
     for seq in sorted({v["seq"] for v in variants}):
-        xs = [inputs(tr[i * seq : (i + 1) * seq][None]) for i in range(TRAIN_TOKENS // seq)]
+        nmax = max(max(v.get("nseq", TRAIN_TOKENS // seq), TRAIN_EVAL_SEQS) for v in variants if v["seq"] == seq)
+        xs = [inputs(tr[i * seq : (i + 1) * seq][None]) for i in range(nmax)]
         caches[seq] = [torch.cat([x[j] for x in xs]) for j in range(len(layers))]
     evals = {n: inputs(he[:n][None]) for n in EVAL_LENGTHS}
     inner = model.model
@@ -69,15 +77,21 @@ def main() -> None:
     for v in variants:
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
-        res = {}
+        res, trains = {}, {}
         for j, li in enumerate(layers):
             cls = QueryBeta if v.get("qbeta") else LiquidHybridAttention
             window, sinks = v.get("window", 64), v.get("sinks", 0)
             attn = cls(inner.layers[li].self_attn, window, sinks=sinks, max_half_life=v.get("mhl"))
-            x, seq = caches[v["seq"]][j], v["seq"]
+            seq = v["seq"]
+            xall = caches[seq][j]
             with torch.no_grad():
-                tgt = torch.cat([attn.softmax_forward(x[i : i + 1], pe(seq), None) for i in range(len(x))])
+                tall = torch.cat([attn.softmax_forward(xall[i : i + 1], pe(seq), None) for i in range(len(xall))])
                 etg = {n: attn.softmax_forward(e[j], pe(n), None) for n, e in evals.items()}
+            nseq = v.get("nseq", TRAIN_TOKENS // seq)
+            x, tgt = xall[:nseq], tall[:nseq]
+            if v.get("fit_heldout"):  # oracle: the held-out sequence is the training set
+                seq = EVAL_LENGTHS[0]
+                x, tgt = evals[seq][j], etg[seq]
             attn.calibrate(x[:4], pe(seq))
             extra = list(attn.liquid.query_beta.parameters()) if v.get("qbeta") else []
             rest = [p for p in attn.liquid.parameters() if all(p is not e for e in extra)]
@@ -99,6 +113,13 @@ def main() -> None:
                 sched.step()
                 losses.append(loss.item())
             with torch.no_grad():
+                xe, te = xall[:TRAIN_EVAL_SEQS], tall[:TRAIN_EVAL_SEQS]
+                pe_tr = pe(v["seq"])
+                err = sum(
+                    (attn(xe[i : i + 1], position_embeddings=pe_tr)[0] - te[i : i + 1]).pow(2).sum()
+                    for i in range(len(xe))
+                )
+                train_err = trains[li] = round((err / te.pow(2).sum()).item(), 4)
                 res[li] = {
                     n: round(
                         (
@@ -108,10 +129,11 @@ def main() -> None:
                     )
                     for n, e in evals.items()
                 }
-            print(v["tag"], li, res[li], "train(last 8)", round(sum(losses[-8:]) / 8, 4),
+            print(v["tag"], li, res[li], "train", train_err, "train(last 8)", round(sum(losses[-8:]) / 8, 4),
                   "cpu/step", round((time.process_time() - t1) / steps, 3), flush=True)  # fmt: skip
         mean = {n: round(sum(r[n] for r in res.values()) / len(res), 4) for n in EVAL_LENGTHS}
-        print("SUMMARY", json.dumps(v), "mean held-out relative MSE", mean, flush=True)
+        train_mean = round(sum(trains.values()) / len(trains), 4)
+        print("SUMMARY", json.dumps(v), "mean held-out relative MSE", mean, "mean train", train_mean, flush=True)
 
 
 if __name__ == "__main__":

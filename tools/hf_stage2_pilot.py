@@ -24,7 +24,9 @@ training sequence are replaced by the original's own greedy continuation of the 
 once and cached in GEN_CACHE, so stage 2 also sees the text the agreement metric is measured on), gen_from
 ("original" | "student": on-policy distillation — the continuation is the student's own greedy one), eval_every (24:
 teacher-forced kl/top1/onpath; greedy agreement at the end, and at step 0 if greedy0); or {"tag", "from": DIR}:
-evaluate a finished ``linearize`` DIR only.
+evaluate a finished ``linearize`` DIR only. A variant's ``stage1`` key (a folder holding params.safetensors)
+replaces STAGE1_DIR for that variant; ``{"tag", "steps": 1, "stop": 0, "greedy0": true}`` scores a stage-1 result
+alone (kl/top1/onpath/agree and ppl2048_ratio, no LoRA step).
 """
 
 from __future__ import annotations
@@ -94,7 +96,6 @@ def main() -> None:
         paths = torch.stack([torch.cat([p, torch.tensor(r)]) for p, r in zip(prompts, refs, strict=True)])
         t_logits = base(input_ids=evalw, use_cache=False).logits
     gen_cache = torch.load(GEN_CACHE) if os.path.isfile(GEN_CACHE) else {}
-    params1 = load_file(f"{stage1}/params.safetensors")
 
     def evaluate(model, greedy: bool) -> dict[str, float]:
         model.eval()
@@ -122,6 +123,7 @@ def main() -> None:
             print("SUMMARY", json.dumps(v), evaluate(model, True), "ppl2048_ratio", round(ratio, 4), flush=True)
             continue
         student = patch_model(copy.deepcopy(base), window=64, sinks=4)
+        params1 = load_file(f"{v.get('stage1', stage1)}/params.safetensors")
         with torch.no_grad():
             for name, p in liquid_parameters(student):
                 p.copy_(params1[name])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
 import torch
 from hf_models import tiny_model
 
-from liquid_memory.hf.bench import agreement_shares, greedy_tokens
+from liquid_memory.hf.bench import agreement_shares, greedy_tokens, run
 
 
 def test_agreement_shares_is_one_for_the_same_model_and_counts_equal_positions():
@@ -22,3 +25,10 @@ def test_agreement_shares_is_one_for_the_same_model_and_counts_equal_positions()
         for p, r in zip(prompts, reference, strict=True)
     ]
     assert got["per_prompt"] == want and got["mean"] < 1.0
+
+
+def test_parts_that_compare_against_the_original_need_it_in_models():
+    """agreement/decode/noise without `original` in --models: a clear message, not a KeyError."""
+    args = argparse.Namespace(models="pure_after", parts="ppl,agreement")
+    with pytest.raises(SystemExit, match="add original to --models"):
+        run(args)

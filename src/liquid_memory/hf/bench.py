@@ -110,12 +110,15 @@ def _load(name: str, args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The selected parts for the selected models (parts of one benchmark may run as separate processes)."""
+    names, parts = args.models.split(","), args.parts.split(",")
+    needs_original = sorted(set(parts) & {"decode", "agreement", "noise"})
+    if needs_original and "original" not in names:  # they compare against the original: say so before loading
+        raise SystemExit(f"--parts {','.join(needs_original)} compare against the original: add original to --models")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     _, tok = load_smollm2()
     ids = essay_token_ids(tok, "heldout")
     contexts = [int(c) for c in args.contexts.split(",")]
-    names, parts = args.models.split(","), args.parts.split(",")
     result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
     result["linearization"] = {
         name: read_config(getattr(args, name))["training"]
