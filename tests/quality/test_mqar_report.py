@@ -72,3 +72,13 @@ def test_the_plot_has_one_same_run_panel_per_seed_with_both_mixers(tmp_path) -> 
     plot({"runs": runs[:2]}, tmp_path / "one.png")
     two, one = Image.open(tmp_path / "two.png").size, Image.open(tmp_path / "one.png").size
     assert two[1] > 1.8 * one[1]  # a second row of per-seed panels only when there are several seeds
+
+
+def test_a_run_on_other_batches_is_not_compared_with_this_seeds_attention() -> None:
+    other = _run("other-data", 900, 1000, 0.95)
+    other["train"] = {**other["train"], "data_seed": 3}
+    same = _run("same-data", 900, 1000, 0.95)
+    same["train"] = {**same["train"], "data_seed": 0}  # data seed = seed: the default batches
+    verdicts = _verdicts([_run("attention", 1000, 1100, 0.95), other, same])
+    assert verdicts["other-data"]["steps_ratio_vs_attention"] is None and not verdicts["other-data"]["target_met"]
+    assert verdicts["same-data"]["steps_ratio_vs_attention"] == 0.9

@@ -36,14 +36,21 @@ def merge(paths: list[Path]) -> dict:
     return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
 
 
-def _attention_steps(runs: list[dict], setting: str, seed: int) -> tuple[int | None, int | None]:
-    """Attention (any head count) in the same setting and seed: its fewest steps to the target accuracy (any
-    learning rate), and the longest run that stopped *without* reaching it (then attention needs more than that
-    many steps)."""
+def _seeds(run: dict) -> tuple[int, int]:
+    """(init seed, data seed): a run without ``data_seed`` drew its batches from its ``seed``."""
+    train = run["train"]
+    data_seed = train.get("data_seed")
+    return train["seed"], train["seed"] if data_seed is None else data_seed
+
+
+def _attention_steps(runs: list[dict], setting: str, seeds: tuple[int, int]) -> tuple[int | None, int | None]:
+    """Attention (any head count) in the same setting, on the same batches and with the same init seed: its fewest
+    steps to the target accuracy (any learning rate), and the longest run that stopped *without* reaching it (then
+    attention needs more than that many steps)."""
     key = f"{TARGET_ACCURACY:.2f}"
     setting = _without_heads(setting)
     same = [r for r in runs if _without_heads(r["setting"]) == setting and r["mixer"] == "attention"
-            and r["train"]["seed"] == seed]  # fmt: skip
+            and _seeds(r) == seeds]  # fmt: skip
     reached = [r["steps_to"][key] for r in same if r["steps_to"].get(key) is not None]
     unreached = [r["steps_run"] for r in same if r["steps_to"].get(key) is None]
     return (min(reached) if reached else None), (max(unreached) if unreached else None)
@@ -60,7 +67,7 @@ def annotate(doc: dict) -> dict:
     runs = doc["runs"]
     for run in runs:
         mine = run["steps_to"].get(f"{TARGET_ACCURACY:.2f}")
-        base, longest = _attention_steps(runs, run["setting"], run["train"]["seed"])
+        base, longest = _attention_steps(runs, run["setting"], _seeds(run))
         run["steps_ratio_vs_attention"] = round(mine / base, 2) if mine and base else None
         bound = mine / longest if mine and not base and longest else None
         run["steps_ratio_upper_bound"] = round(bound, 2) if bound is not None else None
@@ -130,7 +137,7 @@ def _target_seeds(runs: list[dict]) -> tuple[str | None, list[int]]:
     LiquidMemory both ran, and those seeds: the same-run comparisons the verdicts are made of."""
     seeds: dict[str, dict[str, set[int]]] = {}
     for run in runs:
-        if run["setting"].startswith(TARGET_SETTING):
+        if run["setting"].startswith(TARGET_SETTING) and _seeds(run)[0] == _seeds(run)[1]:
             by_mixer = seeds.setdefault(_without_heads(run["setting"]), {})
             by_mixer.setdefault(run["mixer"], set()).add(run["train"]["seed"])
     both = {s: sorted(m.get("attention", set()) & m.get("liquid", set())) for s, m in seeds.items()}
@@ -140,12 +147,12 @@ def _target_seeds(runs: list[dict]) -> tuple[str | None, list[int]]:
 
 def _seed_panel(ax, runs: list[dict], setting: str, seed: int, colours: dict) -> None:
     """One setting at one seed: every run's accuracy curve, attention's step to 0.90 and the rule's limit."""
-    mine = [r for r in runs if _without_heads(r["setting"]) == setting and r["train"]["seed"] == seed]
+    mine = [r for r in runs if _without_heads(r["setting"]) == setting and _seeds(r) == (seed, seed)]
     for run in mine:
         steps = [row["step"] for row in run["history"]]
         ax.plot(steps, [row["accuracy"] for row in run["history"]], color=colours[_label(run)], label=_label(run),
                 linewidth=1.2, linestyle="--" if run["mixer"] == "attention" else "-")  # fmt: skip
-    base = _attention_steps(runs, mine[0]["setting"], seed)[0] if mine else None
+    base = _attention_steps(runs, mine[0]["setting"], (seed, seed))[0] if mine else None
     if base:
         ax.axvline(base, color="black", linestyle=":", linewidth=0.8)
         ax.axvline(base * TARGET_STEP_RATIO, color="red", linestyle=":", linewidth=0.8,
