@@ -52,6 +52,9 @@ def test_a_run_that_never_reached_the_target_shows_a_lower_bound() -> None:
     assert verdicts["capped"]["steps_ratio_lower_bound"] == 1.5 and not verdicts["capped"]["target_met"]
     assert "> 1.5" in table({"runs": runs})
     assert "> " not in table({"runs": [_run("attention", None, 1100, 0.5), _run("capped", None, 1500, 0.7)]})
+    early = _verdicts([_run("attention", 1000, 1100, 0.95), _run("cut", None, 1200, 0.8)])["cut"]
+    assert early["steps_ratio_lower_bound"] == 1.2 and not early["target_met"] and not early["decided"]
+    assert verdicts["capped"]["decided"]
 
 
 def _with_history(run: dict, seed: int) -> dict:

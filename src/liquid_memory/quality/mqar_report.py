@@ -85,12 +85,19 @@ def annotate(doc: dict) -> dict:
                              "lr": run["train"]["lr"], "seed": run["train"]["seed"],
                              "steps_ratio_vs_attention": ratio, "steps_ratio_upper_bound": bound,
                              "steps_ratio_lower_bound": run["steps_ratio_lower_bound"],
-                             "target_met": hit})  # fmt: skip
+                             "target_met": hit, "decided": hit or _decided_miss(run)})  # fmt: skip
     doc["target"] = {
         "rule": f"accuracy >= {TARGET_ACCURACY} at {TARGET_SETTING}, within {TARGET_STEP_RATIO}x attention's steps",
         "verdicts": verdicts,
     }
     return doc
+
+
+def _decided_miss(run: dict) -> bool:
+    """A run below the target is a miss only if it ran to the rule's limit (or attention gives no limit); one
+    stopped earlier (e.g. by a time budget) leaves the verdict open."""
+    lower = run["steps_ratio_lower_bound"]
+    return lower is None or lower >= TARGET_STEP_RATIO or run["steps_ratio_vs_attention"] is not None
 
 
 def _ratio(run: dict) -> str:
@@ -241,6 +248,7 @@ def report(paths: list[Path], out_json: Path | None, png: Path | None) -> str:
     for v in doc["target"]["verdicts"]:
         text.append(
             f"target ({doc['target']['rule']}): {v['model']} ({v['setting']}, lr {v['lr']:g}, seed {v['seed']}) best "
-            f"{v['best_accuracy']:.3f}, steps ×attention {_ratio(v)} → {'HIT' if v['target_met'] else 'MISS'}"
+            f"{v['best_accuracy']:.3f}, steps ×attention {_ratio(v)} → "
+            f"{'HIT' if v['target_met'] else 'MISS' if v['decided'] else 'UNDECIDED (stopped before the limit)'}"
         )
     return "\n".join(text)
