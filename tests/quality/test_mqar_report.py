@@ -85,3 +85,15 @@ def test_a_run_on_other_batches_is_not_compared_with_this_seeds_attention() -> N
     verdicts = _verdicts([_run("attention", 1000, 1100, 0.95), other, same])
     assert verdicts["other-data"]["steps_ratio_vs_attention"] is None and not verdicts["other-data"]["target_met"]
     assert verdicts["same-data"]["steps_ratio_vs_attention"] == 0.9
+
+
+def test_a_data_seed_equal_to_the_seed_is_the_default_run() -> None:
+    from liquid_memory.quality.mqar_sweep import run_key
+    from liquid_memory.quality.mqar_train import TrainConfig
+
+    default, explicit, other = _run("m", 1, 1, 1.0), _run("m", 1, 1, 1.0), _run("m", 1, 1, 1.0)
+    explicit["train"] = {**explicit["train"], "data_seed": 0}
+    other["train"] = {**other["train"], "data_seed": 3}
+    assert run_key(default) == run_key(explicit) != run_key(other)
+    assert TrainConfig(seed=2).batch_seed == TrainConfig(seed=2, data_seed=2).batch_seed == 2
+    assert TrainConfig(seed=2, data_seed=5).batch_seed == 5

@@ -62,11 +62,20 @@ def settings_from(
     ]
 
 
-def run_key(run: dict) -> tuple:
-    """What identifies a run: setting (with its training mixture), model, seed, learning rate, batch size and the
-    data seed when it was set apart from the seed (``None`` otherwise, and in files written before session 6)."""
+def run_seeds(run: dict) -> tuple[int, int]:
+    """A recorded run's (init seed, data seed): ``train.data_seed`` is ``None`` when it was not set apart from the
+    seed (and absent in files written before session 6); then the batches came from the seed, as
+    :attr:`TrainConfig.batch_seed` says."""
     train = run["train"]
-    return (run["setting"], run["model"], train["seed"], train["lr"], train["batch_size"], train.get("data_seed"))
+    data_seed = train.get("data_seed")
+    return train["seed"], train["seed"] if data_seed is None else data_seed
+
+
+def run_key(run: dict) -> tuple:
+    """What identifies a run: setting (with its training mixture), model, init seed, learning rate, batch size and
+    the seed of its batches."""
+    train = run["train"]
+    return (run["setting"], run["model"], train["seed"], train["lr"], train["batch_size"], run_seeds(run)[1])
 
 
 def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = None) -> str:
@@ -172,7 +181,7 @@ def run_sweep(
     for setting in settings:
         for spec in specs:
             label = setting_label(setting, cfg, spec)
-            if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size, cfg.data_seed) in done:
+            if (label, spec.name, cfg.seed, cfg.lr, cfg.batch_size, cfg.batch_seed) in done:
                 log(f"[{label}] {spec.name}: already in {json_path}, skipped")
                 continue
             doc["runs"].append(run_one(setting, spec, cfg, log))

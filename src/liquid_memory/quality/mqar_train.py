@@ -42,6 +42,11 @@ class TrainConfig:
     time_budget_s: float = 0.0  # 0 = no wall-clock limit; otherwise stop (and say so) after this long
     train_mix: str = ""  # "" = train on the evaluated setting; else "T:pairs:weight,..." (quality/mqar_mix.py)
 
+    @property
+    def batch_seed(self) -> int:
+        """The seed the training batches and held-out sets are drawn from: ``data_seed``, or ``seed`` when unset."""
+        return self.seed if self.data_seed is None else self.data_seed
+
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "eval_every", "eval_examples"):
             if getattr(self, name) <= 0:
@@ -142,7 +147,7 @@ def train_mqar(
     first). A non-finite loss stops the run (``stop_reason='non-finite loss'``).
     """
     mix = parse_mix(cfg.train_mix, task) if cfg.train_mix else None
-    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    data_seed = cfg.batch_seed
     gen = torch.Generator().manual_seed(data_seed)
     eval_x, eval_y = make_split(task, cfg.eval_examples, data_seed + 1_000_003)
     mix_evals = {
