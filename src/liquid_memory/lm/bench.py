@@ -27,31 +27,21 @@ from liquid_memory.models import LiquidLM, LiquidLMConfig
 from liquid_memory.models.short_conv import DEFAULT_KERNEL
 
 MIXERS = ("liquid", "liquidnet", "attention")
-# Bench model names → the LiquidLMConfig fields that distinguish them (same width, depth, parameter count).
+# Bench model names → the LiquidLMConfig fields that distinguish them (same width, depth, parameter count). Written
+# out, not taken from RECOMMENDED_LIQUID_KWARGS: a row's name must keep its meaning when the recommendation changes.
+_GATE_EPS = {"output_gate": True, "out_norm_eps": 1e-2}
+_QKV_CONV = {"short_conv": DEFAULT_KERNEL, "conv_qkv": True}
 BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid": {"mixer": "liquid"},
     "liquid-conv": {"mixer": "liquid", "short_conv": DEFAULT_KERNEL},
     "liquid-gate": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True}},
     "liquid-eps": {"mixer": "liquid", "liquid_kwargs": {"out_norm_eps": 1e-2}},
-    "liquid-gate-eps": {"mixer": "liquid", "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2}},
+    "liquid-gate-eps": {"mixer": "liquid", "liquid_kwargs": _GATE_EPS},
     # MQAR's best recall configuration (q/k/v short convs + gate + eps; LiquidLM's conv init): its perplexity cost
-    "liquid-qkvconv-gate-eps": {
-        "mixer": "liquid",
-        "short_conv": DEFAULT_KERNEL,
-        "conv_qkv": True,
-        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2},
-    },  # fmt: skip
+    "liquid-qkvconv-gate-eps": {"mixer": "liquid", **_QKV_CONV, "liquid_kwargs": _GATE_EPS},
     # + L2-normalised q / k (LiquidMemory's qk_norm, MQAR session 6), without and with the q/k/v convs
-    "liquid-gate-eps-qkn": {
-        "mixer": "liquid",
-        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
-    },
-    "liquid-qkvconv-gate-eps-qkn": {
-        "mixer": "liquid",
-        "short_conv": DEFAULT_KERNEL,
-        "conv_qkv": True,
-        "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
-    },
+    "liquid-gate-eps-qkn": {"mixer": "liquid", "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
+    "liquid-qkvconv-gate-eps-qkn": {"mixer": "liquid", **_QKV_CONV, "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }
