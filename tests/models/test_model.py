@@ -6,7 +6,7 @@ import pytest
 import torch
 from core.scan_cases import rel_err
 
-from liquid_memory.models import ConfigError, LiquidLM, LiquidLMConfig
+from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS, ConfigError, LiquidLM, LiquidLMConfig
 
 from .conftest import randomized_model, tiny_config
 from .reference import reference_logits
@@ -20,6 +20,16 @@ VARIANTS = [
     ("liquid", {"short_conv": 3, "conv_qkv": True}),
     ("liquid", {"liquid_kwargs": {"output_gate": True}}),
     ("liquid", {"short_conv": 3, "conv_qkv": True, "liquid_kwargs": {"output_gate": True}}),
+    ("liquid", {"liquid_kwargs": RECOMMENDED_LIQUID_KWARGS}),  # lm train's default
+    # MQAR's best recall setting (spec liquid-qkvconv-u-gate-eps-qkn): q/k/v convs + gate + eps + qk_norm
+    (
+        "liquid",
+        {
+            "short_conv": 3,
+            "conv_qkv": True,
+            "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
+        },
+    ),
     ("liquidnet", {}),
     ("liquidnet", {"short_conv": 4}),
     ("attention", {}),

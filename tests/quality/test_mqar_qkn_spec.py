@@ -1,4 +1,5 @@
-"""Session 6: the -qkn spec is its parent plus LiquidMemory's qk_norm, and nothing else."""
+"""Session 6: the -qkn spec is its parent plus LiquidMemory's qk_norm, and nothing else. (LiquidLM with these options
+against the float64 recomputation and decode == parallel forward: tests/models/test_model.py VARIANTS.)"""
 
 from __future__ import annotations
 
@@ -34,21 +35,3 @@ def test_qkn_spec_differs_from_its_parent_only_by_qk_norm() -> None:
         assert rel_err(block.mixer(x, None, False)[0], ref_block.mixer(x, None, False)[0]) > 1e-2
         ref_block.mixer.memory.qk_norm = True  # the only difference: switching it on makes them equal
         assert rel_err(block.mixer(x, None, False)[0], ref_block.mixer(x, None, False)[0]) < 1e-6
-
-
-def test_qkn_model_decodes_like_its_parallel_forward() -> None:
-    """LiquidLM with the q/k/v convs and qk_norm: prefill + one token at a time == one causal forward."""
-    model = build_model(MODEL_SPECS["liquid-qkvconv-u-gate-eps-qkn"], SHAPE, TASK, 0)
-    with torch.no_grad():  # zero-init out_proj would hide the mixers
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    model.eval()
-    ids = torch.randint(0, TASK.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        full, _ = model(ids)
-        logits, state = model(ids[:, :5])
-        pieces = [logits]
-        for t in range(5, 12):
-            logits, state = model(ids[:, t : t + 1], state=state)
-            pieces.append(logits)
-    assert rel_err(torch.cat(pieces, dim=1), full) < 1e-5
