@@ -128,3 +128,27 @@ def test_lm_bench_repeated_seed_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["lm", "bench", "--seeds", "0,0"])
     assert exit_info.value.code == 2 and "no repeats" in capsys.readouterr().err
+
+
+def test_lm_bench_speed_only_reports_no_training(tmp_path, monkeypatch):
+    """``--steps 0`` (untrained weights, speed columns only): the table says so instead of 'Data: None', and the
+    figure has the speed panels without an empty loss panel (matplotlib warned about its empty legend)."""
+    import warnings
+
+    from liquid_memory.licensing import reset_cache
+
+    monkeypatch.setenv("LM_PRIVATE_KEY", dev_licence())
+    monkeypatch.delenv("LM_BACKEND", raising=False)
+    reset_cache()
+    out = tmp_path / "speed"
+    args = ["lm", "bench", "--mixers", "liquid,attention", "--out-dir", str(out), "--steps", "0",
+            "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--vocab-size", "300", "--seq-len", "32",
+            "--throughput-lens", "32", "--throughput-tokens", "64", "--decode-contexts", "16",
+            "--decode-tokens", "2", "--repeats", "1", "--no-progress"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main(args) == 0
+    reset_cache()
+    table = (out / "lm_bench.md").read_text()
+    assert "Speed only (--steps 0)" in table and "None" not in table
+    assert (out / "lm_bench.png").read_bytes()[:4] == b"\x89PNG"

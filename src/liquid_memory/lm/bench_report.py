@@ -13,9 +13,8 @@ def render_table(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results.get('command')}`",
         "",
-        f"Data: {results.get('data')}; {results.get('train_tokens')} training / {results.get('heldout_tokens')} "
-        f"held-out tokens; every model saw the same {results.get('tokens_seen')} tokens. liquid backend: "
-        f"{results.get('liquid_backend', 'n/a')}. Machine: {results.get('machine', {}).get('platform')}.",
+        _data_line(results) + f" liquid backend: {results.get('liquid_backend', 'n/a')}. "
+        f"Machine: {results.get('machine', {}).get('platform')}.",
         "",
     ]
     lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
@@ -53,6 +52,16 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _data_line(results: dict[str, Any]) -> str:
+    """What the models were trained on — or, for a speed-only run (``--steps 0``), that they were not."""
+    if not results.get("tokens_seen"):
+        return "Speed only (--steps 0): untrained weights (speed does not depend on them), no training data."
+    return (
+        f"Data: {results.get('data')}; {results.get('train_tokens')} training / {results.get('heldout_tokens')} "
+        f"held-out tokens; every model saw the same {results.get('tokens_seen')} tokens."
+    )
+
+
 def _ppl_cell(run: dict[str, Any]) -> str:
     """``exp(mean loss)``, with the per-seed range when there is more than one seed."""
     seeds = run.get("seeds") or []
@@ -74,19 +83,14 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
     runs = results["runs"]
     lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
     has_generation = any(run["generation"] for run in runs.values())
-    panels = 1 + bool(lens) + 2 * has_generation  # a quality-only run (no speed phase) draws just the losses
+    trained = any(log.get("steps") for log in logs.values())  # a speed-only run (--steps 0) has no loss panel
+    panels = trained + bool(lens) + 2 * has_generation  # a quality-only run (no speed phase) draws just the losses
+    if not panels:
+        raise ValueError("nothing to plot: no training steps, no throughput and no generation figures")
     fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 4.2), squeeze=False)
     axes = list(axes[0])
-    ax = axes.pop(0)
-    for mixer, log in logs.items():
-        (line,) = ax.plot([r["step"] for r in log["steps"]], [r["loss"] for r in log["steps"]], lw=0.7, label=mixer)
-        for seed in runs.get(mixer, {}).get("seeds") or [{"evals": log.get("evals") or []}]:  # every seed's evals
-            evals = seed["evals"]
-            ax.plot([e["step"] for e in evals], [e["heldout_loss"] for e in evals], "o--", color=line.get_color(), ms=3)
-    title = "train loss (seed 1st), held-out (o, all seeds)"
-    ax.set(title=title if len(results.get("setup", {}).get("seeds", [0])) > 1 else "training loss, held-out (markers)",
-           xlabel="step", ylabel="nats / token")  # fmt: skip
-    ax.legend(fontsize=8)
+    if trained:
+        _loss_panel(axes.pop(0), results, logs)
     if lens:
         ax = axes.pop(0)
         width = 0.8 / max(1, len(runs))
@@ -107,3 +111,17 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _loss_panel(ax, results: dict[str, Any], logs: dict[str, Any]) -> None:
+    """Training loss per mixer (first seed) and every seed's held-out evaluations as markers."""
+    runs = results["runs"]
+    for mixer, log in logs.items():
+        (line,) = ax.plot([r["step"] for r in log["steps"]], [r["loss"] for r in log["steps"]], lw=0.7, label=mixer)
+        for seed in runs.get(mixer, {}).get("seeds") or [{"evals": log.get("evals") or []}]:  # every seed's evals
+            evals = seed["evals"]
+            ax.plot([e["step"] for e in evals], [e["heldout_loss"] for e in evals], "o--", color=line.get_color(), ms=3)
+    title = "train loss (seed 1st), held-out (o, all seeds)"
+    ax.set(title=title if len(results.get("setup", {}).get("seeds", [0])) > 1 else "training loss, held-out (markers)",
+           xlabel="step", ylabel="nats / token")  # fmt: skip
+    ax.legend(fontsize=8)
