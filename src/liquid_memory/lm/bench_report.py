@@ -79,6 +79,7 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     runs = results["runs"]
     lens = sorted({r["seq_len"] for run in runs.values() for r in run["train_throughput"]})
@@ -107,6 +108,9 @@ def render_png(results: dict[str, Any], logs: dict[str, Any], path: str | Path) 
                 gen = run["generation"]
                 ax.plot([g["context"] for g in gen], [g[key] * scale for g in gen], "o-", label=mixer)
             ax.set(title=title, xlabel="context tokens", xscale="log", yscale="log")
+            contexts = sorted({g["context"] for run in runs.values() for g in run["generation"]})
+            ax.set_xticks(contexts, [str(c) for c in contexts], minor=False)  # the measured contexts, not 3×10²
+            ax.xaxis.set_minor_locator(NullLocator())
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
