@@ -154,21 +154,37 @@ def _seed_panel(ax, runs: list[dict], setting: str, seed: int, colours: dict) ->
         ax.plot(steps, [row["accuracy"] for row in run["history"]], color=colours[_label(run)], label=_label(run),
                 linewidth=1.2, linestyle="--" if run["mixer"] == "attention" else "-")  # fmt: skip
     base = _attention_steps(runs, mine[0]["setting"], (seed, seed))[0] if mine else None
+    limit = ""
     if base:
         ax.axvline(base, color="black", linestyle=":", linewidth=0.8)
-        ax.axvline(base * TARGET_STEP_RATIO, color="red", linestyle=":", linewidth=0.8,
-                   label=f"{TARGET_STEP_RATIO}× attention's {base} steps")  # fmt: skip
-    _steps_axes(ax, f"seed {seed}, same batches for every model: {setting}", 8)
+        ax.axvline(base * TARGET_STEP_RATIO, color="red", linestyle=":", linewidth=0.8)
+        limit = f"\nattention 0.90 at {base} (black); the rule's limit {base * TARGET_STEP_RATIO:g} (red)"
+    _steps_axes(ax, f"seed {seed}, same batches for every model: {setting}{limit}", 8)
+    ax.legend(fontsize=6, loc="upper left")  # the runs of this seed only: a short list
 
 
 def _steps_axes(ax, title: str, fontsize: int) -> None:
-    """The decoration every accuracy-vs-steps panel shares: the 0.90 line, labels, limits, legend."""
+    """The decoration every accuracy-vs-steps panel shares: the 0.90 line, labels, limits."""
     ax.axhline(TARGET_ACCURACY, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("training steps")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=fontsize)
-    ax.legend(fontsize=6, loc="upper left")
+
+
+def _figure_key(fig, colours: dict) -> None:
+    """One colour per model for every panel, and what the line styles mean, in one legend beside the panels
+    (per-panel legends of a mixture panel listed every run three times and covered the curves)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour, linewidth=2, label=label) for label, colour in colours.items()]
+    handles += [
+        Line2D([], [], color="grey", linestyle="-", label="accuracy on the run's setting"),
+        Line2D([], [], color="grey", linestyle="--", label="attention (seed panels)"),
+        Line2D([], [], color="grey", linestyle=":", linewidth=0.8, label="mixture run: on its 1st other setting"),
+        Line2D([], [], color="grey", linestyle="-.", linewidth=0.8, label="mixture run: on its 2nd other setting"),
+    ]
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
 
 
 def plot(doc: dict, png: Path) -> None:
@@ -188,14 +204,12 @@ def plot(doc: dict, png: Path) -> None:
     seed_setting, seeds = _target_seeds(runs)
     rows = 2 if len(seeds) > 1 else 1
     cols = max(1 + len(shown), len(seeds) if rows == 2 else 0)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols + 2.6, 5.5 * rows), squeeze=False)
     left = axes[0][0]
     markers = "osD^v<>ph*"
     for run in runs:
         left.scatter(run["state_size"], run["best_accuracy"], color=colours[_label(run)],
                      marker=markers[settings.index(run["setting"]) % len(markers)], s=40)  # fmt: skip
-    for label in labels:
-        left.scatter([], [], color=colours[label], label=label)
     for i, setting in enumerate(settings):
         left.scatter([], [], color="grey", marker=markers[i % len(markers)], label=setting)
     left.set_xscale("log")
@@ -203,7 +217,7 @@ def plot(doc: dict, png: Path) -> None:
     left.set_ylabel("best held-out accuracy")
     left.set_ylim(-0.02, 1.02)
     left.set_title("MQAR accuracy vs state size")
-    left.legend(fontsize=6, loc="center left")
+    left.legend(fontsize=6, loc="lower right", title="setting (marker)", title_fontsize=6)
     for ax, setting in zip(axes[0][1 : 1 + len(shown)], shown, strict=True):
         for run in runs:
             if run["setting"] == setting:
@@ -214,8 +228,7 @@ def plot(doc: dict, png: Path) -> None:
                 names = [n for n in run["history"][0].get("mix_accuracy", {})] if run["history"] else []
                 for name, style in zip(names, [":", "-.", (0, (1, 3))], strict=False):
                     mix_accs = [row["mix_accuracy"][name] for row in run["history"]]
-                    ax.plot(steps, mix_accs, color=colours[_label(run)], linestyle=style, linewidth=0.8,
-                            label=f"{_label(run)} on {name}")  # fmt: skip
+                    ax.plot(steps, mix_accs, color=colours[_label(run)], linestyle=style, linewidth=0.8)
         _steps_axes(ax, f"accuracy vs steps: {setting}", 9)
     if rows == 2:
         for ax, seed in zip(axes[1], seeds, strict=False):
@@ -224,7 +237,8 @@ def plot(doc: dict, png: Path) -> None:
         for ax in row:
             if not ax.has_data():
                 ax.set_axis_off()
-    fig.tight_layout()
+    _figure_key(fig, colours)
+    fig.tight_layout(rect=(0, 0, 1 - 2.6 / (6 * cols + 2.6), 1))  # room on the right for the key
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
     plt.close(fig)
