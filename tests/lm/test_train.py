@@ -157,3 +157,18 @@ def test_lm_train_conv_qkv_and_qk_norm_reach_the_model(corpus, tmp_path):
     assert ckpt.build_model().blocks[0].mixer.memory.qk_norm
     assert TrainArgs().model_config(300).conv_qkv is False  # off unless asked
     assert main(args + ["--out-dir", str(tmp_path / "bad"), "--conv-qkv"] + TINY_TRAIN) == 2  # needs --short-conv
+
+
+def test_liquid_flags_and_liquid_kwargs_are_inverse_for_every_bench_model():
+    """``lm bench`` trains its named rows through lm train's flags: flags → kwargs → flags must give back exactly
+    the row's LiquidMemory options (an option lost or invented on the way would train another model)."""
+    from liquid_memory.lm.bench import BENCH_MODELS
+    from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS
+
+    rows = [spec.get("liquid_kwargs", {}) for spec in BENCH_MODELS.values() if spec["mixer"] == "liquid"]
+    for kwargs in [*rows, RECOMMENDED_LIQUID_KWARGS]:
+        assert TrainArgs(**TrainArgs.liquid_flags(kwargs)).liquid_kwargs() == kwargs
+    assert TrainArgs().liquid_kwargs() == RECOMMENDED_LIQUID_KWARGS  # lm train's default is the recommendation
+    assert TrainArgs(mixer="attention").liquid_kwargs() == {}
+    with pytest.raises(ValueError, match="no flag"):
+        TrainArgs.liquid_flags({"decay_rank": 4})

@@ -35,8 +35,9 @@ LOG_NAME = "train_log.json"
 PLOT_NAME = "loss.png"
 
 
-# TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name).
-LIQUID_FLAGS = ("output_gate", "out_norm_eps", "qk_norm")
+# TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name), each with the value
+# that means "not passed to LiquidMemory" (LiquidMemory's own default applies)
+LIQUID_FLAGS: dict[str, Any] = {"output_gate": False, "out_norm_eps": None, "qk_norm": False}
 
 
 @dataclass
@@ -84,11 +85,7 @@ class TrainArgs:
         unknown = sorted(set(liquid_kwargs) - set(LIQUID_FLAGS))
         if unknown:
             raise ValueError(f"lm train has no flag for the LiquidMemory option(s) {unknown}")
-        return {
-            "output_gate": bool(liquid_kwargs.get("output_gate")),
-            "out_norm_eps": liquid_kwargs.get("out_norm_eps"),
-            "qk_norm": bool(liquid_kwargs.get("qk_norm")),
-        }
+        return {flag: liquid_kwargs.get(flag, off) for flag, off in LIQUID_FLAGS.items()}
 
     def liquid_kwargs(self) -> dict[str, Any]:
         """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` / ``--qk-norm`` (``None`` eps =
@@ -98,12 +95,8 @@ class TrainArgs:
             raise TrainingSetupError(f"--out-norm-eps must be > 0, got {self.out_norm_eps}")
         if self.mixer != "liquid":
             return {}
-        kwargs: dict[str, Any] = {"output_gate": True} if self.output_gate else {}
-        if self.out_norm_eps is not None:
-            kwargs["out_norm_eps"] = self.out_norm_eps
-        if self.qk_norm:
-            kwargs["qk_norm"] = True
-        return kwargs
+        values = {flag: getattr(self, flag) for flag in LIQUID_FLAGS}
+        return {flag: value for flag, value in values.items() if value != LIQUID_FLAGS[flag]}
 
     def model_config(self, vocab_size: int) -> LiquidLMConfig:
         try:
