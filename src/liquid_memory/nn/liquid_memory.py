@@ -158,7 +158,10 @@ class LiquidMemory(nn.Module):
         self.out_norm = HeadRMSNorm(num_heads, self.head_dim, out_norm_eps, **factory) if out_norm else None
         self.gate_proj = nn.Linear(embed_dim, embed_dim, bias=False, **factory) if output_gate else None
         self.delta_rule = delta_rule
-        self.beta_proj = nn.Linear(self.kdim, num_heads, **factory) if delta_rule else None
+        self.beta_proj = None
+        if delta_rule:  # β's random draws leave the global RNG as it was: the other parameters init as without it
+            with torch.random.fork_rng(devices=[]):
+                self.beta_proj = nn.Linear(self.kdim, num_heads, **factory)
         self._state: Tensor | None = None
         self._reset_parameters()
         # Any forward pre-hook makes PyTorch's fused TransformerEncoderLayer fast path step aside, which
@@ -179,7 +182,8 @@ class LiquidMemory(nn.Module):
         if self.gate_proj is not None:
             nn.init.xavier_uniform_(self.gate_proj.weight)
         if self.beta_proj is not None:
-            nn.init.normal_(self.beta_proj.weight, std=0.02)
+            with torch.random.fork_rng(devices=[]):
+                nn.init.normal_(self.beta_proj.weight, std=0.02)
             nn.init.zeros_(self.beta_proj.bias)
 
     @classmethod
