@@ -14,6 +14,7 @@ from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_at
 from liquid_memory.nn.masks import SUPPORTED_MASKS, padding_to_bool
 from liquid_memory.nn.mha_inputs import attention_mode, to_batch_first
 from liquid_memory.nn.norm import HeadRMSNorm
+from liquid_memory.ops.delta import delta_scan, delta_step
 from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout, liquid_step
 
 _warned_weights = False
@@ -30,6 +31,7 @@ class LiquidMemory(nn.Module):
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))                 (output_gate: ⊙ σ(W_g x^q_t) before out_proj)
         (qk_norm: q_t ← q_t/‖q_t‖, k_t ← k_t/‖k_t‖ per head, right after the projections)
+        (delta_rule: S_t = (I − β_t k_t k_tᵀ) diag(a_t) S_{t-1} + β_t k_t v_tᵀ,  β_t = σ(beta_proj(x^k_t)) per head)
 
     Which states a query reads depends on the call:
 
@@ -65,6 +67,13 @@ class LiquidMemory(nn.Module):
             projections, before the ``(1 - a)`` coupling and padding mask; the read-out keeps its ``1/sqrt(d)``.
             As DeltaNet and Gated DeltaNet do for recall: every write has unit key norm, so what a query reads
             is a cosine-weighted sum of values. No parameters; off by default.
+        delta_rule: the gated delta rule (``ops/delta.py``): each write first removes what the decayed state
+            returns for ``k_t`` (write strength ``β_t``, ``beta_proj`` ``Linear(kdim, num_heads)``, bias 0 → β = ½),
+            as Gated DeltaNet / Kimi Delta Attention do (their decay order; per key channel, as the liquid decay is).
+            Requires ``qk_norm=True`` (unit keys keep ``I − β k kᵀ`` a contraction) and ``coupled_input=False``.
+            Causal calls, ``prefill`` and ``step`` only (bidirectional / cross-attention and ``need_weights=True``
+            raise ``NotImplementedError``); runs in PyTorch whatever ``backend`` says (no compiled kernel has it).
+            Padded keys write nothing (``β = 0``, ``a = 1``). Off by default.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -102,6 +111,7 @@ class LiquidMemory(nn.Module):
         decay_rank: int | None = None,
         output_gate: bool = False,
         qk_norm: bool = False,
+        delta_rule: bool = False,
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -115,6 +125,8 @@ class LiquidMemory(nn.Module):
                 "LiquidMemory does not support add_bias_kv or add_zero_attn: a recurrence has no extra "
                 "key/value slots. " + SUPPORTED_MASKS
             )
+        if delta_rule and (not qk_norm or coupled_input):
+            raise ValueError("delta_rule=True needs qk_norm=True (unit-norm keys) and coupled_input=False")
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
@@ -145,6 +157,11 @@ class LiquidMemory(nn.Module):
         self.decay_proj = make_decay_projection(self.kdim, embed_dim, decay_rank, **factory)
         self.out_norm = HeadRMSNorm(num_heads, self.head_dim, out_norm_eps, **factory) if out_norm else None
         self.gate_proj = nn.Linear(embed_dim, embed_dim, bias=False, **factory) if output_gate else None
+        self.delta_rule = delta_rule
+        self.beta_proj = None
+        if delta_rule:  # β's random draws leave the global RNG as it was: the other parameters init as without it
+            with torch.random.fork_rng(devices=[]):
+                self.beta_proj = nn.Linear(self.kdim, num_heads, **factory)
         self._state: Tensor | None = None
         self._reset_parameters()
         # Any forward pre-hook makes PyTorch's fused TransformerEncoderLayer fast path step aside, which
@@ -164,6 +181,10 @@ class LiquidMemory(nn.Module):
         reset_decay_projection(self.decay_proj, self.num_heads, self.head_dim)
         if self.gate_proj is not None:
             nn.init.xavier_uniform_(self.gate_proj.weight)
+        if self.beta_proj is not None:
+            with torch.random.fork_rng(devices=[]):
+                nn.init.normal_(self.beta_proj.weight, std=0.02)
+            nn.init.zeros_(self.beta_proj.bias)
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
@@ -200,6 +221,11 @@ class LiquidMemory(nn.Module):
         batch, target_len, _ = q_in.shape
         source_len = k_in.shape[1]
         mode = attention_mode(attn_mask, is_causal, self_attention, target_len, source_len)
+        if self.delta_rule and (mode != "causal" or need_weights):
+            raise NotImplementedError(
+                f"delta_rule=True supports causal calls with need_weights=False only (got mode {mode!r}, "
+                f"need_weights={need_weights}); use is_causal=True and need_weights=False"
+            )
         padded = None
         if key_padding_mask is not None:
             if unbatched and key_padding_mask.dim() == 1:
@@ -209,7 +235,7 @@ class LiquidMemory(nn.Module):
         q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
         if mode == "causal":
-            o, _ = self._scan_read(q, k, v, log_a)
+            o, _ = self._scan_read(q, k, v, log_a, beta=self._beta(k_in, padded))
         else:
             o = self._read(self._mix(q, k, v, log_a, mode))
         del q, k, v, log_a  # in inference nothing else holds them: free before the output stage (linear memory)
@@ -284,9 +310,21 @@ class LiquidMemory(nn.Module):
         scale = self.head_dim**-0.5
         return o * scale if self.out_norm is None else self.out_norm(o, input_scale=scale)
 
-    def _scan_read(self, q, k, v, log_a, **kwargs) -> tuple[Tensor, Tensor | None]:
+    def _beta(self, k_in: Tensor, padded: Tensor | None) -> Tensor | None:
+        """Delta rule write strength ``σ(beta_proj(x^k))`` ``[B, H, T]`` fp32, 0 at padded keys; None without it."""
+        if self.beta_proj is None:
+            return None
+        proj = self.beta_proj
+        beta = torch.sigmoid(F.linear(k_in.float(), proj.weight.float(), proj.bias.float())).transpose(1, 2)
+        return beta if padded is None else beta * (~padded)[:, None, :].to(beta.dtype)
+
+    def _scan_read(self, q, k, v, log_a, beta: Tensor | None = None, **kwargs) -> tuple[Tensor, Tensor | None]:
         """Causal scan + read-out. Without autograd the ``cpp`` backend fuses the read-out into the scan's
-        epilogue (``liquid_scan_readout``); with autograd: ``liquid_scan`` then :meth:`_read`."""
+        epilogue (``liquid_scan_readout``); with autograd: ``liquid_scan`` then :meth:`_read`. With ``beta`` (the
+        delta rule): ``delta_scan`` in PyTorch, then :meth:`_read`."""
+        if beta is not None:
+            o, state = delta_scan(q, k, v, log_a, beta, **kwargs)
+            return self._read(o), state
         if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, log_a)):
             o, state = self._scan(q, k, v, log_a, **kwargs)
             return self._read(o), state
@@ -381,7 +419,9 @@ class LiquidMemory(nn.Module):
             x_in.shape[0], x_in.shape[1],
         )  # fmt: skip
         q, k, v, log_a = self._project(x_in, k_in, v_in, padded)
-        o, self._state = self._scan_read(q, k, v, log_a, initial_state=self._state, output_final_state=True)
+        o, self._state = self._scan_read(
+            q, k, v, log_a, self._beta(k_in, padded), initial_state=self._state, output_final_state=True
+        )
         out = self._output(o, x_in)
         if unbatched:
             return out.squeeze(0)
@@ -398,9 +438,13 @@ class LiquidMemory(nn.Module):
             self._state = q.new_zeros((x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32)
         elif self._state.shape[0] != x.shape[0]:
             raise ValueError(f"state holds batch {self._state.shape[0]} but step got batch {x.shape[0]}")
-        o_t, self._state = liquid_step(
-            q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
-        )
+        if self.delta_rule:
+            beta = self._beta(x, None)[:, :, 0]
+            o_t, self._state = delta_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], beta, self._state)
+        else:
+            o_t, self._state = liquid_step(
+                q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
+            )
         out = self._output(self._read(o_t.unsqueeze(2)), x)[:, 0]
         return out.squeeze(0) if unbatched else out
 
@@ -430,6 +474,7 @@ class LiquidMemory(nn.Module):
             f"out_norm_eps={self.out_norm.eps if self.out_norm is not None else None}, "
             f"decay_rank={self.decay_rank}, output_gate={self.gate_proj is not None}"
             + (", qk_norm=True" if self.qk_norm else "")
+            + (", delta_rule=True" if self.delta_rule else "")
         )
 
 

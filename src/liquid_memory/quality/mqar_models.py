@@ -132,6 +132,14 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-gate-eps + L2-normalised q, k per head (qk_norm)",
             init="conv-uniform",
         ),  # fmt: skip
+        # Session 7: + the gated delta rule (LiquidMemory's delta_rule, ops/delta.py; Gated DeltaNet's last ingredient).
+        ModelSpec(
+            "liquid-qkvconv-u-gate-eps-qkn-delta",
+            "liquid",
+            {**QKV_CONV, "liquid_kwargs": {**GATE_EPS["liquid_kwargs"], "qk_norm": True, "delta_rule": True}},
+            "liquid-qkvconv-u-gate-eps-qkn + the gated delta rule (delta_rule)",
+            init="conv-uniform",
+        ),  # fmt: skip
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
