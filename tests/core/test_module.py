@@ -102,7 +102,7 @@ def test_need_weights_is_the_implicit_attention(backend, mode):
 
 
 def test_need_weights_too_large_returns_none_and_warns(backend, monkeypatch):
-    import liquid_memory.nn.liquid_memory as lm_module
+    import liquid_memory.nn.implicit_attention as lm_module
 
     monkeypatch.setattr(lm_module, "MAX_WEIGHT_ELEMENTS", 100)
     monkeypatch.setattr(lm_module, "_warned_weights", False)

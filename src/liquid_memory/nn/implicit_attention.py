@@ -14,6 +14,8 @@ pairwise — the same overflow-free scheme as the chunked scan.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -21,6 +23,7 @@ from liquid_memory.ops.chunked import SUB_CHUNK, intra_chunk_scores
 
 MAX_WEIGHT_ELEMENTS = 2**24
 BLOCK = 64
+_warned_weights = False  # the too-large warning is given once per process
 
 
 def implicit_attention(q: Tensor, k: Tensor, log_a: Tensor, mode: str) -> Tensor:
@@ -73,3 +76,25 @@ def _diagonal_block(q: Tensor, k: Tensor, g: Tensor, g_prev: Tensor, mode: str) 
     exponent = torch.where(future, g_prev.unsqueeze(2) - g.unsqueeze(3), float("-inf"))  # G_{s-1} - G_t
     ahead = torch.einsum("bhtd,bhtsd->bhts", q, exponent.exp().float() * k.unsqueeze(2))
     return scores + ahead
+
+
+def attention_weights(
+    q: Tensor, k: Tensor, log_a: Tensor, mode: str, *, average: bool, unbatched: bool
+) -> Tensor | None:
+    """``need_weights=True``'s return value: ``implicit_attention`` in ``q``'s dtype, averaged over heads if asked;
+    ``None`` (and one warning per process) when ``L·S`` exceeds ``MAX_WEIGHT_ELEMENTS``."""
+    if q.shape[2] * k.shape[2] > MAX_WEIGHT_ELEMENTS:
+        global _warned_weights
+        if not _warned_weights:
+            _warned_weights = True
+            warnings.warn(
+                f"need_weights=True but L·S = {q.shape[2] * k.shape[2]} > 2^24: returning None for the "
+                "attention weights (pass need_weights=False to skip this check)",
+                stacklevel=4,
+            )
+        return None
+    with torch.no_grad():
+        weights = implicit_attention(q, k, log_a, mode).to(q.dtype)
+    if average:
+        weights = weights.mean(dim=1)
+    return weights.squeeze(0) if unbatched else weights

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from liquid_memory.nn.decay import DELTA_MIN, make_decay_projection, reset_decay_projection
-from liquid_memory.nn.implicit_attention import MAX_WEIGHT_ELEMENTS, implicit_attention
+from liquid_memory.nn.decode import DecodeMixin
+from liquid_memory.nn.implicit_attention import attention_weights
 from liquid_memory.nn.masks import SUPPORTED_MASKS, padding_to_bool
 from liquid_memory.nn.mha_inputs import attention_mode, to_batch_first
 from liquid_memory.nn.norm import HeadRMSNorm
-from liquid_memory.ops.delta import delta_scan, delta_step
-from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout, liquid_step
-
-_warned_weights = False
+from liquid_memory.ops.delta import delta_scan
+from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout
 
 
-class LiquidMemory(nn.Module):
+class LiquidMemory(DecodeMixin, nn.Module):
     r"""Gated linear recurrence with input-dependent ("liquid") decay, shaped like ``nn.MultiheadAttention``.
 
     Per head (``d = embed_dim // num_heads``), with fp32 state ``S ∈ R^{d×d}``::
@@ -365,21 +362,7 @@ class LiquidMemory(nn.Module):
     ) -> Tensor | None:
         if not need:
             return None
-        if q.shape[2] * k.shape[2] > MAX_WEIGHT_ELEMENTS:
-            global _warned_weights
-            if not _warned_weights:
-                _warned_weights = True
-                warnings.warn(
-                    f"need_weights=True but L·S = {q.shape[2] * k.shape[2]} > 2^24: returning None for the "
-                    "attention weights (pass need_weights=False to skip this check)",
-                    stacklevel=3,
-                )
-            return None
-        with torch.no_grad():
-            weights = implicit_attention(q * self.head_dim**-0.5, k, log_a, mode).to(q.dtype)
-        if average:
-            weights = weights.mean(dim=1)
-        return weights.squeeze(0) if unbatched else weights
+        return attention_weights(q * self.head_dim**-0.5, k, log_a, mode, average=average, unbatched=unbatched)
 
     @staticmethod
     def benchmark(
@@ -395,77 +378,6 @@ class LiquidMemory(nn.Module):
         from liquid_memory.benchmark import run_benchmark
 
         return run_benchmark(embed_dim, num_heads, batch_size, seq_lengths, dtype, device, **kwargs)
-
-    # ------------------------------------------------------------------ decode
-
-    def prefill(
-        self,
-        x: Tensor,
-        key_padding_mask: Tensor | None = None,
-        *,
-        key: Tensor | None = None,
-        value: Tensor | None = None,
-    ) -> Tensor:
-        """Causal self-attention over ``x``, continuing from the decode state and keeping the final state for
-        :meth:`step`. ``key`` / ``value``: separate streams of ``x``'s length (e.g. each after its own short
-        convolution, ``models.qkv_conv``); the decay follows ``key`` as in any call."""
-        key = x if key is None else key
-        value = x if value is None else value
-        x_in, k_in, v_in, unbatched = to_batch_first(x, key, value, self._widths(), self.batch_first)
-        if k_in.shape[1] != x_in.shape[1]:
-            raise ValueError(f"prefill is causal: key needs x's length {x_in.shape[1]}, got {k_in.shape[1]}")
-        padded = None if key_padding_mask is None else padding_to_bool(
-            key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask,
-            x_in.shape[0], x_in.shape[1],
-        )  # fmt: skip
-        q, k, v, log_a = self._project(x_in, k_in, v_in, padded)
-        o, self._state = self._scan_read(
-            q, k, v, log_a, self._beta(k_in, padded), initial_state=self._state, output_final_state=True
-        )
-        out = self._output(o, x_in)
-        if unbatched:
-            return out.squeeze(0)
-        return out if self.batch_first else out.transpose(0, 1)
-
-    def step(self, x_t: Tensor) -> Tensor:
-        """Advance the state by one token; O(1) in context length. ``x_t``: ``(N, E)`` or ``(E,)``."""
-        if x_t.dim() not in (1, 2) or x_t.shape[-1] != self.embed_dim:
-            raise ValueError(f"step expects one token per sequence, shape (N, {self.embed_dim}) or ({self.embed_dim},)")
-        unbatched = x_t.dim() == 1
-        x = (x_t.unsqueeze(0) if unbatched else x_t).unsqueeze(1)  # [N, 1, E]
-        q, k, v, log_a = self._project(x, x, x, None)
-        if self._state is None:
-            self._state = q.new_zeros((x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32)
-        elif self._state.shape[0] != x.shape[0]:
-            raise ValueError(f"state holds batch {self._state.shape[0]} but step got batch {x.shape[0]}")
-        if self.delta_rule:
-            beta = self._beta(x, None)[:, :, 0]
-            o_t, self._state = delta_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], beta, self._state)
-        else:
-            o_t, self._state = liquid_step(
-                q[:, :, 0], k[:, :, 0], v[:, :, 0], log_a[:, :, 0], self._state, backend=self.backend
-            )
-        out = self._output(self._read(o_t.unsqueeze(2)), x)[:, 0]
-        return out.squeeze(0) if unbatched else out
-
-    def reset_state(self) -> None:
-        """Forget the decode state (the next :meth:`prefill` / :meth:`step` starts from S = 0)."""
-        self._state = None
-
-    def get_state(self) -> Tensor | None:
-        """A snapshot (copy) of the decode state ``[N, H, d, d]`` fp32; decoding goes on without touching it."""
-        return None if self._state is None else self._state.clone()
-
-    def set_state(self, state: Tensor | None) -> None:
-        """Install a decode state (e.g. from a cache); ``None`` resets."""
-        if state is not None:
-            expected = (self.num_heads, self.head_dim, self.head_dim)
-            if state.dim() != 4 or tuple(state.shape[1:]) != expected:
-                raise ValueError(
-                    f"state must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}), got {tuple(state.shape)}"
-                )
-            state = state.to(torch.float32, copy=True)  # steps update the state in place: never alias the caller's
-        self._state = state
 
     def extra_repr(self) -> str:
         return (
