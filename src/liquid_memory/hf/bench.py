@@ -2,7 +2,8 @@
 
 - held-out perplexity (the essays of ``data.essays.HELDOUT_ESSAYS``) at several contexts, non-overlapping
   windows each scored from its first token, for the original, pure liquid before / after linearization,
-  the hybrid after linearization and (optional, its own row) window 0 with sink keys after linearization;
+  the hybrid after linearization and (optional, their own rows) window 0 with sink keys after linearization
+  and a hybrid linearized at a wider window (``--wide-hybrid``; the target rows stay window 64 and pure);
 - linearization cost (tokens, CPU minutes) from each DIR's ``linearize_log.json``;
 - decode: per-token time and decode-state bytes at contexts 1K…32K, linearized hybrid vs the original
   with its KV cache. Decode cost depends on the cache's size, not its content, so the caches are made
@@ -92,8 +93,11 @@ def _fresh_original() -> tuple[Any, Any]:
     return load_smollm2()
 
 
-MODELS = ("original", "pure_before", "pure_after", "hybrid_after", "window0_sinks_after")
-DIR_OPTION = {"pure_after": "pure", "hybrid_after": "hybrid", "window0_sinks_after": "window0_sinks"}
+MODELS = ("original", "pure_before", "pure_after", "hybrid_after", "window0_sinks_after", "wide_hybrid_after")
+DIR_OPTION = {
+    "pure_after": "pure", "hybrid_after": "hybrid", "window0_sinks_after": "window0_sinks",
+    "wide_hybrid_after": "wide_hybrid",
+}  # fmt: skip
 PARTS = ("ppl", "decode", "agreement", "noise")
 
 
@@ -114,6 +118,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     needs_original = sorted(set(parts) & {"decode", "agreement", "noise"})
     if needs_original and "original" not in names:  # they compare against the original: say so before loading
         raise SystemExit(f"--parts {','.join(needs_original)} compare against the original: add original to --models")
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)})")
+    missing = [DIR_OPTION[n] for n in names if n in DIR_OPTION and not getattr(args, DIR_OPTION[n])]
+    if missing:  # before loading anything: a typo should not cost a model load
+        raise SystemExit(f"--models needs {', '.join('--' + m.replace('_', '-') + ' DIR' for m in missing)}")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     _, tok = load_smollm2()
@@ -121,8 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     contexts = [int(c) for c in args.contexts.split(",")]
     result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
     result["linearization"] = {
-        name: read_config(getattr(args, name))["training"]
-        for name in ("pure", "hybrid", "window0_sinks")
+        name: {**read_config(getattr(args, name))["training"], "window": read_config(getattr(args, name))["window"]}
+        for name in ("pure", "hybrid", "window0_sinks", "wide_hybrid")
         if getattr(args, name)
     }
     models = {name: _load(name, args) for name in names}
@@ -210,7 +220,7 @@ def _agreement(
     models: dict[str, Any], prompts: list[torch.Tensor], reference: list[list[int]], args: argparse.Namespace
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
-    for name in ("hybrid_after", "pure_after", "window0_sinks_after"):
+    for name in ("hybrid_after", "pure_after", "window0_sinks_after", "wide_hybrid_after"):
         if name in models:
             out[name] = agreement_shares(models[name], prompts, reference, args.new_tokens)
             print("agreement", name, out[name]["mean"], flush=True)
@@ -326,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hybrid", help="DIR of the linearized hybrid (window 64)")
     p.add_argument("--pure", help="DIR of the linearized pure liquid model (window 0, no sinks)")
     p.add_argument("--window0-sinks", help="DIR of a linearized window-0 model WITH sink keys (its own row, not pure)")
+    p.add_argument("--wide-hybrid", help="DIR of a hybrid linearized at a window > 64 (its own row, not a target)")
     p.add_argument("--contexts", default="512,2048,8192")
     p.add_argument("--max-eval-tokens", type=int, default=8192, help="tokens scored per context and model")
     p.add_argument("--decode-contexts", default="1024,4096,16384,32768")
