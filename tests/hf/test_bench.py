@@ -32,3 +32,23 @@ def test_parts_that_compare_against_the_original_need_it_in_models():
     args = argparse.Namespace(models="pure_after", parts="ppl,agreement")
     with pytest.raises(SystemExit, match="add original to --models"):
         run(args)
+
+
+def test_combine_parts_later_part_wins_and_every_replaced_figure_is_named():
+    """Re-measurements replace figures by file-name order; the combine must say which part replaced which."""
+    from liquid_memory.hf.bench import combine_parts
+
+    parts = [
+        (
+            "hf_smollm2.a.json",
+            {"perplexity": {"original": {"2048": {"ppl": 16.0}}, "pure_after": {"2048": {"ppl": 34.0}}}},
+        ),
+        ("hf_smollm2.b.json", {"perplexity": {"pure_after": {"2048": {"ppl": 28.0}}}, "provenance": {"x": "one"}}),
+        ("hf_smollm2.c.json", {"provenance": {"x": "two"}, "decode": {"hybrid_liquid": {"1024": {"ms": 1.0}}}}),
+        ("hf_smollm2.d.json", {"perplexity": {"original": {"2048": {"ppl": 16.0}}}, "greedy_agreement": {"n": 20}}),
+    ]
+    result, replaced = combine_parts(parts)
+    assert result["perplexity"]["pure_after"]["2048"]["ppl"] == 28.0
+    assert result["perplexity"]["original"]["2048"]["ppl"] == 16.0
+    assert result["provenance"]["x"] == "two" and result["decode"]["hybrid_liquid"]["1024"]["ms"] == 1.0
+    assert replaced == ["perplexity.pure_after: hf_smollm2.b.json replaces hf_smollm2.a.json"]

@@ -163,6 +163,29 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def combine_parts(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list[str]]:
+    """Merge partial results in the given order (a later part wins) and say which figures a later part replaced.
+
+    Figures are compared two levels deep (e.g. ``perplexity.pure_after``), the level a re-measurement replaces, and
+    reported only when the value changes; ``provenance`` entries (notes) and scalar settings are not reported.
+    """
+    result: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    replaced = []
+    for name, part in parts:
+        for key, value in part.items():
+            subkeys = value if isinstance(value, dict) and key != "provenance" else {}
+            for sub, figure in subkeys.items():
+                path = f"{key}.{sub}"
+                if not isinstance(figure, dict):  # a setting (prompts, new_tokens), not a measured figure
+                    continue
+                if path in owner and result[key][sub] != figure:
+                    replaced.append(f"{path}: {name} replaces {owner[path]}")
+                owner[path] = name
+        result = merge(result, part)
+    return result, replaced
+
+
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, each with the measured value and hit / miss."""
     out: dict[str, Any] = {}
@@ -349,15 +372,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
     p.add_argument("--tag", help="write the partial result hf_smollm2.TAG.json (combine them with --combine)")
-    p.add_argument("--combine", action="store_true", help="merge OUT_DIR/hf_smollm2.*.json into hf_smollm2.json")
+    p.add_argument(
+        "--combine", action="store_true",
+        help="merge OUT_DIR/hf_smollm2.*.json into hf_smollm2.json in file-name order (a later part wins; "
+        "each replaced figure is printed)",
+    )  # fmt: skip
     p.add_argument("--out-dir", default="bench_results")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.combine:
-        result: dict[str, Any] = {}
-        for part in sorted(out.glob("hf_smollm2.*.json")):
-            result = merge(result, json.loads(part.read_text(encoding="utf-8")))
+        files = sorted(out.glob("hf_smollm2.*.json"))  # file-name order: name a re-measurement to sort later
+        result, replaced = combine_parts([(f.name, json.loads(f.read_text(encoding="utf-8"))) for f in files])
+        for line in replaced:
+            print("combine:", line, flush=True)
     else:
         result = run(args)
     if args.tag:
