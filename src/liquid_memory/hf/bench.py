@@ -94,8 +94,8 @@ def _fresh_original() -> tuple[Any, Any]:
 
 
 MODELS = ("original", "pure_before", "pure_after", "hybrid_after", "window0_sinks_after", "wide_hybrid_after")
-DIR_OPTION = {
-    "pure_after": "pure", "hybrid_after": "hybrid", "window0_sinks_after": "window0_sinks",
+DIR_OPTION = {  # every linearized row and the option naming its DIR (run() checks them before loading anything)
+    "hybrid_after": "hybrid", "pure_after": "pure", "window0_sinks_after": "window0_sinks",
     "wide_hybrid_after": "wide_hybrid",
 }  # fmt: skip
 PARTS = ("ppl", "decode", "agreement", "noise")
@@ -106,10 +106,7 @@ def _load(name: str, args: argparse.Namespace) -> Any:
         return load_smollm2()[0]
     if name == "pure_before":
         return patch_model(load_smollm2()[0], window=0)
-    path = getattr(args, DIR_OPTION[name])
-    if not path:
-        raise SystemExit(f"--{DIR_OPTION[name].replace('_', '-')} DIR is needed for {name}")
-    return from_pretrained(path)[0]
+    return from_pretrained(getattr(args, DIR_OPTION[name]))[0]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,11 +127,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ids = essay_token_ids(tok, "heldout")
     contexts = [int(c) for c in args.contexts.split(",")]
     result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
-    result["linearization"] = {
-        name: {**read_config(getattr(args, name))["training"], "window": read_config(getattr(args, name))["window"]}
-        for name in ("pure", "hybrid", "window0_sinks", "wide_hybrid")
-        if getattr(args, name)
-    }
+    configs = {option: read_config(getattr(args, option)) for option in DIR_OPTION.values() if getattr(args, option)}
+    result["linearization"] = {option: {**cfg["training"], "window": cfg["window"]} for option, cfg in configs.items()}
     models = {name: _load(name, args) for name in names}
     if "ppl" in parts:
         result["perplexity"] = {}
@@ -243,7 +237,7 @@ def _agreement(
     models: dict[str, Any], prompts: list[torch.Tensor], reference: list[list[int]], args: argparse.Namespace
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"prompts": args.prompts, "prompt_tokens": args.prompt_len, "new_tokens": args.new_tokens}
-    for name in ("hybrid_after", "pure_after", "window0_sinks_after", "wide_hybrid_after"):
+    for name in DIR_OPTION:
         if name in models:
             out[name] = agreement_shares(models[name], prompts, reference, args.new_tokens)
             print("agreement", name, out[name]["mean"], flush=True)
