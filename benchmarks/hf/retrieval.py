@@ -132,8 +132,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--lengths", default=DEFAULT_LENGTHS, help="prompt lengths in tokens (SmolLM2 takes 8192)")
     p.add_argument("--depths", default=DEFAULT_DEPTHS, help="share of the haystack before the asked fact")
-    p.add_argument("--per-cell", type=int, default=3, help="prompts per (task, length, depth)")
+    p.add_argument("--per-cell", type=int, default=2, help="prompts per (task, length, depth)")
     p.add_argument("--multikey-facts", type=int, default=4)
+    p.add_argument("--multikey-lengths", default="1024,2048,4096", help="prompt lengths of the multikey task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default="benchmarks/results/smollm2/retrieval")
@@ -159,7 +160,10 @@ def run(argv: list[str] | None = None) -> int:
     tasks = tuple(t for t in args.tasks.split(",") if t)
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [float(x) for x in args.depths.split(",")]
-    cases = make_cases(args.seed, lengths, depths, args.per_cell, tasks, args.multikey_facts, len(essays))
+    cases = []
+    for task in tasks:
+        task_lengths = [int(x) for x in args.multikey_lengths.split(",")] if task == "multikey" else lengths
+        cases += make_cases(args.seed, task_lengths, depths, args.per_cell, (task,), args.multikey_facts, len(essays))
     for name, source, settings in args.row:
         model, tokenizer, description = load_row(source, settings)
         results = run_row(model, tokenizer, cases, PromptBuilder(tokenizer, essays))

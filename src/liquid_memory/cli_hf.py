@@ -32,6 +32,9 @@ OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8
     "lora_objective": "stage 2: 'distill' = KL to the original model's next-token distribution, 'next_token' = LM loss",
     "lora_targets": "stage 2: projections LoRA adapts: 'attn' = q/k/v/o, 'attn_mlp' = also gate/up/down",
     "lora_ce_weight": "stage 2, distill: + this weight x cross-entropy on the original's argmax token",
+    "lora_recall_share": "stage 2: share of steps on retrieval-shaped sequences (facts early, questions late)",
+    "lora_answer_weight": "stage 2: + this weight x the loss on the answer tokens of retrieval-shaped sequences",
+    "lora_global_cache": "stage 2 runs, and the model is saved, with this many global-cache slots per KV head",
     "checkpoint_every": "stage 2: checkpoint every N steps (stage 1: after every layer)",
     "seed": "random seed (sequence order, sampling)",
 }
