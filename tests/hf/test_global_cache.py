@@ -64,44 +64,58 @@ def reference(attn, hidden, cos, sin, valid, read_liquid=True):
                 return s_mat
 
             origin = real[0]  # blocks are counted from the row's first real token (padding departs at once)
-            cached, p = [], origin
+            cached, p, received, kept_score = [], origin, {}, {}
             for ti in range(t):
                 while p < boundary(ti, w, c, origin):
                     s_mat = state(p, cached)
                     candidates = cached + [s for s in range(p, p + c) if liquid[s]]
-                    errors = {}
+                    scores = {}
                     for x in candidates:
-                        read = fk[bi, g, x] @ s_mat
-                        recalled = read[:d] / read[d] if read[d] > 1e-30 else torch.zeros(d).double()
-                        errors[x] = float(((v[bi, g, x] - recalled) ** 2).sum())
-                    cached = sorted(sorted(candidates, key=lambda x: -errors[x])[:n])
+                        if attn.cache_score == "recall":
+                            read = fk[bi, g, x] @ s_mat
+                            recalled = read[:d] / read[d] if read[d] > 1e-30 else torch.zeros(d).double()
+                            scores[x] = float(((v[bi, g, x] - recalled) ** 2).sum())
+                        else:  # mean attention probability received while a window key
+                            total, count = received.get(x, (0.0, 0))
+                            scores[x] = kept_score[x] if x in kept_score else total / max(count, 1)
+                    cached = sorted(sorted(candidates, key=lambda x, sc=scores: (-sc[x], x))[:n])
+                    kept_score = {x: scores[x] for x in cached}
                     p += c
                 s_mat = state(p, cached)
-                exact = [s for s in range(p, ti + 1) if valid[bi, s]] + sorted(s for s in sinks if s < p) + cached
+                window_keys = [s for s in range(p, ti + 1) if valid[bi, s]]
+                exact = window_keys + sorted(s for s in sinks if s < p) + cached
                 for hi in range(g * (h // hkv), (g + 1) * (h // hkv)):
                     num, den = torch.zeros(d, dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+                    weights = {}
                     for s in exact:
-                        e = torch.exp(q[bi, hi, ti] @ k[bi, g, s] * attn.scaling)
-                        num, den = num + e * v[bi, g, s], den + e
+                        weights[s] = torch.exp(q[bi, hi, ti] @ k[bi, g, s] * attn.scaling)
+                        num, den = num + weights[s] * v[bi, g, s], den + weights[s]
                     if read_liquid:
                         read = fq[bi, hi, ti] @ s_mat
                         beta = attn.liquid.mix_log_scale[hi].exp()
                         num, den = num + beta * read[:d], den + beta * read[d]
                     if den > 0:
                         out[bi, hi, ti] = num / den
+                    if valid[bi, ti]:  # the attention each window key receives (the "attention" score)
+                        for s in window_keys:
+                            total, count = received.get(s, (0.0, 0))
+                            received[s] = (total + float(weights[s] / den), count + 1)
     return attn.o_proj(out.transpose(1, 2).reshape(b, t, h * d))
 
 
-CASES = [  # (window, block, slots, sinks)
-    (3, 1, 2, 0), (3, 3, 2, 0), (2, 4, 3, 2), (4, 2, 1, 1), (0, 3, 2, 0),
+CASES = [  # (window, block, slots, sinks, score)
+    (3, 1, 2, 0, "recall"), (3, 3, 2, 0, "recall"), (2, 4, 3, 2, "recall"), (4, 2, 1, 1, "recall"),
+    (0, 3, 2, 0, "recall"), (3, 1, 2, 0, "attention"), (3, 3, 2, 0, "attention"), (2, 4, 3, 2, "attention"),
+    (4, 2, 1, 1, "attention"), (0, 3, 2, 0, "attention"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("window", "block", "slots", "sinks"), CASES)
+@pytest.mark.parametrize(("window", "block", "slots", "sinks", "score"), CASES)
 @pytest.mark.parametrize("padding", ["none", "left", "right"])
-def test_global_cache_matches_float64_reference(window, block, slots, sinks, padding):
+def test_global_cache_matches_float64_reference(window, block, slots, sinks, score, padding):
     model = tiny_model("llama", dtype=torch.float64)
-    patch_model(model, window=window, backend="naive", sinks=sinks, global_cache=slots, cache_block=block)
+    patch_model(model, window=window, backend="naive", sinks=sinks, global_cache=slots, cache_block=block,
+                cache_score=score)  # fmt: skip
     perturb_liquid(model)
     attn = model.model.layers[1].self_attn
     b, t = 2, 19
@@ -118,9 +132,10 @@ def test_global_cache_matches_float64_reference(window, block, slots, sinks, pad
     assert rel_err(got[rows], want[rows]) < 1e-10
 
 
-def test_window_mode_reads_only_the_exact_memories():
+@pytest.mark.parametrize("score", ["attention", "recall"])
+def test_window_mode_reads_only_the_exact_memories(score):
     model = tiny_model("llama", dtype=torch.float64)
-    patch_model(model, window=3, backend="naive", sinks=1, global_cache=2, cache_block=2)
+    patch_model(model, window=3, backend="naive", sinks=1, global_cache=2, cache_block=2, cache_score=score)
     perturb_liquid(model)
     attn = model.model.layers[0].self_attn
     attn.mode = "window"
@@ -155,10 +170,12 @@ def _incremental(model, ids, first, mask=None):
 
 
 @pytest.mark.parametrize("first", [1, 7, 16])
+@pytest.mark.parametrize("score", ["attention", "recall"])
 @pytest.mark.parametrize(("window", "block", "slots", "sinks"), [(3, 4, 2, 2), (2, 1, 3, 0), (0, 3, 2, 1)])
-def test_decode_step_by_step_equals_prefill(first, window, block, slots, sinks):
+def test_decode_step_by_step_equals_prefill(first, score, window, block, slots, sinks):
     model = tiny_model("mistral", dtype=torch.float64)
-    patch_model(model, window=window, backend="naive", sinks=sinks, global_cache=slots, cache_block=block)
+    patch_model(model, window=window, backend="naive", sinks=sinks, global_cache=slots, cache_block=block,
+                cache_score=score)  # fmt: skip
     perturb_liquid(model)
     ids = torch.randint(3, 61, (2, 30), generator=torch.Generator().manual_seed(1))
     full = model(ids, use_cache=False).logits
@@ -207,10 +224,11 @@ def test_global_cache_is_saved_and_loaded_with_the_model(tmp_path):
     patch_model(model, window=4, backend="naive", sinks=2, global_cache=5, cache_block=8)
     save_liquid(model, tmp_path, base_model="tiny", base_sha256=fingerprint)
     config = read_config(tmp_path)
-    assert (config["global_cache"], config["cache_block"]) == (5, 8)
+    assert (config["global_cache"], config["cache_block"], config["cache_score"]) == (5, 8, "attention")
     fresh = tiny_model("llama")
     patch_model(fresh, window=config["window"], backend="naive", sinks=config["sinks"],
-                global_cache=config["global_cache"], cache_block=config["cache_block"])  # fmt: skip
+                global_cache=config["global_cache"], cache_block=config["cache_block"],
+                cache_score=config["cache_score"])  # fmt: skip
     load_liquid_into(fresh, tmp_path)
     ids = torch.randint(3, 61, (1, 40), generator=torch.Generator().manual_seed(6))
     assert torch.equal(fresh(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
@@ -222,3 +240,5 @@ def test_typed_errors_for_bad_settings():
         patch_model(model, window=4, global_cache=-1)
     with pytest.raises(ValueError, match="cache_block"):
         patch_model(tiny_model("llama"), window=4, global_cache=2, cache_block=0)
+    with pytest.raises(ValueError, match="cache_score"):
+        patch_model(tiny_model("llama"), window=4, global_cache=2, cache_score="loudest")

@@ -25,10 +25,11 @@ from torch import Tensor, nn
 
 from liquid_memory.hf.cache import liquid_layer
 from liquid_memory.hf.errors import PatchError
-from liquid_memory.hf.global_cache import DEFAULT_BLOCK, forward_blocks
+from liquid_memory.hf.global_cache import DEFAULT_BLOCK, SCORES
 from liquid_memory.hf.hybrid import TINY, combine, liquid_part, window_part
 from liquid_memory.hf.params import LiquidParams
 from liquid_memory.hf.sinks import gather_sinks, mark, merge_sinks, sink_mask
+from liquid_memory.hf.three_memories import forward_blocks
 
 MODES = ("hybrid", "softmax", "window")
 
@@ -60,13 +61,14 @@ class LiquidHybridAttention(nn.Module):
     def __init__(
         self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
         max_half_life: float | None = None, global_cache: int = 0, cache_block: int = DEFAULT_BLOCK,
+        cache_score: str = "attention",
     ) -> None:  # fmt: skip
         super().__init__()
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
         if sinks < 0:
             raise ValueError(f"sinks must be >= 0, got {sinks}")
-        set_global_cache(self, global_cache, cache_block)
+        set_global_cache(self, global_cache, cache_block, cache_score)
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -132,17 +134,18 @@ class LiquidHybridAttention(nn.Module):
         sinks, liquid_valid = self._sinks(k.to(acc), v.to(acc), valid, n_cached, layer, seen_before)
         if self.global_cache > 0:
             base = seen_before - n_cached  # absolute position of k[:, :, 0]
-            y, new_state, slots, bounds = forward_blocks(
-                q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached, base, state,
-                layer.slots if layer is not None else None, layer.bounds if layer is not None else None,
-                window=self.window, block=self.cache_block, n_slots=self.global_cache, scaling=self.scaling,
-                beta=self.mix_scale(hidden_states), feature_q=self.liquid.feature_q,
+            held = (layer.slots, layer.bounds, layer.received) if layer is not None else (None, None, None)
+            y, new_state, slots, bounds, received = forward_blocks(
+                q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached, base, state, *held,
+                window=self.window, block=self.cache_block, n_slots=self.global_cache, score=self.cache_score,
+                scaling=self.scaling, beta=self.mix_scale(hidden_states), feature_q=self.liquid.feature_q,
                 feature_k=self.liquid.feature_k, backend=self.backend, read_liquid=self.mode == "hybrid",
             )  # fmt: skip
             if layer is not None:
                 layer.set_state(new_state)
-                layer.slots, layer.bounds = slots.detached(), bounds
-                layer.retain_from(min(int(bounds[1].min()) - base, length))
+                keep = min(int(bounds[1].min()) - base, length)
+                layer.slots, layer.bounds, layer.received = slots.detached(), bounds, received[:, :, keep:].detach()
+                layer.retain_from(keep)
         else:
             y = self._two_memories(q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached,
                                    state, layer, hidden_states)  # fmt: skip
@@ -240,12 +243,16 @@ class LiquidHybridAttention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
-def set_global_cache(layer: LiquidHybridAttention, slots: int, block: int = DEFAULT_BLOCK) -> None:
-    """Give ``layer`` a global cache of ``slots`` exact pairs per KV head (0 = none), departing in ``block``s.
-
-    An inference-time setting like the window: a linearized model runs with any size (``global_cache.py``)."""
+def set_global_cache(
+    layer: LiquidHybridAttention, slots: int, block: int = DEFAULT_BLOCK, score: str = "attention"
+) -> None:
+    """Give ``layer`` a global cache of ``slots`` exact pairs per KV head (0 = none), departing in ``block``s and
+    chosen by ``score`` (``global_cache.SCORES``). An inference-time setting like the window: a linearized
+    model runs with any size (``global_cache.py``)."""
     if slots < 0:
         raise ValueError(f"global_cache must be >= 0, got {slots}")
     if block < 1:
         raise ValueError(f"cache_block must be >= 1, got {block}")
-    layer.global_cache, layer.cache_block = int(slots), int(block)
+    if score not in SCORES:
+        raise ValueError(f"cache_score must be one of {', '.join(SCORES)}, got {score!r}")
+    layer.global_cache, layer.cache_block, layer.cache_score = int(slots), int(block), score

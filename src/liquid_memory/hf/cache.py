@@ -40,6 +40,7 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         self.global_cache = global_cache
         self.slots: Any = None  # global_cache.Slots once the first block has left the window
         self.bounds: tuple[Tensor, Tensor] | None = None  # per row: first real key, boundary (absolute)
+        self.received: Tensor | None = None  # [B, Hkv, held, 2]: attention each held key received, queries
         self.sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # keys, values, absolute positions, ok
         self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
 
@@ -102,6 +103,8 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
             total += sum(t.numel() * t.element_size() for t in self.sinks)
         if self.slots is not None:
             total += self.slots.nbytes()
+        if self.received is not None:
+            total += self.received.numel() * self.received.element_size()
         return total + (state.numel() * state.element_size() if state is not None else 0)
 
 

@@ -4,8 +4,8 @@
 - ``liquid_config.json``: ``format`` (``liquid-memory-hf/1``), ``base_model`` (a short name such as
   ``smollm2-135m`` or a local transformers folder), ``base_sha256`` (SHA-256 over the base model's
   state_dict tensors, names and bytes, checked at load), ``architecture``, ``window``, ``sinks`` (exact
-  first tokens, 0 when absent), ``global_cache`` and ``cache_block`` (the exact-pair cache the model runs
-  with; 0 / the default block when absent — an inference setting ``from_pretrained`` can override), ``lora`` (rank,
+  first tokens, 0 when absent), ``global_cache``, ``cache_block`` and ``cache_score`` (the exact-pair cache
+  the model runs with; none when absent — inference settings ``from_pretrained`` can override), ``lora`` (rank,
   alpha, target modules, or null) and free-form ``training`` facts;
 - ``liquid.safetensors``: every parameter ``patch_model`` adds (feature maps, decay, mix scale), by name;
 - ``lora.safetensors`` (only if stage 2 ran): the LoRA factors ``A``, ``B`` of each adapted projection;
@@ -80,7 +80,10 @@ def save_liquid(
 
 def _memory_config(model: Any) -> dict[str, int]:
     layers = patched_layers(model)
-    return {"global_cache": layers[0].global_cache, "cache_block": layers[0].cache_block} if layers else {}
+    if not layers:
+        return {}
+    return {"global_cache": layers[0].global_cache, "cache_block": layers[0].cache_block,
+            "cache_score": layers[0].cache_score}  # fmt: skip
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -153,6 +156,7 @@ def from_pretrained(
         raise CheckpointInvalid(f"the base model {config['base_model']!r} differs from the one {path} was trained on")
     slots = int(config.get("global_cache", 0)) if global_cache is None else global_cache
     patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)),
-                global_cache=slots, cache_block=int(config.get("cache_block", DEFAULT_BLOCK)))  # fmt: skip
+                global_cache=slots, cache_block=int(config.get("cache_block", DEFAULT_BLOCK)),
+                cache_score=config.get("cache_score", "attention"))  # fmt: skip
     load_liquid_into(model, path)
     return model.eval(), tokenizer

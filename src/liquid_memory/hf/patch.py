@@ -21,7 +21,7 @@ def _check_architecture(model: Any) -> None:
 
 def patch_model(
     model: Any, *, window: int = 64, backend: str | None = None, sinks: int = 0, max_half_life: float | None = None,
-    global_cache: int = 0, cache_block: int = DEFAULT_BLOCK,
+    global_cache: int = 0, cache_block: int = DEFAULT_BLOCK, cache_score: str = "attention",
 ) -> Any:  # fmt: skip
     """Replace each ``layer.self_attn`` in place by a ``LiquidHybridAttention`` reusing its q/k/v/o weights.
 
@@ -32,7 +32,8 @@ def patch_model(
     exact keys and every other key goes through the recurrence — not "pure liquid" any more).
     ``max_half_life``: the decay's initial half-lives span 1…``max_half_life`` tokens (default 4096).
     ``global_cache``: at most this many exact key/value pairs per layer and KV head, the ones the state recalls
-    worst (``hf/global_cache.py``; 0 = none), chosen each time a ``cache_block`` of keys leaves the window. The new
+    worst or that received the most attention (``cache_score``; ``hf/global_cache.py``; 0 = none), chosen each
+    time a ``cache_block`` of keys leaves the window. The new
     parameters are initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call
     ``linearize`` or load trained ones with ``from_pretrained``. Returns the same model object.
     """
@@ -44,17 +45,20 @@ def patch_model(
     for layer in model.model.layers:
         layer.self_attn = LiquidHybridAttention(
             layer.self_attn, window, backend=backend, sinks=sinks, max_half_life=max_half_life,
-            global_cache=global_cache, cache_block=cache_block,
+            global_cache=global_cache, cache_block=cache_block, cache_score=cache_score,
         )  # fmt: skip
     model.liquid_window, model.liquid_sinks = window, sinks
     return model
 
 
-def set_memory(model: Any, *, global_cache: int | None = None, cache_block: int | None = None) -> None:
-    """Change a patched model's global cache (slots per layer and KV head, block) at inference time."""
+def set_memory(
+    model: Any, *, global_cache: int | None = None, cache_block: int | None = None, cache_score: str | None = None
+) -> None:
+    """Change a patched model's global cache (slots per layer and KV head, block, score) at inference time."""
     for layer in patched_layers(model):
         set_global_cache(layer, layer.global_cache if global_cache is None else global_cache,
-                         layer.cache_block if cache_block is None else cache_block)  # fmt: skip
+                         layer.cache_block if cache_block is None else cache_block,
+                         layer.cache_score if cache_score is None else cache_score)  # fmt: skip
 
 
 def is_patched(model: Any) -> bool:
