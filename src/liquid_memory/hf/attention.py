@@ -61,7 +61,7 @@ class LiquidHybridAttention(nn.Module):
     def __init__(
         self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
         max_half_life: float | None = None, global_cache: int = 0, cache_block: int = DEFAULT_BLOCK,
-        cache_score: str = "attention",
+        cache_score: str = "attention", per_query_mix: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         if window < 0:
@@ -81,7 +81,8 @@ class LiquidHybridAttention(nn.Module):
         )  # fmt: skip
         self.window, self.sinks, self.backend, self.mode = window, sinks, backend, "hybrid"
         self.liquid = LiquidParams(
-            config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, max_half_life=max_half_life
+            config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, max_half_life=max_half_life,
+            per_query_mix=per_query_mix,
         )
         # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
         weight = original.q_proj.weight
@@ -169,7 +170,7 @@ class LiquidHybridAttention(nn.Module):
 
     def mix_scale(self, hidden: Tensor) -> Tensor:
         """β of the shared normaliser: ``[H]`` (one per head; a subclass may return ``[B, H, T]``, per query)."""
-        return self.liquid.mix_log_scale
+        return self.liquid.mix_scale(hidden)
 
     def _sinks(self, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, layer: Any, seen_before: int):
         """``(sinks for window_part or None, [B, L] validity for the liquid part)`` (see ``sinks.py``).

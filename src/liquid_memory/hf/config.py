@@ -40,6 +40,7 @@ class LinearizeConfig:
     lora_recall_share: float = 0.0  # share of stage-2 steps on retrieval-shaped sequences (hf/recall_data.py)
     lora_answer_weight: float = 0.0  # + this weight x the loss on the answer tokens of a retrieval-shaped sequence
     lora_global_cache: int = 0  # stage 2 runs (and the model is saved) with this many global-cache slots
+    per_query_mix: bool = False  # a per-query weight of the liquid mass (LiquidParams.mix_query), trained from zero
     checkpoint_every: int = 10
     seed: int = 0
     base_model: str = "smollm2-135m"

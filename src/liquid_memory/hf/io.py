@@ -5,7 +5,8 @@
   ``smollm2-135m`` or a local transformers folder), ``base_sha256`` (SHA-256 over the base model's
   state_dict tensors, names and bytes, checked at load), ``architecture``, ``window``, ``sinks`` (exact
   first tokens, 0 when absent), ``global_cache``, ``cache_block`` and ``cache_score`` (the exact-pair cache
-  the model runs with; none when absent — inference settings ``from_pretrained`` can override), ``lora`` (rank,
+  the model runs with; none when absent — inference settings ``from_pretrained`` can override),
+  ``per_query_mix`` (whether ``liquid.safetensors`` holds a per-query mix head; false when absent), ``lora`` (rank,
   alpha, target modules, or null) and free-form ``training`` facts;
 - ``liquid.safetensors``: every parameter ``patch_model`` adds (feature maps, decay, mix scale), by name;
 - ``lora.safetensors`` (only if stage 2 ran): the LoRA factors ``A``, ``B`` of each adapted projection;
@@ -83,7 +84,7 @@ def _memory_config(model: Any) -> dict[str, int]:
     if not layers:
         return {}
     return {"global_cache": layers[0].global_cache, "cache_block": layers[0].cache_block,
-            "cache_score": layers[0].cache_score}  # fmt: skip
+            "cache_score": layers[0].cache_score, "per_query_mix": layers[0].liquid.mix_query is not None}  # fmt: skip
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -157,6 +158,7 @@ def from_pretrained(
     slots = int(config.get("global_cache", 0)) if global_cache is None else global_cache
     patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)),
                 global_cache=slots, cache_block=int(config.get("cache_block", DEFAULT_BLOCK)),
-                cache_score=config.get("cache_score", "attention"))  # fmt: skip
+                cache_score=config.get("cache_score", "attention"),
+                per_query_mix=bool(config.get("per_query_mix", False)))  # fmt: skip
     load_liquid_into(model, path)
     return model.eval(), tokenizer

@@ -93,9 +93,15 @@ class _Run:
             return {}
         tensors = load_file(str(path))
         params = dict(liquid_parameters(model))
+        missing = sorted(set(params) - set(tensors))
+        if any(not name.endswith(".mix_query") for name in missing):
+            raise ValueError(f"checkpoint {path} lacks {missing[:3]}: it was written for another configuration")
+        if missing:  # a per-query mix head added to a run resumed after stage 1: it starts at zero (= per head)
+            self.log["started_at_resume"] = missing
         with torch.no_grad():
             for name, p in params.items():
-                p.copy_(tensors[name])
+                if name in tensors:
+                    p.copy_(tensors[name])
         return {k: v for k, v in tensors.items() if k not in params}
 
     def cpu(self, stage: str, since: float) -> None:
@@ -286,7 +292,7 @@ def linearize(
             for p in teacher.parameters():
                 p.requires_grad_(False)
         patch_model(model, window=config.window, backend=backend, sinks=config.sinks,
-                    max_half_life=config.max_half_life)  # fmt: skip
+                    max_half_life=config.max_half_life, per_query_mix=config.per_query_mix)  # fmt: skip
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")
     for p in model.parameters():

@@ -22,6 +22,7 @@ def _check_architecture(model: Any) -> None:
 def patch_model(
     model: Any, *, window: int = 64, backend: str | None = None, sinks: int = 0, max_half_life: float | None = None,
     global_cache: int = 0, cache_block: int = DEFAULT_BLOCK, cache_score: str = "attention",
+    per_query_mix: bool = False,
 ) -> Any:  # fmt: skip
     """Replace each ``layer.self_attn`` in place by a ``LiquidHybridAttention`` reusing its q/k/v/o weights.
 
@@ -33,7 +34,8 @@ def patch_model(
     ``max_half_life``: the decay's initial half-lives span 1…``max_half_life`` tokens (default 4096).
     ``global_cache``: at most this many exact key/value pairs per layer and KV head, the ones the state recalls
     worst or that received the most attention (``cache_score``; ``hf/global_cache.py``; 0 = none), chosen each
-    time a ``cache_block`` of keys leaves the window. The new
+    time a ``cache_block`` of keys leaves the window. ``per_query_mix``: each query sets its own weight of the
+    liquid mass from the layer input (``LiquidParams.mix_query``; off = one weight per head). The new
     parameters are initialised (feature maps ≈ identity, multi-timescale decay) and untrained: call
     ``linearize`` or load trained ones with ``from_pretrained``. Returns the same model object.
     """
@@ -45,7 +47,7 @@ def patch_model(
     for layer in model.model.layers:
         layer.self_attn = LiquidHybridAttention(
             layer.self_attn, window, backend=backend, sinks=sinks, max_half_life=max_half_life,
-            global_cache=global_cache, cache_block=cache_block, cache_score=cache_score,
+            global_cache=global_cache, cache_block=cache_block, cache_score=cache_score, per_query_mix=per_query_mix,
         )  # fmt: skip
     model.liquid_window, model.liquid_sinks = window, sinks
     return model
