@@ -19,7 +19,7 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 ROOT = Path(__file__).resolve().parent
 # One version number: liquid_memory.__version__ (read, not imported: importing would need torch & co.).
-VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "src/liquid_memory/__init__.py").read_text(), re.M)[1]
+VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "src/liquid_memory/version.py").read_text(), re.M)[1]
 # A release build (``lm-vendor release`` with a real vendor key) bakes in the vendor's trust root and ships
 # the C++ kernel library only encrypted inside dist_public/ (no _C.so, no vendor tool, no dev identity).
 RELEASE_TRUST_ROOT = os.environ.get("LM_RELEASE_TRUST_ROOT")

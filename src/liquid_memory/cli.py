@@ -49,7 +49,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if args.mixer:
-        from liquid_memory.benchmarks.mixer import main as mixer_main
+        from liquid_memory.bench.mixer import main as mixer_main
 
         argv = ["--embed-dim", str(args.embed_dim), "--num-heads", str(args.heads), "--batch-size", str(args.batch)]
         argv += ["--dtype", args.dtype, "--json", str(Path(args.out_dir) / f"mixer_{args.dtype}.json")]
@@ -59,7 +59,7 @@ def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         print(f"liquid-memory bench: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
         return 2
-    from liquid_memory.benchmark import run_benchmark
+    from liquid_memory.bench.run import run_benchmark
 
     lengths = [int(part) for part in (args.seq_lens or DEFAULT_LENGTHS).split(",") if part.strip()]
     run_benchmark(

@@ -228,7 +228,7 @@ def test_mixer_benchmark_smoke(tmp_path):
     """The mixer benchmark runs end to end on a tiny shape and writes its JSON (no timing asserted)."""
     import json
 
-    from liquid_memory.benchmarks.mixer import format_table, run_mixer_benchmark
+    from liquid_memory.bench.mixer import format_table, run_mixer_benchmark
 
     out = tmp_path / "mixer.json"
     res = run_mixer_benchmark(

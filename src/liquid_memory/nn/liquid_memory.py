@@ -364,21 +364,6 @@ class LiquidMemory(DecodeMixin, nn.Module):
             return None
         return attention_weights(q * self.head_dim**-0.5, k, log_a, mode, average=average, unbatched=unbatched)
 
-    @staticmethod
-    def benchmark(
-        embed_dim: int = 1024,
-        num_heads: int = 16,
-        batch_size: int = 1,
-        seq_lengths=(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
-        dtype=torch.float32,
-        device: str = "cpu",
-        **kwargs,
-    ) -> dict:
-        """The layer benchmark vs ``nn.MultiheadAttention`` and an SDPA layer (see ``liquid_memory.benchmark``)."""
-        from liquid_memory.benchmark import run_benchmark
-
-        return run_benchmark(embed_dim, num_heads, batch_size, seq_lengths, dtype, device, **kwargs)
-
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}, "

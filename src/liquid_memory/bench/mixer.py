@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from liquid_memory.benchmarks.timing import time_call
+from liquid_memory.bench.timing import time_call
 from liquid_memory.ops.chunked import chunked_liquid_scan
 from liquid_memory.ops.naive import naive_liquid_scan
 

@@ -9,8 +9,8 @@ import time
 import torch
 from torch import nn
 
-from liquid_memory.benchmarks.peers import ProjectionFloor
-from liquid_memory.benchmarks.timing import paired_ratio, time_call, time_interleaved
+from liquid_memory.bench.peers import ProjectionFloor
+from liquid_memory.bench.timing import paired_ratio, time_call, time_interleaved
 from liquid_memory.nn.liquid_memory import LiquidMemory
 from liquid_memory.nn.swap import replace_attention
 
@@ -121,7 +121,7 @@ def compile_vs_eager(embed_dim: int, num_heads: int, length: int, layers: int = 
 
 def dtype_comparison(embed_dim: int, num_heads: int, length: int, budget_s: float = 120.0) -> dict:
     """fp32 vs bf16, same weights, alternated round by round: the layer forward, its floor, and SDPA's."""
-    from liquid_memory.benchmarks.peers import SDPAAttention
+    from liquid_memory.bench.peers import SDPAAttention
 
     torch.manual_seed(0)
     fns, layers = {}, {}
@@ -144,7 +144,7 @@ def dtype_comparison(embed_dim: int, num_heads: int, length: int, budget_s: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m liquid_memory.benchmarks.extras --dtype-compare OUT.json``: the fp32-vs-bf16 comparison."""
+    """``python -m liquid_memory.bench.extras --dtype-compare OUT.json``: the fp32-vs-bf16 comparison."""
     import argparse
     import json
     from pathlib import Path

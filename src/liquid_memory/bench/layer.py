@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from liquid_memory.benchmarks.memory import peak_allocated_bytes
-from liquid_memory.benchmarks.peers import (
+from liquid_memory.bench.memory import peak_allocated_bytes
+from liquid_memory.bench.peers import (
     ProjectionFloor,
     SDPAAttention,
     causal_mha_call,
@@ -30,7 +30,7 @@ from liquid_memory.benchmarks.peers import (
     mha_weights_peak_estimate_bytes,
     mha_with_weights_call,
 )
-from liquid_memory.benchmarks.timing import paired_ratio, time_call, time_interleaved
+from liquid_memory.bench.timing import paired_ratio, time_call, time_interleaved
 from liquid_memory.nn.liquid_memory import LiquidMemory
 
 OVER_BUDGET = "skipped (over budget)"

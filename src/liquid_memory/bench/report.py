@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from liquid_memory.benchmarks.layer import LayerBenchConfig, Row, rows_to_dicts, speedup
+from liquid_memory.bench.layer import LayerBenchConfig, Row, rows_to_dicts, speedup
 
 COLUMNS = [
     ("seq_len", None),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from liquid_memory.benchmarks.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
-from liquid_memory.benchmarks.report import format_table, format_targets, target_checks, write_json, write_plot
+from liquid_memory.bench.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
+from liquid_memory.bench.report import format_table, format_targets, target_checks, write_json, write_plot
 
 
 def run_benchmark(
@@ -70,8 +70,8 @@ def run_benchmark(
 
 
 def _extras(bench: LayerBenchmark, config: LayerBenchConfig) -> dict:
-    """The same-run extras (see ``liquid_memory.benchmarks.extras``); rank sweep and compile on fp32 runs only."""
-    from liquid_memory.benchmarks import extras
+    """The same-run extras (see ``liquid_memory.bench.extras``); rank sweep and compile on fp32 runs only."""
+    from liquid_memory.bench import extras
 
     bandwidth = extras.read_bandwidth_gbs()
     decode = extras.decode_vs_bandwidth(bench.lm, bandwidth)
