@@ -10,7 +10,7 @@ import os
 
 # The triton backend is tested in the Triton interpreter (no GPU here). Triton fixes interpreter vs compiler
 # when it is first imported — `import torch._dynamo` (so any liquid_memory import) already imports it — so this
-# must happen here, before any test module of any folder is collected (tests/quality first used to break it).
+# must happen here, before any test module of any folder is collected.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import tempfile  # noqa: E402

@@ -1,6 +1,6 @@
 """README's measured section, generated from committed benchmark JSON (never typed by hand).
 
-    python -m benchmarks.layer.readme_table benchmarks/results/layer_*.json --update README.md
+    python -m benchmarks.layer.readme_table benchmarks/results/layer/layer_*.json --update README.md
 
 rewrites the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in README.md.
 """

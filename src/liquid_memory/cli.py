@@ -1,4 +1,4 @@
-"""``liquid-memory``: the customer CLI — ``bench``, ``verify``, ``license``, ``lm``, ``quality``, ``linearize``."""
+"""``liquid-memory``: the customer CLI — ``bench``, ``verify``, ``license``, ``lm``, ``linearize``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from liquid_memory import cli_quality
-from liquid_memory.cli_hf import add_linearize, run_bench_hf, run_linearize
+from liquid_memory.cli_hf import add_linearize, run_linearize
 from liquid_memory.cli_licensing import add_subcommands, run
 from liquid_memory.cli_lm import add_lm_subcommand, run_lm
 
@@ -44,7 +43,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="run the mixer-only liquid_scan benchmark (backends vs a same-run SGEMM rate); further options "
         "(--backends, --no-backward, --threads, --budget-s, ...) are passed on to it",
     )  # fmt: skip
-    bench.add_argument("--hf", action="store_true", help="Hugging Face benchmark (see liquid-memory bench --hf --help)")
 
 
 def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
@@ -73,14 +71,11 @@ def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and "--hf" in argv:  # issue 7: its own options and --help (cli_hf.py)
-        return run_bench_hf([a for a in argv[1:] if a != "--hf"])
     parser = argparse.ArgumentParser(prog="liquid-memory", description="Liquid Memory customer tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_bench(sub)
     add_subcommands(sub)
     add_lm_subcommand(sub)
-    cli_quality.add_subcommands(sub)
     add_linearize(sub)
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -89,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if args.command == "lm":
         return run_lm(args)
-    if args.command == "quality":
-        return cli_quality.run(args, argv)
     if args.command == "linearize":
         return run_linearize(args)
     return run(args)

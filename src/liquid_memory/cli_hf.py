@@ -1,4 +1,4 @@
-"""``liquid-memory linearize`` and ``liquid-memory bench --hf``: the Hugging Face commands (issue 7).
+"""``liquid-memory linearize``: the Hugging Face command.
 
 Registered by a small hook in ``cli.py``; everything heavy is imported only when a command runs.
 """
@@ -88,13 +88,3 @@ def run_linearize(args: argparse.Namespace) -> int:
     summary = {k: log[k] for k in ("tokens", "cpu_minutes_total", "wall_s", "train_sequences")}
     print(json.dumps(summary, indent=1))
     return 0
-
-
-def run_bench_hf(argv: list[str]) -> int:
-    from liquid_memory.hf.bench import main
-
-    try:
-        return main(argv)
-    except LiquidMemoryError as err:
-        print(f"liquid-memory bench --hf: {err}", file=sys.stderr)
-        return 1

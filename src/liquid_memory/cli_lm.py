@@ -1,4 +1,4 @@
-"""``liquid-memory lm train | chat | ui | bench``: the LiquidLM tools (registered by a small hook in cli.py).
+"""``liquid-memory lm train | chat | ui``: the LiquidLM tools (registered by a small hook in cli.py).
 
 Every failure a user can cause (missing or empty data, a checkpoint of another configuration, a prompt over
 the limit, a missing licence for the compiled kernels) is printed as one line with its code and remedy and
@@ -19,14 +19,13 @@ MIXER_CHOICES = ("liquid", "liquidnet", "attention")
 def add_lm_subcommand(sub: argparse._SubParsersAction) -> None:
     lm = sub.add_parser(
         "lm",
-        help="LiquidLM: train a small language model, chat with it, web UI, benchmark",
+        help="LiquidLM: train a small language model, chat with it, web UI",
         description="LiquidLM (the seed LiquidNet's model) with mixers liquid | liquidnet | attention.",
     )
     tools = lm.add_subparsers(dest="lm_command", required=True)
     _add_train(tools)
     _add_chat(tools)
     _add_ui(tools)
-    _add_bench(tools)
 
 
 def _add_train(tools: argparse._SubParsersAction) -> None:
@@ -45,20 +44,20 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--conv-qkv", action="store_true",
                    help="liquid mixer with --short-conv: one causal conv per q/k/v stream instead of one on the mixer "
-                        "input (what lets LiquidMemory learn MQAR recall; README: quality mqar)")  # fmt: skip
+                        "input (what lets LiquidMemory learn MQAR recall; README: MQAR)")  # fmt: skip
     p.add_argument("--ffn-dim", type=int, default=None, help="SwiGLU width (default 8/3 d_model)")
     for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--backend", default=None, help="liquid_scan backend for the liquid mixer (default: LM_BACKEND/cpp)")
     p.add_argument("--output-gate", action=argparse.BooleanOptionalAction, default=d.output_gate,
                    help="liquid mixer: gate the read-out by σ(W_g x) before out_proj (default on: with --out-norm-eps "
-                        "1e-2 1.03x attention's perplexity, 3 seeds, README: lm bench)")  # fmt: skip
+                        "1e-2 1.03x attention's perplexity, 3 seeds, README: LiquidLM)")  # fmt: skip
     p.add_argument("--out-norm-eps", type=float, default=d.out_norm_eps,
                    help=f"liquid mixer: eps of the per-head read-out RMSNorm (default {d.out_norm_eps:g}; "
                         "LiquidMemory's own default 1e-5 lets near-zero read-outs spike the gradient)")  # fmt: skip
     p.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=d.qk_norm,
                    help="liquid mixer: L2-normalise q and k per head (default on: with the gate and eps 0.97x "
-                        "attention's perplexity, 3 seeds; it also sped up MQAR recall; README: lm bench)")  # fmt: skip
+                        "attention's perplexity, 3 seeds; it also sped up MQAR recall; README: LiquidLM)")  # fmt: skip
     p.add_argument("--tokenizer", default=None, help="use this tokenizers JSON instead of training one")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
@@ -96,14 +95,6 @@ def _add_ui(tools: argparse._SubParsersAction) -> None:
     _add_generation_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=7860)
-
-
-def _add_bench(tools: argparse._SubParsersAction) -> None:
-    from liquid_memory.lm.bench import add_bench_arguments
-
-    add_bench_arguments(tools.add_parser(
-        "bench", help="train liquid / liquidnet / attention LMs on the same tokens; quality and speed table",
-    ))  # fmt: skip
 
 
 def run_lm(args: argparse.Namespace) -> int:
@@ -144,9 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         serve(gen, host=args.host, port=args.port)
         return 0
-    from liquid_memory.lm.bench import run_bench_cli
-
-    return run_bench_cli(args)
+    raise AssertionError(f"unhandled lm command {args.lm_command}")  # argparse allows only the ones above
 
 
 def _is_main_process() -> bool:

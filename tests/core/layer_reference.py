@@ -115,7 +115,7 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
 def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, float]:
     """Relative error of each named parameter's gradient against the float64 recomputation (causal, a fixed
     random input and output weighting); a gradient that is all zero or NaN counts as error ``inf``."""
-    from scan_cases import rel_err
+    from tests.numerics import rel_err
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 23, module.embed_dim, generator=gen)
@@ -135,7 +135,7 @@ def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, 
 
 def decode_error(module, seed: int = 5) -> float:
     """Relative error of prefill(8 tokens) + 4 ``step`` calls against one causal call over the 12 tokens."""
-    from scan_cases import rel_err
+    from tests.numerics import rel_err
 
     module.eval()
     x = torch.randn(1, 12, module.embed_dim, generator=torch.Generator().manual_seed(seed))

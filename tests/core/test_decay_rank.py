@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from layer_reference import cross_inputs, decode_error, gradient_errors, reference_layer
-from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
 from liquid_memory.nn.decay import init_decay_bias
+from tests.core.layer_reference import cross_inputs, decode_error, gradient_errors, reference_layer
+from tests.numerics import rel_err
 
 RANK_KEYS = {"decay_proj.down.weight", "decay_proj.up.weight", "decay_proj.up.bias"}
 

@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from scan_cases import case_seed, rel_err
 
 from liquid_memory import LiquidMemory
 from liquid_memory.ops import delta
 from liquid_memory.ops.delta import chunked_delta_scan, delta_step, naive_delta_scan
+from tests.core.scan_cases import case_seed
+from tests.numerics import rel_err
 
 
 def delta_inputs(length, *, dtype=torch.float64, decay="mixed", dim=8, seed=None):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_err
 
 from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan, cpp_liquid_step
 from liquid_memory.ops.naive import naive_liquid_scan
+from tests.numerics import rel_err
 
 
 def test_extension_is_built():

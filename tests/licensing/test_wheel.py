@@ -24,8 +24,8 @@ import torch
 from liquid_memory_vendor.issue import issue_licence
 
 from liquid_memory.manifest.verify import verify_path
-from tests.core.scan_cases import rel_err
 from tests.licensing.helpers import make_vendor
+from tests.numerics import rel_err
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

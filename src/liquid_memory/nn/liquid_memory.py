@@ -47,7 +47,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
         out_norm: per-head RMSNorm (weight ``out_norm.weight`` of shape ``[embed_dim]``).
         out_norm_eps: the norm's eps, on the scale of ``o/sqrt(d)``. A larger eps (1e-2) bounds the gradient
             the norm gives read-outs near zero (the first tokens, whose state holds almost nothing): it reduces,
-            but does not remove, the gradient spikes of LiquidLM training (``results/lm/grad_probe.txt``).
+            but does not remove, the gradient spikes of LiquidLM training (``benchmarks/results/lm/grad_probe.txt``).
         backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
             default: ``LM_BACKEND`` or the fastest licensed backend.
         precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
