@@ -8,16 +8,12 @@ from liquid_memory.cli import main
 
 
 def test_linearize_help_describes_every_option(capsys):
-    import argparse
     from dataclasses import fields
 
-    from liquid_memory.cli_hf import add_linearize
+    from liquid_memory.cli.linearize import build_parser
     from liquid_memory.hf.config import LinearizeConfig
 
-    parser = argparse.ArgumentParser()
-    add_linearize(parser.add_subparsers())
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["linearize"]
-    undocumented = [a.option_strings for a in sub._actions if not a.help]
+    undocumented = [a.option_strings for a in build_parser()._actions if not a.help]
     assert undocumented == [], undocumented
     with pytest.raises(SystemExit) as info:
         main(["linearize", "--help"])

@@ -11,6 +11,7 @@ import torch
 
 from liquid_memory.bench.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
 from liquid_memory.bench.report import format_table, format_targets, target_checks, write_json, write_plot
+from liquid_memory.extras import module_of_extra
 
 
 def run_benchmark(
@@ -63,9 +64,16 @@ def run_benchmark(
         stem = f"layer_E{embed_dim}_H{num_heads}_B{batch_size}_{str(dtype)[6:]}_{time.strftime('%Y%m%d-%H%M%S')}"
         result["json"], result["plot"] = out / f"{stem}.json", out / f"{stem}.png"
         write_json(result["json"], config, rows, checks, measured)
-        write_plot(result["plot"], rows, title)
-        if echo:
+        try:
+            write_plot(result["plot"], rows, title)
+        except ModuleNotFoundError as err:  # a base install: the table and JSON, no plot
+            if module_of_extra(err, "bench") is None:
+                raise
+            result["plot"] = None
+        if echo and result["plot"]:
             print(f"wrote {result['json']} and {result['plot']}")
+        elif echo:
+            print(f"wrote {result['json']}; no PNG (matplotlib is not installed: pip install 'liquid-memory[bench]')")
     return result
 
 

@@ -1,8 +1,8 @@
-"""``liquid-memory lm train | chat | ui``: the LiquidLM tools (registered by a small hook in cli.py).
+"""``liquid-memory lm train | chat | ui``: the LiquidLM tools (the ``lm`` extra: tokenizers, gradio, matplotlib).
 
 Every failure a user can cause (missing or empty data, a checkpoint of another configuration, a prompt over
-the limit, a missing licence for the compiled kernels) is printed as one line with its code and remedy and
-exits with status 2 — never a traceback.
+the limit, a missing licence for the compiled kernels, the ``lm`` extra not installed) is printed as one line with
+its code and remedy and exits with status 2 — never a traceback.
 """
 
 from __future__ import annotations
@@ -12,20 +12,23 @@ import dataclasses
 import sys
 
 from liquid_memory.errors import LiquidMemoryError
+from liquid_memory.extras import extra_required
 
+HELP = "LiquidLM: train a small language model, chat with it, web UI"
 MIXER_CHOICES = ("liquid", "liquidnet", "attention")
 
 
-def add_lm_subcommand(sub: argparse._SubParsersAction) -> None:
-    lm = sub.add_parser(
-        "lm",
-        help="LiquidLM: train a small language model, chat with it, web UI",
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lm`` parser; its option defaults come from ``lm.train`` (so building it needs the ``lm`` extra)."""
+    lm = argparse.ArgumentParser(
+        prog="liquid-memory lm",
         description="LiquidLM (the seed LiquidNet's model) with mixers liquid | liquidnet | attention.",
     )
     tools = lm.add_subparsers(dest="lm_command", required=True)
     _add_train(tools)
     _add_chat(tools)
     _add_ui(tools)
+    return lm
 
 
 def _add_train(tools: argparse._SubParsersAction) -> None:
@@ -97,14 +100,20 @@ def _add_ui(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860)
 
 
-def run_lm(args: argparse.Namespace) -> int:
+def main(argv: list[str]) -> int:
+    command = "lm"
     try:
-        return _dispatch(args)
+        with extra_required("lm", command):
+            parser = build_parser()
+        args = parser.parse_args(argv)
+        command = f"lm {args.lm_command}"
+        with extra_required("lm", command):
+            return _dispatch(args)
     except LiquidMemoryError as err:
-        print(f"liquid-memory lm {args.lm_command}: error: {err}", file=sys.stderr)
+        print(f"liquid-memory {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"liquid-memory lm {args.lm_command}: interrupted", file=sys.stderr)
+        print(f"liquid-memory {command}: interrupted", file=sys.stderr)
         return 130
 
 

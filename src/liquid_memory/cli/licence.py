@@ -1,7 +1,7 @@
 """``liquid-memory verify`` and ``liquid-memory license``: the customer's and reviewer's checks.
 
-Mounted into the customer CLI by :func:`add_subcommands`. Exit codes: 0 ok, 1 verification failed
-(or no valid licence), 2 usage error. Output never contains a secret.
+Both run on a base install. Exit codes: 0 ok, 1 verification failed (or no valid licence), 2 usage error. Output
+never contains a secret.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from liquid_memory.errors import LiquidMemoryError
@@ -83,31 +84,43 @@ def cmd_license(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``verify`` and ``license`` on the customer CLI's subparsers."""
-    p = subparsers.add_parser(
-        "verify",
-        help="verify a distribution's signed MANIFEST.md and every file's size and SHA-256",
+VERIFY_HELP = "verify a distribution's signed MANIFEST.md and every file's size and SHA-256"
+LICENSE_HELP = "show who the licence is for, what it grants and when it expires (never the secret)"
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="liquid-memory verify",
         description="Verify a distribution root, a dist_public/ folder, an installed package or a wheel file "
         "(without installing it). Exit 0 ok, 1 verification failed, 2 usage error.",
     )
     p.add_argument("path", nargs="?", type=Path, help="folder or .whl (default: this installation)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.set_defaults(func=cmd_verify)
-    p = subparsers.add_parser(
-        "license",
-        help="show who the licence is for, what it grants and when it expires (never the secret)",
+    return p
+
+
+def license_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="liquid-memory license",
         description="Read LM_PRIVATE_KEY (or LM_PRIVATE_KEY_FILE), verify it and show its claims. "
         "Exit 0 valid, 1 missing or invalid.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_license)
+    return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a parsed verify/license command, mapping unexpected typed errors to exit 1."""
+def verify_main(argv: list[str]) -> int:
+    return _run(cmd_verify, verify_parser().parse_args(argv))
+
+
+def license_main(argv: list[str]) -> int:
+    return _run(cmd_license, license_parser().parse_args(argv))
+
+
+def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a parsed command, mapping unexpected typed errors to exit 1."""
     try:
-        return int(args.func(args))
+        return int(command(args))
     except LiquidMemoryError as exc:
         print(f"liquid-memory: {exc}", file=sys.stderr)
         return EXIT_FAILED
