@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.mqar.sweep import FORMAT, corrected_label, load_runs, relabel_heads, run_key, run_seeds
+from benchmarks.mqar.sweep import FORMAT, load_runs, relabel_heads, run_key, run_seeds
 
 TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
@@ -31,7 +31,6 @@ def merge(paths: list[Path]) -> dict:
                 commands.append(cmd)
         environment = doc.get("environment", environment)
         for run in doc["runs"]:
-            run = {**run, "setting": corrected_label(run)}
             runs[run_key(run)] = run
     return {"format": FORMAT, "commands": commands, "environment": environment, "runs": list(runs.values())}
 

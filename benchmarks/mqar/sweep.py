@@ -64,10 +64,9 @@ def settings_from(
 
 def run_seeds(run: dict) -> tuple[int, int]:
     """A recorded run's (init seed, data seed): ``train.data_seed`` is ``None`` when it was not set apart from the
-    seed (and absent in files written before session 6); then the batches came from the seed, as
-    :attr:`TrainConfig.batch_seed` says."""
+    seed; then the batches came from the seed, as :attr:`TrainConfig.batch_seed` says."""
     train = run["train"]
-    data_seed = train.get("data_seed")
+    data_seed = train["data_seed"]
     return train["seed"], train["seed"] if data_seed is None else data_seed
 
 
@@ -89,13 +88,6 @@ def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = N
 def relabel_heads(label: str, heads: int | str) -> str:
     """``label`` (a :meth:`Setting.key_with_heads` spelling) with its head count replaced by ``heads``."""
     return re.sub(r"-H\d+-", f"-H{heads}-", label, count=1)
-
-
-def corrected_label(run: dict) -> str:
-    """The run's setting label with the head count it was really built with: files written before session 4
-    labelled a ``-h1`` spec's run with the shared ``H2`` (its ``options`` and measured state were right)."""
-    heads = run.get("options", {}).get("n_heads")
-    return run["setting"] if heads is None else relabel_heads(run["setting"], heads)
 
 
 def load_runs(path: Path) -> dict:
@@ -178,7 +170,7 @@ def run_sweep(
     if command not in doc["commands"]:
         doc["commands"].append(command)
     doc["environment"] = _environment()
-    done = {run_key({**r, "setting": corrected_label(r)}) for r in doc["runs"]}
+    done = {run_key(r) for r in doc["runs"]}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for setting in settings:
         for spec in specs:

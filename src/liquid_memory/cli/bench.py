@@ -9,7 +9,7 @@ from pathlib import Path
 
 HELP = "benchmark LiquidMemory against nn.MultiheadAttention and an SDPA layer"
 # the default table finishes in a few minutes on a 2-core CPU; --full is the whole sweep (tens of minutes)
-QUICK_LENGTHS = "1024,4096,16384"
+QUICK_LENGTHS = "1024,2048,4096"
 FULL_LENGTHS = "1024,2048,4096,8192,16384,32768,65536,131072"
 
 

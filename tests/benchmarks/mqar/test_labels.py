@@ -11,7 +11,7 @@ from benchmarks.__main__ import main as benchmarks_main
 from benchmarks.mqar.data import MQARTask
 from benchmarks.mqar.models import MODEL_SPECS, ModelShape, build_model, heads_of
 from benchmarks.mqar.report import annotate, merge
-from benchmarks.mqar.sweep import Setting, corrected_label, setting_label
+from benchmarks.mqar.sweep import Setting, setting_label
 from benchmarks.mqar.train import TrainConfig
 
 TASK = MQARTask(seq_len=32, num_kv_pairs=4, vocab_size=64)
@@ -31,23 +31,22 @@ def test_one_head_specs_are_labelled_h1_and_the_others_keep_their_label() -> Non
 def _run(model: str, setting: str, steps_to_90: int | None, options: dict | None = None) -> dict:
     return {
         "setting": setting, "model": model, "mixer": "attention" if model.startswith("attention") else "liquid",
-        "options": options or {}, "train": {"seed": 0, "lr": 3e-3, "batch_size": 32},
+        "options": options or {}, "train": {"seed": 0, "data_seed": None, "lr": 3e-3, "batch_size": 32},
         "steps_to": {"0.90": steps_to_90}, "steps_run": 2000, "best_accuracy": 0.95 if steps_to_90 else 0.5,
     }  # fmt: skip
 
 
-def test_old_files_are_read_with_corrected_labels_and_attention_of_any_head_count_is_the_baseline(tmp_path) -> None:
+def test_attention_of_any_head_count_is_the_baseline(tmp_path) -> None:
     h2 = "T256-kv16-d128-L2-H2-V1024-mix[64:4:5]"
-    old = _run("liquid-qkvconv-u-h1", h2, 1400, {"n_heads": 1})  # written before session 4: says H2
-    assert corrected_label(old) == h2.replace("-H2-", "-H1-") and corrected_label(_run("liquid", h2, None)) == h2
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps({"format": "liquid-memory-mqar/1", "runs": [_run("attention", h2, 1000), old]}))
+    one_head = _run("liquid-qkvconv-u-h1", h2.replace("-H2-", "-H1-"), 1400, {"n_heads": 1})
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps({"format": "liquid-memory-mqar/1", "runs": [_run("attention", h2, 1000), one_head]}))
     doc = annotate(merge([path]))
     settings = {r["model"]: r["setting"] for r in doc["runs"]}
     assert settings == {"attention": h2, "liquid-qkvconv-u-h1": h2.replace("-H2-", "-H1-")}
     (verdict,) = doc["target"]["verdicts"]
     assert verdict["steps_ratio_vs_attention"] == 1.4 and verdict["target_met"]  # H1 run vs the H2 attention
-    other = annotate({"runs": [_run("attention", h2.replace("mix[64:4:5]", "mix[64:4:2]"), 1000), old]})
+    other = annotate({"runs": [_run("attention", h2.replace("mix[64:4:5]", "mix[64:4:2]"), 1000), one_head]})
     assert other["target"]["verdicts"][0]["steps_ratio_vs_attention"] is None  # another mixture: no baseline
 
 
@@ -79,8 +78,5 @@ def test_history_records_the_gradient_norm_before_the_clip(tmp_path) -> None:
     assert run["setting"] == "T32-kv4-d16-L2-H1-V64"
     for row in run["history"]:
         assert math.isfinite(row["grad_norm_max"]) and row["grad_norm_max"] >= row["grad_norm_mean"] > 0
-    doc = json.loads(out.read_text())
-    doc["runs"][0]["setting"] = "T32-kv4-d16-L2-H2-V64"  # as a file written before session 4 labelled it
-    out.write_text(json.dumps(doc))
-    assert benchmarks_main(argv) == 0  # re-run: the old run is recognised by its corrected label and skipped
+    assert benchmarks_main(argv) == 0  # re-run: the finished one-head run is recognised by its label and skipped
     assert len(json.loads(out.read_text())["runs"]) == 1

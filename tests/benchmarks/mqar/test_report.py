@@ -10,7 +10,8 @@ TARGET = "T256-kv16-d128-L2-H2-V1024"
 def _run(model: str, steps_to_90: int | None, steps_run: int, best: float, setting: str = TARGET) -> dict:
     return {
         "setting": setting, "model": model, "mixer": "attention" if model.startswith("attention") else "liquid",
-        "train": {"seed": 0, "lr": 3e-3, "batch_size": 32}, "steps_to": {"0.50": None, "0.90": steps_to_90},
+        "train": {"seed": 0, "data_seed": None, "lr": 3e-3, "batch_size": 32},
+        "steps_to": {"0.50": None, "0.90": steps_to_90},
         "steps_run": steps_run, "best_accuracy": best, "final_accuracy": best, "parameters": 1, "state_size": 1,
         "seconds_per_step": 0.1, "train_seconds": 1.0, "stop_reason": "max_steps",
     }  # fmt: skip
