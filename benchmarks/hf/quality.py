@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.hf.parts import combine_parts
+from benchmarks.output import format_table
 from liquid_memory.hf.cache import LiquidHybridCache, cache_nbytes
 from liquid_memory.hf.io import from_pretrained, read_config
 from liquid_memory.hf.patch import patch_model
@@ -361,5 +362,19 @@ def run(args: argparse.Namespace) -> int:
     result["targets"] = targets(result)
     (out / "hf_smollm2.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, out / "hf_smollm2.png")
-    print(json.dumps({k: v for k, v in result.items() if k != "decode"}, indent=1)[:4000])
+    print(summary_table(result))
+    print(json.dumps(result["targets"], indent=1))
     return 0
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """Held-out perplexity per model and context, greedy agreement, and decode ms/token per context."""
+    agreement = result.get("greedy_agreement", {})
+    rows = [
+        {"model": name, **{f"ppl@{c}": v["ppl"] for c, v in by_ctx.items()},
+         "greedy agreement": agreement.get(name, {}).get("mean")}
+        for name, by_ctx in result.get("perplexity", {}).items()
+    ]  # fmt: skip
+    for name, by_ctx in result.get("decode", {}).items():
+        rows.append({"model": f"decode {name}", **{f"ms/token@{c}": v["ms_per_token"] for c, v in by_ctx.items()}})
+    return format_table(rows)

@@ -13,6 +13,8 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.output import write_bar_png
+
 
 def _time(fn, repeat: int = 5) -> float:
     """Median seconds of ``repeat`` calls (after one warm-up)."""
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     aoti_liquid_scan(q, q, q, -torch.rand_like(q))
     rows.append(("first aoti call (verify + decrypt + load)", time.perf_counter() - t0, "s"))
+    scan_ms: dict[str, dict[str, float]] = {}
     for t in (int(x) for x in args.lengths.split(",")):
         h = args.heads
         q, k, v = (torch.randn(1, h, t, 64) for _ in range(3))
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((f"cpp scan B=1 H={h} d=64 T={t} (best of 9, interleaved with aoti)", c * 1e3, "ms"))
         rows.append((f"chunked eager scan B=1 H={h} d=64 T={t}", r * 1e3, "ms"))
         rows.append((f"aoti time / cpp time at T={t}", a / c, "x"))
+        scan_ms[f"T={t}"] = {"aoti": a * 1e3, "cpp": c * 1e3, "chunked (eager)": r * 1e3}
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement'.ljust(width)}  value")
     for name, value, unit in rows:
@@ -100,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
     result = {"torch": torch.__version__, "threads": args.threads,
               "rows": [{"name": n, "value": v, "unit": u} for n, v, u in rows]}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    title = f"liquid_scan B=1 H={args.heads} d=64 fp32, {args.threads} threads"
+    png = write_bar_png(args.out.with_suffix(".png"), scan_ms, "ms per call", title, log=True)
+    print(f"wrote {args.out} and {png}")
     return 0

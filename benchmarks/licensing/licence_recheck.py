@@ -17,6 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.output import write_bar_png
+
 
 def _median_us(fn, n: int = 2000) -> float:
     for _ in range(50):
@@ -75,4 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key:32s} {value}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    bars = {"per call": {k.removesuffix("_us"): v for k, v in rows.items() if k != "recheck_overhead_us"}}
+    png = write_bar_png(args.out.with_suffix(".png"), bars, "µs", "licence re-check under torch.compile (B=1 H=2 T=64)")
+    print(f"wrote {args.out} and {png}")
     return 0

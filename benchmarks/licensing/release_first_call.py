@@ -19,6 +19,8 @@ import tempfile
 import venv
 from pathlib import Path
 
+from benchmarks.output import format_table, write_bar_png
+
 REPO = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import json, os, sys, time, torch
@@ -81,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     result = {"runs": runs, "wheel": wheel.name, "machine": "shared 2-core (other jobs running)"}
     for field in ("first_call_s", "verify_decrypt", "load", "second_call_s"):
         result[f"median_{field}"] = statistics.median(r[field] for r in runs)
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    fields = ("first_call_s", "verify_decrypt", "load", "second_call_s")
+    print(format_table([{"run": i, **{f: r[f] for f in fields}} for i, r in enumerate(runs, 1)]
+                       + [{"run": "median", **{f: result[f"median_{f}"] for f in fields}}]))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    bars = {"median of fresh processes": {f: result[f"median_{f}"] for f in fields}}
+    png = write_bar_png(args.out.with_suffix(".png"), bars, "seconds", "release install: first liquid_scan call")
+    print(f"wrote {args.out} and {png}")
     return 0

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.output import format_table, write_bar_png
+
 QUESTION = "What does the author say about how startups should choose what to work on?"
 CHUNK = 1024
 
@@ -133,6 +135,15 @@ def run(args: argparse.Namespace) -> int:
               "linearized": args.linearized, "machine": machine}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    lengths = sorted({int(n) for kind_rows in rows.values() for n in kind_rows})
+    table = [{"tokens": n, **{k: rows[k].get(str(n), {}).get("peak_extra_mb") for k in kinds}} for n in lengths]
+    print(format_table(table))
+    bars = {
+        str(n): {k: v for k, v in row.items() if k != "tokens" and v is not None}
+        for n, row in zip(lengths, table, strict=True)
+    }
+    png = write_bar_png(Path(args.out).with_suffix(".png"), bars, "peak extra MB", "local reader memory by length")
+    print(f"wrote {args.out} and {png}")
     return 0
 
 

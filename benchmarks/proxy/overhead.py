@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.output import write_bar_png
+
 _WORDS = (
     "river market engine harbour winter ledger garden council signal copper station letter bridge archive "
     "lantern orchard meadow factory journal quarry meeting budget schedule contract witness valley"
@@ -202,5 +204,10 @@ def run(args: argparse.Namespace) -> int:
     print_table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.json}")
+    cols = ("client_ms", "overhead_ms", "server_overhead_ms", "handler_ms")
+    bars = {
+        name: {c.removesuffix("_ms"): results[name][c + "_p50"] for c in cols} for name in ("passthrough", "document")
+    }
+    png = write_bar_png(args.json.with_suffix(".png"), bars, "ms (median)", "time in the proxy, excluding extraction")
+    print(f"wrote {args.json} and {png}")
     return 0
