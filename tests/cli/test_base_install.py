@@ -113,12 +113,10 @@ def test_bench_runs_on_a_base_install_without_the_plot(base_site, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "extra", "exit_code"),
     [
-        (["lm", "train", "--steps", "1"], "lm", 2),
-        (["lm", "chat", "--checkpoint", "missing.pt"], "lm", 2),
-        (["lm", "--help"], "lm", 2),
+        (["lm", "train", "--steps", "1"], "lm", 2),  # lm chat / ui / --help stop at the same point: its parser
         (["linearize", "--out", "unused"], "hf", 1),
     ],
-    ids=["lm-train", "lm-chat", "lm-help", "linearize"],
+    ids=["lm-train", "linearize"],
 )
 def test_extra_commands_name_the_extra_to_install(base_site, argv, extra, exit_code):
     result = liquid_memory(base_site, *argv)
