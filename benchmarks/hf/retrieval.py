@@ -126,8 +126,7 @@ def machine() -> dict[str, Any]:
             "avx512_bf16": "avx512_bf16" in flags, "amx": any(f.startswith("amx") for f in flags)}  # fmt: skip
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks hf-retrieval", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--row", action="append", type=parse_row, default=[], help="NAME=SOURCE[:key=value,...]")
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--lengths", default=DEFAULT_LENGTHS, help="prompt lengths in tokens (SmolLM2 takes 8192)")
@@ -139,11 +138,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default="benchmarks/results/smollm2/retrieval")
     p.add_argument("--report", action="store_true", help="only combine the row JSONs in OUT into summary.json")
-    return p.parse_args(argv)
 
 
-def run(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.threads:
@@ -169,7 +166,7 @@ def run(argv: list[str] | None = None) -> int:
         results = run_row(model, tokenizer, cases, PromptBuilder(tokenizer, essays))
         row = {"name": name, "model": description, "seed": args.seed, "per_cell": args.per_cell,
                "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(), "cases": results,
-               "summary": summarise(results)}  # fmt: skip
+               "summary": summarise(results), "command": getattr(args, "command_line", None)}  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
         plot_row(row, out / f"{name}.png")
         print(f"wrote {out / name}.json and .png")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
-from scan_cases import rel_err
-from test_reference import _mask4d, _rotate
 
 from liquid_memory.hf import LiquidHybridCache, patch_model
 from liquid_memory.hf.global_cache import boundary
+from tests.hf.hf_models import perturb_liquid, tiny_model
+from tests.hf.test_reference import _mask4d, _rotate
+from tests.numerics import rel_err
 
 
 def _features(attn, hidden, cos, sin):

@@ -6,13 +6,13 @@ import random
 
 import pytest
 import torch
-from hf_models import tiny_model
-from test_linearize import _config, _text
 
 from liquid_memory.hf import linearize
 from liquid_memory.hf.io import read_config
 from liquid_memory.hf.linearization import distill_loss
 from liquid_memory.hf.recall_data import recall_sequence
+from tests.hf.hf_models import tiny_model
+from tests.hf.test_linearize import _config, _text
 
 
 class WordTokenizer:

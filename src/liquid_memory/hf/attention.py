@@ -81,7 +81,11 @@ class LiquidHybridAttention(nn.Module):
         )  # fmt: skip
         self.window, self.sinks, self.backend, self.mode = window, sinks, backend, "hybrid"
         self.liquid = LiquidParams(
-            config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, max_half_life=max_half_life,
+            config.hidden_size,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            max_half_life=max_half_life,
             per_query_mix=per_query_mix,
         )
         # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
