@@ -242,3 +242,39 @@ def test_typed_errors_for_bad_settings():
         patch_model(tiny_model("llama"), window=4, global_cache=2, cache_block=0)
     with pytest.raises(ValueError, match="cache_score"):
         patch_model(tiny_model("llama"), window=4, global_cache=2, cache_score="loudest")
+
+
+def test_attention_scores_are_shared_down_the_layers():
+    """Layer 1 ranks each departing token by the larger of its own score and layer 0's (max over KV heads)."""
+    import liquid_memory.hf.three_memories as tm
+
+    model = tiny_model("llama", dtype=torch.float64)
+    patch_model(model, window=3, backend="naive", sinks=1, global_cache=2, cache_block=4)
+    perturb_liquid(model)
+    ids = torch.randint(3, 61, (2, 26), generator=torch.Generator().manual_seed(7))
+    seen: list[list[torch.Tensor]] = []
+    original = tm.depart
+
+    def recording(state, slots, piece, *args):
+        seen[-1].append(piece[5].clone())
+        return original(state, slots, piece, *args)
+
+    layers = [layer.self_attn for layer in model.model.layers]
+    board = layers[0].board
+    try:
+        tm.depart = recording
+        for shared in (False, True):
+            for attn in layers:
+                attn.board = board if shared else None
+            seen.append([])
+            model(ids, use_cache=False)
+    finally:
+        tm.depart = original
+        for attn in layers:
+            attn.board = board
+    alone, together = seen
+    per_layer = len(alone) // 2  # the departures of layer 0, then those of layer 1
+    assert per_layer > 2 and len(together) == len(alone)
+    for own0, own1, got1 in zip(alone[:per_layer], alone[per_layer:], together[per_layer:], strict=True):
+        assert torch.allclose(got1, torch.maximum(own1, own0.amax(1, keepdim=True)))
+    assert any(not torch.equal(a, b) for a, b in zip(alone[per_layer:], together[per_layer:], strict=True))

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from liquid_memory.hf.cache import liquid_layer
 from liquid_memory.hf.errors import PatchError
-from liquid_memory.hf.global_cache import DEFAULT_BLOCK, SCORES
+from liquid_memory.hf.global_cache import DEFAULT_BLOCK, SCORES, ImportanceBoard
 from liquid_memory.hf.hybrid import TINY, combine, liquid_part, window_part
 from liquid_memory.hf.params import LiquidParams
 from liquid_memory.hf.sinks import gather_sinks, mark, merge_sinks, sink_mask
@@ -69,6 +69,7 @@ class LiquidHybridAttention(nn.Module):
         if sinks < 0:
             raise ValueError(f"sinks must be >= 0, got {sinks}")
         set_global_cache(self, global_cache, cache_block, cache_score)
+        self.board: ImportanceBoard | None = None  # shared by the model's layers (patch_model sets it)
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -140,11 +141,14 @@ class LiquidHybridAttention(nn.Module):
         if self.global_cache > 0:
             base = seen_before - n_cached  # absolute position of k[:, :, 0]
             held = (layer.slots, layer.bounds, layer.received) if layer is not None else (None, None, None)
+            board = self.board if self.cache_score == "attention" else None
+            if board is not None and self.layer_idx == 0:  # the first layer starts the board of this call
+                board.start(b, base, length, q.to(acc))
             y, new_state, slots, bounds, received = forward_blocks(
                 q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached, base, state, *held,
                 window=self.window, block=self.cache_block, n_slots=self.global_cache, score=self.cache_score,
                 scaling=self.scaling, beta=self.mix_scale(hidden_states), feature_q=self.liquid.feature_q,
-                feature_k=self.liquid.feature_k, backend=self.backend, read_liquid=self.mode == "hybrid",
+                feature_k=self.liquid.feature_k, backend=self.backend, read_liquid=self.mode == "hybrid", board=board,
             )  # fmt: skip
             if layer is not None:
                 layer.set_state(new_state)

@@ -17,11 +17,14 @@ Per layer, batch row and KV head (GQA: the ``G`` query heads of a group share it
   window. The candidates are the cache ``G(P)`` plus the block's valid non-sink keys; ``G(P + C)`` = the
   ``N`` candidates with the highest score (ties: the earlier candidate). Two scores (``cache_score``):
 
-  - ``"attention"`` — the mean attention probability the key received while it was a window key, over the
-    queries that saw it and the ``G`` query heads of its group (``p_ts`` below, the share of query ``t``'s
-    normaliser). A key the next ``W..W+C`` queries attended to strongly is one later queries will look for:
-    on SmolLM2 the pass key's and its sentence's tokens rank in the top 1–5 % of keys by this score in the
-    layers whose attention retrieves it (measured). A cached key keeps its score.
+  - ``"attention"`` — how much attention the key received while it was a window key: the mean attention
+    probability over the queries that saw it and the ``G`` query heads of its group (``p_ts`` below, the
+    share of query ``t``'s normaliser), times ``max(W, 1)`` (1 = what a uniform window would give). A key the
+    next ``W..W+C`` queries attended to strongly is one later queries will look for: on SmolLM2 the pass
+    key's and its sentence's tokens rank in the top 1–5 % of keys by this score in the lower layers (measured).
+    The layers above often need the same tokens without attending to them locally, so the score is shared
+    down the model: a key's score is the largest of its own and that of the same token in every layer below
+    (``ImportanceBoard``, per forward call). A cached key keeps its score.
   - ``"recall"`` — LoLA's self-recall error against the state before the block, ``S = S(P)``::
 
         [n_x, d_x] = S^T φ_k(k_x)          r_x = n_x / d_x  (0 when d_x = 0)          e_x = ‖v_x - r_x‖²
@@ -93,6 +96,24 @@ class Slots:
 
     def detached(self) -> Slots:
         return Slots(*(t.detach() for t in self.tensors()))
+
+
+class ImportanceBoard:
+    """The largest "attention" score each departed token reached in the layers so far, for one forward call.
+
+    Shared by every patched layer of a model: the first decoder layer starts it (``start``) for the call's key
+    positions; each layer raises it at its departures and reads it for the tokens it ranks. A layer called
+    outside a model forward (or with other shapes) finds it not started for its keys and uses its own scores."""
+
+    def __init__(self) -> None:
+        self.values: Tensor | None = None  # [B, L] over the call's keys
+        self.base = -1
+
+    def start(self, batch: int, base: int, length: int, like: Tensor) -> None:
+        self.values, self.base = like.new_zeros((batch, length)), base
+
+    def covers(self, batch: int, base: int, length: int) -> bool:
+        return self.values is not None and self.base == base and tuple(self.values.shape) == (batch, length)
 
 
 def boundary(t: Tensor | int, window: int, block: int, origin: Tensor | int = 0) -> Tensor | int:

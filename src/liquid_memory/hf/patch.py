@@ -9,7 +9,7 @@ from torch import nn
 
 from liquid_memory.hf.attention import MODES, LiquidHybridAttention, set_global_cache
 from liquid_memory.hf.errors import SUPPORTED, UnsupportedArchitecture
-from liquid_memory.hf.global_cache import DEFAULT_BLOCK
+from liquid_memory.hf.global_cache import DEFAULT_BLOCK, ImportanceBoard
 
 
 def _check_architecture(model: Any) -> None:
@@ -49,6 +49,9 @@ def patch_model(
             layer.self_attn, window, backend=backend, sinks=sinks, max_half_life=max_half_life,
             global_cache=global_cache, cache_block=cache_block, cache_score=cache_score, per_query_mix=per_query_mix,
         )  # fmt: skip
+    board = ImportanceBoard()  # the global cache's token scores, shared down the layers of one forward call
+    for layer in patched_layers(model):
+        layer.board = board
     model.liquid_window, model.liquid_sinks = window, sinks
     return model
 

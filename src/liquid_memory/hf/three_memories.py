@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from liquid_memory.hf.global_cache import Slots, boundary, depart
+from liquid_memory.hf.global_cache import ImportanceBoard, Slots, boundary, depart
 from liquid_memory.hf.hybrid import TINY, combine
 
 
@@ -61,7 +61,7 @@ def forward_blocks(
     sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None, n_cached: int, base: int, state: Tensor | None,
     slots: Slots | None, bounds: tuple[Tensor, Tensor] | None, received: Tensor | None, *, window: int, block: int,
     n_slots: int, score: str, scaling: float, beta: Tensor, feature_q, feature_k, backend: str | None,
-    read_liquid: bool = True,
+    read_liquid: bool = True, board: ImportanceBoard | None = None,
 ) -> tuple[Tensor, Tensor, Slots, tuple[Tensor, Tensor], Tensor]:  # fmt: skip
     """The three-memory hybrid for one call: ``(y [B, H, T, d], state, slots, (origin, first), received)``.
 
@@ -71,8 +71,9 @@ def forward_blocks(
     ``sinks`` as ``sinks.gather_sinks`` makes them (positions relative to ``k``); ``beta``: ``[H]`` or
     ``[B, H, T]``. ``bounds``: per row, the absolute position of its first real key (``-1``: none yet) and
     its boundary; ``received``: ``[B, Hkv, L_held, 2]`` attention summed over the queries that saw each held
-    key and their count — both as the previous call returned them (``None`` at the start). The caller keeps
-    the keys (and ``received``) from absolute position ``first.min()`` on: every row's window starts there."""
+    key and their count — both as the previous call returned them (``None`` at the start). ``board``: the
+    model's ``ImportanceBoard`` (started by the caller for this call's keys when it is the first layer). The
+    caller keeps the keys (and ``received``) from absolute position ``first.min()`` on."""
     b, h, t, d = q.shape
     hkv, length = k.shape[1], k.shape[2]
     g, dim, dev = h // hkv, 2 * d, q.device
@@ -106,7 +107,11 @@ def forward_blocks(
                 return x.gather(2, safe[:, None, :, None].expand(b, x.shape[1], block, x.shape[-1]))
 
             seen = rows(received)
-            attention = seen[..., 0] / seen[..., 1].clamp_min(1.0)
+            attention = seen[..., 0] / seen[..., 1].clamp_min(1.0) * max(window, 1)
+            if board is not None and board.covers(b, base, length):  # the same token's score in the layers below
+                below = board.values.gather(1, safe)
+                board.values.scatter_(1, safe, torch.maximum(below, attention.amax(1) * moving[:, None]))
+                attention = torch.maximum(attention, below[:, None, :])
             piece = (rows(k), rows(v), rows(log_a) * moving[:, None, None, None], positions[safe],
                      ok[:, None].expand(b, hkv, block), attention)  # fmt: skip
             state, slots = depart(state, slots, piece, feature_k, backend, score)
