@@ -148,6 +148,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="benchmarks/results/smollm2/retrieval")
     p.add_argument("--ppl-contexts", default="512,2048", help="held-out perplexity at these contexts ('' = none)")
     p.add_argument("--ppl-tokens", type=int, default=8192, help="held-out tokens scored per context")
+    p.add_argument("--ppl-only", action="store_true", help="only (re)measure perplexity into existing row JSONs")
     p.add_argument("--report", action="store_true", help="only combine the row JSONs in OUT into summary.json")
 
 
@@ -175,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
     for name, source, settings in args.row:
         model, tokenizer, description = load_row(source, settings)
         ppl = heldout_perplexity(model, tokenizer, [int(x) for x in args.ppl_contexts.split(",") if x], args.ppl_tokens)
+        if args.ppl_only:
+            path = out / f"{name}.json"
+            if not path.is_file():
+                raise SystemExit(f"--ppl-only: {path} does not exist (run the row first)")
+            row = json.loads(path.read_text(encoding="utf-8"))
+            row["summary"]["perplexity"] = ppl
+            path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+            print(f"{name}: perplexity {ppl}")
+            continue
         results = run_row(model, tokenizer, cases, PromptBuilder(tokenizer, essays))
         row = {"name": name, "model": description, "seed": args.seed, "per_cell": args.per_cell,
                "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(), "cases": results,
