@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench_hf([a for a in argv[1:] if a != "--hf"])
     parser = argparse.ArgumentParser(prog="liquid-memory", description="Liquid Memory customer tools.")
     sub = parser.add_subparsers(dest="command", required=True)
+    if argv[:1] in (["verify"], ["license"]):  # a base install (torch only) runs these: register nothing optional
+        add_subcommands(sub)
+        return run(parser.parse_args(argv))
     _add_bench(sub)
     add_subcommands(sub)
     add_lm_subcommand(sub)
