@@ -41,7 +41,7 @@ def trusted_vendor(vendor, monkeypatch):
 def rel(tmp_path_factory):
     """A development release then a real release in one checkout, the real wheel installed (release_env.py).
 
-    Built once per session (compiles csrc/ once, for the development wheel): every release test shares it.
+    Built once per test run (compiles csrc/ once, for the development wheel): every release test shares it.
     """
     from tests.licensing.release_env import Release
 

@@ -1,6 +1,6 @@
 """Real ``lm-vendor release`` wheels and the fresh venvs they are installed into, shared by the release tests.
 
-One session builds, in ONE committed copy of this checkout (as a vendor's own checkout: the in-place built
+One test run builds, in ONE committed copy of this checkout (as a vendor's own checkout: the in-place built
 ``_C`` library next to the sources, an untracked file among them), first a development release
 (``lm-vendor release --dev``, which compiles ``csrc/``) and then a real release with a fresh vendor key —
 the sequence that once leaked the development build's plaintext kernels into the release. Installs reuse

@@ -57,7 +57,7 @@ def test_real_release_after_a_dev_release_in_one_checkout_ships_nothing_in_the_c
 
 @pytest.fixture(scope="module")
 def exported(rel, tmp_path_factory) -> Path:
-    """The tree the session's release was built from, exported again from its checkout."""
+    """The tree the shared release was built from, exported again from its checkout."""
     dest = tmp_path_factory.mktemp("export") / "src"
     export_tree(rel.checkout, dest)
     return dest
