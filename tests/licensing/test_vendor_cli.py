@@ -101,6 +101,8 @@ def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
     home = tmp_path / "home"
     home.mkdir()
     args = ["release", "--dev", "--no-wheel", "--repo", str(out), "--prebuilt", str(prebuilt), "--home", str(home)]
+    (out / "dist_public" / "stale" / "kernels").mkdir(parents=True)  # leftovers never reach a release
+    (out / "dist_public" / "stale" / "kernels" / "old.so").write_bytes(b"\x7fELF")
     assert main(args) == 0
     assert verify_path(out).ok
     files = sorted(p.name for p in (out / "dist_public").iterdir())

@@ -1,9 +1,5 @@
-"""A release wheel, built once per session the way ``lm-vendor release`` builds it, attacked as a customer would.
-
-The venv reuses the already-installed torch & co. through a ``.pth`` file pointing at the build
-interpreter's site-packages (reinstalling torch would take minutes); ``liquid_memory`` itself comes
-only from the wheel — the flow checks that. The kernel library encrypted into the release is this
-checkout's build of ``csrc/`` (compiling it again would cost minutes and test nothing new).
+"""The real ``lm-vendor release`` wheel every release test shares (``rel``, release_env.py), attacked as a
+customer would: installed in a fresh venv whose ``liquid_memory`` comes only from the wheel.
 """
 
 from __future__ import annotations
