@@ -17,9 +17,21 @@ from liquid_memory.manifest.verify import verify_path
 from tests.licensing.helpers import make_installed_release, write_installed_record
 from tests.licensing.release_env import clean_env, install, member, rewrite_wheel, run
 
-FIRST_CALL = ("import os, torch\nprint('PTH_RAN' if os.environ.get('ZZ_PTH_RAN') else 'PTH_SILENT')\n"
-              "from liquid_memory import liquid_scan\nx = torch.randn(1, 1, 8, 8)\n"
-              "liquid_scan(x, x, x, -x.abs(), backend='cpp')\nprint('KERNEL_RAN')\n")  # fmt: skip
+# one interpreter of the tampered install: its verify command, then the first kernel call
+VERIFY_THEN_FIRST_CALL = """
+import contextlib, io, os, torch
+print('PTH_RAN' if os.environ.get('ZZ_PTH_RAN') else 'PTH_SILENT')
+from liquid_memory.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    rc = main(['verify'])
+print('VERIFY_RC', rc)
+print(out.getvalue())
+from liquid_memory import liquid_scan
+x = torch.randn(1, 1, 8, 8)
+liquid_scan(x, x, x, -x.abs(), backend='cpp')
+print('KERNEL_RAN')
+"""
 ADDED = {
     # a .pth line starting with "import" runs at interpreter start, before any of our code
     "pth": ({"zz_evil.pth": b"import os; os.environ['ZZ_PTH_RAN'] = '1'\n"}, ["zz_evil.pth"]),
@@ -40,12 +52,11 @@ def test_installed_wheel_with_an_added_file_is_refused_by_verify_and_the_first_k
     wheel = rewrite_wheel(rel.wheel, tmp_path / rel.wheel.name, lambda ms: [*ms, *extra], consistent_record=True)
     assert "LM208" in [p.code for p in verify_path(wheel, trusted=rel.trusted).problems]  # caught before install
     bin_dir = install(wheel, tmp_path / "venv")  # ... and installed anyway
-    env = clean_env(LM_STATE_DIR=str(tmp_path / "state"))
-    res = run([str(bin_dir / "liquid-memory"), "verify"], env=env, cwd=tmp_path)
-    assert res.returncode == 1 and all(f"LM208 ManifestExtraFile/record: {p}" in res.stdout or
-                                       f"LM208 ManifestExtraFile/outside: ../../../{p}" in res.stdout
-                                       for p in installed_as), res.stdout + res.stderr  # fmt: skip
-    res = run([str(bin_dir / "python"), "-c", FIRST_CALL], env={**env, "LM_PRIVATE_KEY": rel.licence()}, cwd=tmp_path)
+    env = clean_env(LM_STATE_DIR=str(tmp_path / "state"), LM_PRIVATE_KEY=rel.licence())
+    res = run([str(bin_dir / "python"), "-c", VERIFY_THEN_FIRST_CALL], env=env, cwd=tmp_path)
+    assert "VERIFY_RC 1" in res.stdout and all(f"LM208 ManifestExtraFile/record: {p}" in res.stdout or
+                                               f"LM208 ManifestExtraFile/outside: ../../../{p}" in res.stdout
+                                               for p in installed_as), res.stdout + res.stderr  # fmt: skip
     assert "KERNEL_RAN" not in res.stdout and "LM208" in res.stderr, res.stdout + res.stderr
     assert any(p in res.stderr.strip().splitlines()[-1] for p in installed_as), res.stderr[-500:]
     if case == "pth":  # why it matters: the .pth ran first, in every process of that interpreter
