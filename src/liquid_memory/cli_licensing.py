@@ -27,6 +27,7 @@ def _iso(ts: object) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from liquid_memory.manifest import find_distribution_root, verify_path
+    from liquid_memory.manifest.verify import VENDOR_KEY_REMEDY
 
     target = args.path
     if target is None:
@@ -46,7 +47,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except LiquidMemoryError as exc:
             print(f"liquid-memory verify: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    report = verify_path(Path(target), vendor_key=vendor_key)
+    report = verify_path(Path(target), vendor_key=vendor_key, unknown_key_remedy=VENDOR_KEY_REMEDY)
     if report.development:
         print(DEV_WARNING, file=sys.stderr)
     if args.json:

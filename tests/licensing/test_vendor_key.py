@@ -82,3 +82,16 @@ def test_verify_trusts_exactly_the_given_key_and_remembers_nothing(vendor, stran
     assert verify_path(REPO, vendor_key=(stranger.kid, stranger.public_key)).problems[0].code == "LM204"
     dev = verify_path(REPO, vendor_key=parse_public_key(format_public_key(dev_vendor().public_key)))
     assert dev.ok and dev.pinned and dev.development
+
+
+def test_the_command_names_the_option_and_the_loader_does_not(stranger, tmp_path, capsys):
+    from liquid_memory.cli import main
+
+    root = make_dist(stranger, tmp_path / "dist")
+    assert main(["verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "LM204" in out and "unknown-key" in out and "--vendor-key" in out, out
+    (problem,) = verify_path(root).problems  # the SDK's own self-check: not a reviewer's command
+    assert problem.reason == "unknown-key" and "--vendor-key" not in str(problem)
+    assert main(["verify", str(root), "--vendor-key", format_public_key(stranger.public_key)]) == 0
+    assert "only the --vendor-key given" in capsys.readouterr().out

@@ -75,8 +75,9 @@ class InstalledRecord:
 
 def parse_record(data: bytes | None, where: str) -> InstalledRecord:
     if data is None:
-        return InstalledRecord(error=ManifestInvalid(f"{where} is missing or not a regular file: an installed release "
-                                                     "has the installer's RECORD of every file it wrote",
+        return InstalledRecord(error=ManifestInvalid(f"{where} is missing, not a regular file or over 16 MiB: an "
+                                                     "installed release has the installer's RECORD of every file it "
+                                                     "wrote",
                                                      reason="record"))  # fmt: skip
     try:
         rows = [row[0] for row in csv.reader(io.StringIO(data.decode("utf-8"))) if row]

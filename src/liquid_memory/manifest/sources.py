@@ -111,7 +111,10 @@ class DirSource:
         dist_info = dist_info_of(sorted(self.rows))
         entry_points = self._read_optional(f"{dist_info}/entry_points.txt", 1 << 20) if dist_info else None
         scripts = console_scripts(entry_points or b"")
-        exists = lambda rel: os.path.lexists(self.root / rel)  # noqa: E731
+
+        def exists(rel: str) -> bool:
+            return os.path.lexists(self.root / rel)
+
         return record_problems(self.record, self.rows, self.tops, scripts, exists)
 
     def entries(self) -> Iterator[Entry]:

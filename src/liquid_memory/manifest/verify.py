@@ -95,7 +95,8 @@ VENDOR_KEY_REMEDY = (
 )
 
 
-def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float, *, pinned: bool = False) -> None:
+def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float, *, pinned: bool = False,
+                    unknown_key_remedy: str | None = None) -> None:  # fmt: skip
     """Signature by a trusted key, product, expiry. ``pinned``: ``trusted`` is the one key a reviewer passed."""
     kid = manifest.kid
     if kid not in trusted:
@@ -107,7 +108,7 @@ def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float, *
             )
         raise ManifestSignatureInvalid(
             f"manifest signed by vendor key {kid}, not trusted by this build", reason="unknown-key",
-            remedy=VENDOR_KEY_REMEDY,
+            remedy=unknown_key_remedy,
         )  # fmt: skip
     if not verify_raw(trusted[kid], manifest.message(), manifest.signature):
         raise ManifestSignatureInvalid("manifest signature does not verify (edited or forged)", reason="bad-signature")
@@ -231,12 +232,14 @@ def verify_path(
     expected_version: str | None = None,
     remember_sequence: bool = True,
     vendor_key: tuple[str, bytes] | None = None,
+    unknown_key_remedy: str | None = None,
 ) -> Report:
     """Verify a distribution; never raises for a bad distribution (problems go into the report).
 
     ``vendor_key`` (key id, public key; ``liquid-memory verify --vendor-key``) trusts exactly that key for
     this one verification, whatever this build trusts, and remembers nothing; the development warning then
-    depends only on whether that key is the development identity.
+    depends only on whether that key is the development identity. ``unknown_key_remedy`` replaces the remedy
+    of a manifest signed by a key this build does not trust (the CLI names ``--vendor-key`` there).
     """
     if vendor_key is not None:
         trusted, remember_sequence = {vendor_key[0]: vendor_key[1]}, False
@@ -247,7 +250,7 @@ def verify_path(
         trusted = trusted_keys() if trusted is None else trusted
         source = open_source(Path(path))
         manifest = parse_manifest(source.manifest_bytes())
-        check_signature(manifest, trusted, now, pinned=vendor_key is not None)
+        check_signature(manifest, trusted, now, pinned=vendor_key is not None, unknown_key_remedy=unknown_key_remedy)
         report.development = report.development or is_development_key(manifest.kid)
         report.manifest = manifest
         report.rows = signed_rows(manifest)
