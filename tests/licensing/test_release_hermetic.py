@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from liquid_memory_vendor import release
-from liquid_memory_vendor.dev import DEV_PASSPHRASE_FILE
+from liquid_memory_vendor.dev import DEV_KEY_FILE, DEV_PASSPHRASE_FILE
 from liquid_memory_vendor.export import export_tree, modified_tracked_files
 from liquid_memory_vendor.wheel_contents import development_identity_markers
 
@@ -78,7 +78,9 @@ INJECTED = {
     "versioned_shared_library": (_add("liquid_memory/libextra.so.1", b"x"), "shared-library"),
     "vendor_tool": (_add("liquid_memory_vendor/cli.py", b"print('vendor')\n"), "vendor-tool"),
     "dev_identity_by_name": (_add("liquid_memory/dev_identity/vendor.key", b"{}"), "dev-identity"),
+    "windows_extension_module": (_add("liquid_memory/_C.pyd", b"MZ"), "shared-library"),
     "dev_identity_by_content": (_add("liquid_memory/notes.txt", DEV_PASSPHRASE_FILE.read_bytes()), "dev-identity"),
+    "dev_key_file_renamed": (_add("liquid_memory/data/key.json", DEV_KEY_FILE.read_bytes()), "dev-identity"),
     "dev_key_in_trust_root": (
         _change("liquid_memory/licensing/_trust_root.py",
                 lambda d: d.replace(b"}\n", b", '4a62e31359e195ac': 'isgvANVVYmKk6AGIdprSOMOq9NZxX4cT3YCsHrYMpvs'}\n")),
@@ -121,6 +123,21 @@ def test_finalize_refuses_a_release_wheel_off_the_positive_list_before_signing(r
         release.finalize_wheel(rel.vendor, wheel, sequence=rel.sequence, source=exported)
     assert info.value.reason == reason and info.value.code == "LM402", info.value
     assert wheel.read_bytes() == before  # nothing signed, nothing rewritten
+
+
+@pytest.mark.slow
+def test_a_refused_release_wheel_never_reaches_the_wheel_dir(rel, tmp_path, monkeypatch):
+    """``release_wheel`` end to end (export, build, check) with the build swapped for one that leaks a library."""
+    leaky = rewrite_wheel(rel.wheel, tmp_path / rel.wheel.name, INJECTED["plaintext_kernel_library"][0])
+
+    def build(vk, source, out_dir, *, release_build):  # noqa: ANN001, ANN202 - release.build_wheel's signature
+        assert release_build and (source / "setup.py").is_file() and not (source / "build").exists()
+        return Path(shutil.copy(leaky, out_dir / leaky.name))
+
+    monkeypatch.setattr(release, "build_wheel", build)
+    with pytest.raises(E.ReleaseContentRefused):
+        release.release_wheel(rel.vendor, rel.checkout, tmp_path / "dist", release_build=True, sequence=rel.sequence)
+    assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
 
 
 @pytest.mark.slow
@@ -172,6 +189,12 @@ def test_export_refuses_what_it_cannot_copy_faithfully(tmp_path):
         export_tree(repo, tmp_path / "out2")
     (repo / "link.py").unlink()
     subprocess.run(["git", "-C", str(repo), "rm", "-q", "--cached", "link.py"], check=True, capture_output=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    gitlink = ["git", "-C", str(repo), "update-index", "--add", "--cacheinfo", f"160000,{head.stdout.strip()},sub"]
+    subprocess.run(gitlink, check=True, capture_output=True)  # a submodule entry
+    with pytest.raises(E.UsageError, match="submodule"):
+        export_tree(repo, tmp_path / "out-sub")
+    subprocess.run(["git", "-C", str(repo), "rm", "-q", "--cached", "sub"], check=True, capture_output=True)
     (repo / "dist_public").mkdir()
     (repo / "dist_public" / "escape").symlink_to("/etc/passwd")
     with pytest.raises(E.UsageError, match="not a regular file"):
