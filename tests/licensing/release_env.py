@@ -189,31 +189,12 @@ class Release:
 
 
 def base_site(wheel: Path, dest: Path) -> Path:
-    """A folder holding only torch and what the release wheel declares (and their own requirements), linked from
-    this interpreter's site-packages: what ``pip install`` of the wheel gives a fresh venv, without the network."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
+    """A folder holding only what the release wheel declares (torch & co.) and their own requirements, linked
+    from this interpreter's site-packages: what ``pip install`` of the wheel gives a fresh venv, without the
+    network."""
+    from tests.base_env import link_site
 
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     declared = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
-    todo = ["torch", *declared]
-    seen: set[str] = set()
-    dest.mkdir(parents=True, exist_ok=True)
-    while todo:
-        req = Requirement(todo.pop())
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        name = req.name.lower().replace("_", "-")
-        if name in seen:
-            continue
-        seen.add(name)
-        dist = metadata.distribution(req.name)
-        todo += dist.requires or []
-        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
-        for top in tops:
-            src = Path(dist.locate_file(top))
-            if src.exists() and not (dest / top).exists() and not top.endswith(".pth"):
-                (dest / top).symlink_to(src)
-    return dest
+    return link_site(dest, declared)

@@ -128,7 +128,7 @@ def test_top_level_names_only_record_lists_are_refused_once(site):
 
 
 def test_missing_record_is_refused_by_verify_and_by_the_loader(site):
-    from liquid_memory.artifacts.loader import verified_rows
+    from liquid_memory.artifacts.installation import verified_rows
 
     (site / "liquid_memory-0.1.0.dist-info" / "RECORD").unlink()
     assert _codes(site) == {("LM201", "record")}
