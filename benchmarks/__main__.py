@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks.hf import quality as hf_quality
+from benchmarks.hf import retrieval as hf_retrieval
 from benchmarks.licensing import aoti_vs_cpp, licence_recheck, release_first_call
 from benchmarks.lm import comparison as lm_comparison
 from benchmarks.mqar import command as mqar
@@ -44,6 +45,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         hf_quality.add_arguments,
         hf_quality.run,
         hf_quality.__doc__,
+    ),  # fmt: skip
+    "hf-retrieval": Benchmark(
+        "long-context retrieval of SmolLM2 variants: pass key, needle in the essays, multi-key",
+        hf_retrieval.add_arguments,
+        hf_retrieval.run,
+        hf_retrieval.__doc__,
     ),  # fmt: skip
     "proxy-extraction": Benchmark(
         "the proxy's extractors: answer-fact recall vs compression, and latency, on long real documents",

@@ -36,6 +36,10 @@ OPTION_HELP = {  # one line per LinearizeConfig field (README_INTEGRATION.md §8
     "lora_objective": "stage 2: 'distill' = KL to the original model's next-token distribution, 'next_token' = LM loss",
     "lora_targets": "stage 2: projections LoRA adapts: 'attn' = q/k/v/o, 'attn_mlp' = also gate/up/down",
     "lora_ce_weight": "stage 2, distill: + this weight x cross-entropy on the original's argmax token",
+    "lora_recall_share": "stage 2: share of steps on retrieval-shaped sequences (facts early, questions late)",
+    "lora_answer_weight": "stage 2: + this weight x the loss on the answer tokens of retrieval-shaped sequences",
+    "lora_global_cache": "stage 2 runs, and the model is saved, with this many global-cache slots per KV head",
+    "per_query_mix": "each query sets its own weight of the liquid mass from the layer input (trained from zero)",
     "checkpoint_every": "stage 2: checkpoint every N steps (stage 1: after every layer)",
     "seed": "random seed (sequence order, sampling)",
 }
@@ -60,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name in ("base_model", "extra"):
             continue
         choices = {"lora_objective": LORA_OBJECTIVES, "lora_targets": tuple(LORA_TARGET_SETS)}.get(f.name)
+        if isinstance(getattr(defaults, f.name), bool):
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                           help=OPTION_HELP[f.name] + f" (default: {getattr(defaults, f.name)})")  # fmt: skip
+            continue
         p.add_argument(
             "--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None, choices=choices,
             help=OPTION_HELP[f.name] + ("" if f.name == "sinks" else f" (default: {getattr(defaults, f.name)})"),
