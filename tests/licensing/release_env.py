@@ -2,8 +2,9 @@
 
 One test run builds, in ONE committed copy of this checkout (as a vendor's own checkout: the in-place built
 ``_C`` library next to the sources, an untracked file among them), first a development release
-(``lm-vendor release --dev``, which compiles ``csrc/``) and then a real release with a fresh vendor key —
-the sequence that once leaked the development build's plaintext kernels into the release. Installs reuse
+(``lm-vendor release --dev``, which compiles ``csrc/``) and then, with a stale ``build/lib`` holding that
+development build's plaintext kernels, vendor tool and development identity planted in the checkout, a real
+release with a fresh vendor key — the sequence that once leaked all of these into the release. Installs reuse
 the already-installed torch & co. through a ``.pth`` file pointing at this interpreter's site-packages
 (reinstalling torch would take minutes); ``liquid_memory`` itself comes only from the wheel. The kernel
 library encrypted into the release is this checkout's build of ``csrc/``.
@@ -134,6 +135,22 @@ def rewrite_wheel(wheel: Path, out: Path, edit, *, consistent_record: bool = Fal
     return out
 
 
+STALE_MARKER = "liquid_memory/zz_stale_build.py"
+
+
+def plant_stale_build(checkout: Path, dev_wheel: Path) -> None:
+    """``build/lib`` as an in-checkout build leaves it (``python -m build``, ``setup.py build``): the development
+    wheel's plaintext kernel library, vendor tool and development identity, plus a marker module."""
+    lib = checkout / "build" / "lib"
+    with zipfile.ZipFile(dev_wheel) as z:
+        for name in z.namelist():
+            top = name.split("/", 1)[0]
+            if top == "liquid_memory_vendor" or (top == "liquid_memory" and name.endswith(".so")):
+                (lib / name).parent.mkdir(parents=True, exist_ok=True)
+                (lib / name).write_bytes(z.read(name))
+    (lib / STALE_MARKER).write_text("STALE = True\n")
+
+
 class Release:
     """A development release, then a real release, in one checkout; the real wheel installed in a fresh venv."""
 
@@ -158,6 +175,8 @@ class Release:
         assert res.returncode == 0, res.stderr[-3000:]
         self.dev_build_s = time.perf_counter() - t0
         (self.dev_wheel,) = (tmp / "dev-out").glob("*.whl")
+        self.dev_left_build = (self.checkout / "build").exists()
+        plant_stale_build(self.checkout, self.dev_wheel)
         t1 = time.perf_counter()
         res = run([lm_vendor, "release", "--home", str(self.home), "--passphrase-file", str(self.home / "pass"),
                    *common, "--wheel-dir", str(tmp / "out")], cwd=self.checkout, env=clean_env())  # fmt: skip

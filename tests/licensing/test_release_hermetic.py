@@ -23,7 +23,7 @@ from liquid_memory_vendor.wheel_contents import development_identity_markers
 from liquid_memory import errors as E
 from liquid_memory.manifest.verify import verify_path
 from tests.licensing.helpers import make_vendor
-from tests.licensing.release_env import REPO, member, rewrite_wheel
+from tests.licensing.release_env import REPO, STALE_MARKER, member, rewrite_wheel
 
 KERNEL_LIB = next((REPO / "src" / "liquid_memory").glob("_C*.so"))
 
@@ -37,7 +37,9 @@ def test_real_release_after_a_dev_release_in_one_checkout_ships_nothing_in_the_c
     assert [n for n in dev_names if n.startswith("liquid_memory_vendor/dev_identity/")]
     assert [n for n in dev_names if "/triton_scan/" in n]
     # ... and built it outside the checkout: no build/ or egg-info left there
-    assert not (rel.checkout / "build").exists() and not list((rel.checkout / "src").glob("*.egg-info"))
+    assert not rel.dev_left_build and not list((rel.checkout / "src").glob("*.egg-info"))
+    # a stale build/lib holding those hazards (release_env.plant_stale_build) was in the checkout for the release
+    assert (rel.checkout / "build" / "lib" / STALE_MARKER).is_file()
     z = zipfile.ZipFile(rel.wheel)
     names = z.namelist()
     markers = development_identity_markers()
@@ -50,6 +52,7 @@ def test_real_release_after_a_dev_release_in_one_checkout_ships_nothing_in_the_c
         assert b"@triton.jit" not in data, f"{name}: Triton kernel source"
     assert not [n for n in names if n.endswith(".so") or "vendor" in n or "dev_identity" in n or "triton" in n]
     assert "liquid_memory/zz_untracked.py" not in names  # an untracked file of the checkout is not exported
+    assert STALE_MARKER not in names  # nor anything of the checkout's build/
     assert "differ from the commit" not in rel.release_stderr  # committed checkout: no dirty-tree warning
     report = verify_path(rel.wheel, trusted=rel.trusted)
     assert report.ok, report.to_dict()["problems"]
