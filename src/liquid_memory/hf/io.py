@@ -129,10 +129,18 @@ def _merge(modules: dict[str, Any], factors: dict[str, torch.Tensor], scale: flo
         weight.add_((factors[f"{name}.lora_B"] @ factors[key]).to(weight.dtype) * scale)
 
 
-def from_pretrained(path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters."""
-    from liquid_memory.hf.smollm import load_base
+def from_pretrained(
+    path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None, weights: str = "fp32"
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters.
 
+    ``weights``: how the base model's linear weights, LM head and embedding are held for serving — ``fp32``
+    (as trained), ``bf16`` or ``int8`` (weight-only, per output channel; ``hf/weights.py``). The LoRA factors
+    are merged before the conversion; the liquid parameters stay fp32."""
+    from liquid_memory.hf.smollm import load_base
+    from liquid_memory.hf.weights import check_format, convert_weights
+
+    check_format(weights)  # before the base model loads
     config = read_config(path)
     model, tokenizer = load_base(config["base_model"], cache_dir)
     if type(model).__name__ != config["architecture"]:
@@ -141,4 +149,4 @@ def from_pretrained(path: str | Path, *, backend: str | None = None, cache_dir: 
         raise CheckpointInvalid(f"the base model {config['base_model']!r} differs from the one {path} was trained on")
     patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)))
     load_liquid_into(model, path)
-    return model.eval(), tokenizer
+    return convert_weights(model, weights).eval(), tokenizer
