@@ -1,10 +1,10 @@
 """What llama.cpp prints, read back: its timing lines and its system-info line (pure text parsing, tested on
 fixtures, so the serving benchmark's llama.cpp figures can be cross-checked without llama.cpp installed).
 
-``llama_perf_context_print`` writes lines such as::
+``llama_perf_context_print`` writes lines such as (shortened here; see the test fixture for whole ones)::
 
-    llama_perf_context_print: prompt eval time =    8916.62 ms /  1024 tokens (    8.71 ms per token,   114.84 tokens per second)
-    llama_perf_context_print:        eval time =     566.51 ms /    24 runs   (   23.60 ms per token,    42.36 tokens per second)
+    prompt eval time =    8916.62 ms /  1024 tokens (    8.71 ms per token,   114.84 tokens per second)
+           eval time =     566.51 ms /    24 runs   (   23.60 ms per token,    42.36 tokens per second)
 
 and ``llama_print_system_info`` a line ``CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 0 | ... |``.
 """

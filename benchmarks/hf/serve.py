@@ -108,13 +108,14 @@ def machine_facts(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_speed(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
-    """``{engine: {context: result}}``, interleaved: every engine at one context before the next context."""
+def run_speed(args: argparse.Namespace, names: list[str], out: dict[str, dict[str, Any]], save) -> None:
+    """``out[engine][context]``, interleaved: every engine at one context before the next context; ``save()``
+    after each measurement (a long run interrupted keeps what it measured)."""
     contexts = [int(c) for c in args.contexts.split(",")]
     plan = [(c, names) for c in contexts]
     if args.long_context:
         plan.append((args.long_context, [n for n in args.long_engines.split(",") if n in names]))
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    out.update({n: {} for n in names})
     for i, (context, engines) in enumerate(plan):
         order = engines[i % len(engines) :] + engines[: i % len(engines)]  # rotate who runs first
         for name in order:
@@ -125,12 +126,12 @@ def run_speed(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str,
             print(f"{name:14s} {context:6d}: prefill {row['prefill_tokens_per_s']:7.1f} tok/s, decode "
                   f"{row['decode_ms_per_step']:7.1f} ms ({row['decode_cpu_ms_per_step']:.1f} CPU ms), "
                   f"{row['bytes_per_token'] / 1e6:.0f} MB/token", flush=True)  # fmt: skip
-    return out
+            save()
 
 
-def run_batches(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
-    """``{engine: {batch: result}}`` at ``--batch-context`` tokens per sequence, interleaved like ``run_speed``."""
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+def run_batches(args: argparse.Namespace, names: list[str], out: dict[str, dict[str, Any]], save) -> None:
+    """``out[engine][batch]`` at ``--batch-context`` tokens per sequence, interleaved like ``run_speed``."""
+    out.update({n: {} for n in names})
     for i, batch in enumerate(int(b) for b in args.batches.split(",")):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             spec = {**engine_spec(name, args), "context": args.batch_context, "batch": batch, "steps": args.steps,
@@ -139,7 +140,7 @@ def run_batches(args: argparse.Namespace, names: list[str]) -> dict[str, dict[st
             row["bytes_per_token"] = bytes_per_token(row, batch)
             print(f"{name:14s} batch {batch:3d} x {args.batch_context}: {row['decode_tokens_per_s']:7.1f} tok/s, "
                   f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)  # fmt: skip
-    return out
+            save()
 
 
 def run_ppl(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
@@ -199,12 +200,6 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def table(result: dict[str, Any]) -> str:
-    from benchmarks.hf.serve_report import format_rows
-
-    return format_rows(result)
-
-
 def run(args: argparse.Namespace) -> int:
     names = args.engines.split(",")
     for name in names:
@@ -212,24 +207,34 @@ def run(args: argparse.Namespace) -> int:
     parts = set(args.parts.split(","))
     result: dict[str, Any] = {"command": " ".join(["python -m benchmarks hf-serve", *sys.argv[2:]]),
                               "facts": machine_facts(args), "engines": names}  # fmt: skip
-    if "speed" in parts:
-        result["speed"] = run_speed(args, names)
-    if "batch" in parts:
-        result["batch"] = {"context": args.batch_context, "engines": run_batches(args, names)}
-    if "ppl" in parts:
-        result["ppl"] = run_ppl(args, names)
-    result["facts"]["load_average_at_end"] = os.getloadavg()
-    result["targets"] = targets(result)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    text = table(result)
-    (out / f"{args.name}.txt").write_text(text + "\n", encoding="utf-8")
-    from benchmarks.hf.serve_report import plot
 
-    plot(result, out / f"{args.name}.png")
-    print(text)
+    def save() -> None:
+        result["facts"]["load_average_at_end"] = os.getloadavg()
+        result["targets"] = targets(result)
+        (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+    if "speed" in parts:
+        run_speed(args, names, result.setdefault("speed", {}), save)
+    if "batch" in parts:
+        result["batch"] = {"context": args.batch_context, "engines": {}}
+        run_batches(args, names, result["batch"]["engines"], save)
+    if "ppl" in parts:
+        result["ppl"] = run_ppl(args, names)
+    save()
+    report(result, out, args.name)
     return 0
+
+
+def report(result: dict[str, Any], out: Path, name: str) -> None:
+    """The table (printed and ``NAME.txt``) and the PNG of a result."""
+    from benchmarks.hf.serve_report import format_rows, plot
+
+    text = format_rows(result)
+    (out / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+    plot(result, out / f"{name}.png")
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:

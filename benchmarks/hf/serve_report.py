@@ -29,7 +29,8 @@ def format_rows(result: dict[str, Any]) -> str:
                 per_cpu = int(b) * 1e3 / r["decode_cpu_ms_per_step"]
                 lines.append(
                     f"{name:15s} {int(b):5d}  {r['decode_tokens_per_s']:8.1f} ({per_cpu:8.1f})"
-                    f"     {r['decode_ms_per_step']:7.1f}   {_mb(r['cache_bytes']):>8s}   {r['peak_rss_bytes'] / 2**20:8.0f}"
+                    f"     {r['decode_ms_per_step']:7.1f}   {_mb(r['cache_bytes']):>8s}"
+                    f"   {r['peak_rss_bytes'] / 2**20:8.0f}"
                 )
     for name, r in result.get("ppl", {}).items():
         lines.append(f"held-out ppl {name}: {r['ppl']:.3f} ({r['tokens']} tokens)")
