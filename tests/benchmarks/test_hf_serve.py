@@ -62,7 +62,10 @@ def test_targets_and_table_from_a_result():
         "hybrid-int8": {"1024": _row(30, 260), "4096": _row(30, 260), "8192": _row(31, 250)},
         "llama.cpp": {"1024": _row(25, 110), "4096": _row(40, 80), "8192": _row(29, 60)},
     }
-    result = {"speed": speed, "ppl": {"hybrid": {"ppl": 18.0, "tokens": 10}, "hybrid-int8": {"ppl": 18.5, "tokens": 10}}}
+    result = {
+        "speed": speed,
+        "ppl": {"hybrid": {"ppl": 18.0, "tokens": 10}, "hybrid-int8": {"ppl": 18.5, "tokens": 10}},
+    }
     got = targets(result)
     assert got["hybrid_over_original_decode_1024"]["hit_wall"]  # 62 / 60 = 1.033
     assert not got["hybrid_over_original_prefill_1024"]["hit_cpu"]  # 250 / 300 = 0.83

@@ -27,6 +27,8 @@ key is zero and decay one (the state does not change between them).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -55,6 +57,7 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
     b, h, t, d = q.shape
     hkv = k.shape[1]
     g = h // hkv
+    inplace = not (torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)))
     qg = (q * scaling).contiguous().view(b, hkv, g, t, d)  # a block of a group's queries: rows of one matrix
     a_out, z_out, m_out = [], [], []
     for i0 in range(0, t, QUERY_BLOCK):
@@ -71,11 +74,12 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
             s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
             keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
             allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
-        # one [G·block, keys] score matrix per KV head, softmax'd in place (few large allocations)
+        # one [G·block, keys] score matrix per KV head; without autograd softmax'd in place (fewer allocations)
         scores = torch.matmul(rows, keys.transpose(-1, -2)).view(b, hkv, g, i1 - i0, -1)
-        scores.masked_fill_(~allowed, float("-inf"))
+        scores = scores.masked_fill_(~allowed, float("-inf")) if inplace else scores.masked_fill(~allowed, -math.inf)
         m = scores.amax(dim=-1, keepdim=True)
-        e = scores.sub_(torch.where(torch.isfinite(m), m, torch.zeros_like(m))).exp_()
+        shift = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        e = scores.sub_(shift).exp_() if inplace else torch.exp(scores - shift)
         a_out.append(torch.matmul(e.view(b, hkv, g * (i1 - i0), -1), vals).view(b, hkv, g, i1 - i0, d))
         z_out.append(e.sum(-1))
         m_out.append(m.squeeze(-1))
