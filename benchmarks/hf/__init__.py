@@ -1,1 +1,2 @@
-"""Benchmarks of the Hugging Face integration (SmolLM2): serving speed against the original and llama.cpp."""
+"""SmolLM2 linearized with LiquidMemory against the original: quality, retrieval, decode speed and state, and
+serving speed against llama.cpp."""

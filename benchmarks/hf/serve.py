@@ -90,7 +90,7 @@ def machine_facts(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from liquid_memory.artifacts.cpu import cpu_flags
-    from liquid_memory.benchmarks.extras import read_bandwidth_gbs
+    from liquid_memory.bench.extras import read_bandwidth_gbs
 
     torch.set_num_threads(args.threads)
     flags = cpu_flags()

@@ -208,7 +208,7 @@ def run_llama_cpp(spec: dict[str, Any]) -> dict[str, Any]:
 
 @torch.no_grad()
 def run_perplexity(spec: dict[str, Any]) -> dict[str, Any]:
-    from liquid_memory.hf.bench import perplexity
+    from benchmarks.hf.quality import perplexity
     from liquid_memory.hf.smollm import essay_token_ids, load_smollm2
 
     torch.set_num_threads(spec["threads"])

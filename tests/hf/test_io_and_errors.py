@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
 
 from liquid_memory.hf import CheckpointInvalid, PatchError, UnsupportedArchitecture, from_pretrained, patch_model
 from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
+from tests.hf.hf_models import perturb_liquid, tiny_model
 
 
 def _saved(tmp_path, lora=False):
@@ -87,9 +87,8 @@ def test_patching_twice_and_a_softmax_cache_are_refused():
 def test_from_pretrained_with_int8_weights(tmp_path):
     """``weights="int8"``: LoRA merged first, then the base weights converted (tolerance as in test_weights.py);
     an unknown format is a typed error."""
-    from scan_cases import rel_err
-
     from liquid_memory.hf.weights import Int8Linear
+    from tests.numerics import rel_err
 
     model = _saved(tmp_path, lora=True)
     loaded, _ = from_pretrained(tmp_path / "lin", backend="chunked", weights="int8")

@@ -7,11 +7,11 @@ import copy
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
-from scan_cases import rel_err
 
 from liquid_memory.hf import LiquidHybridCache, PatchError, patch_model
 from liquid_memory.hf.weights import Int8Linear, convert_weights, quantize_int8, weight_bytes
+from tests.hf.hf_models import perturb_liquid, tiny_model
+from tests.numerics import rel_err
 
 # relative error of the logits against fp32 (Frobenius norm over a batch of sequences): bf16 rounds weights and
 # matmul inputs to 8 mantissa bits (measured 0.3 %), int8 adds per-channel weight rounding (measured 0.7 %)

@@ -32,9 +32,14 @@ from liquid_memory.hf.params import feature_map, low_rank_log_decay
 from liquid_memory.ops.dispatch import liquid_step
 
 
-def fast_decode_ready(layer: Any, window: int, sinks: int, t: int) -> bool:
-    """Whether ``decode_step`` applies: one new token, a full window held, the state set and every sink
-    stored and older than the held keys (otherwise the general path runs: it also completes the sinks)."""
+def fast_decode_ready(attn: Any, layer: Any, t: int) -> bool:
+    """Whether ``decode_step`` applies to ``attn`` (a ``LiquidHybridAttention``) and its cache ``layer``: the
+    two-memory hybrid (``mode == "hybrid"``, no global cache: that has its own forward, ``three_memories.py``),
+    one new token, a full window held, the state set and every sink stored and older than the held keys
+    (otherwise the general path runs: it also completes the sinks)."""
+    if attn.mode != "hybrid" or attn.global_cache > 0:
+        return False
+    window, sinks = attn.window, attn.sinks
     if t != 1 or window < 2 or not layer.is_initialized or layer.keys.shape[-2] != window - 1:
         return False
     if layer.state() is None:

@@ -10,9 +10,10 @@ MIXERS = ("liquid", "liquidnet", "attention")
 
 # The LiquidMemory options ``lm train`` uses unless told otherwise: a sigmoid output gate and the read-out norm's
 # eps 1e-2, and (session 6) L2-normalised q / k. Measured (README "LiquidLM", 3 paired seeds): 0.971x attention's
-# held-out perplexity with all three (results/lm/qkn), 1.030x with the gate and eps (results/lm/seeds), 1.291x with
-# LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself stays "exactly what is passed to
-# LiquidMemory" (default ``{}``), so every saved config and checkpoint keeps computing what it computed.
+# held-out perplexity with all three (benchmarks/results/lm/qkn), 1.030x with the gate and eps
+# (benchmarks/results/lm/seeds), 1.291x with LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself
+# stays "exactly what is passed to LiquidMemory" (default ``{}``), so every saved config and checkpoint keeps
+# computing what it computed.
 RECOMMENDED_LIQUID_KWARGS: dict[str, Any] = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
 
 
