@@ -1,15 +1,15 @@
 """Serving speed of SmolLM2-135M on a CPU: the original (transformers), the linearized hybrid, and llama.cpp.
 
-``python -m benchmarks hf-serve --out-dir benchmarks/results/smollm2``: prefill tokens/s and decode ms/token at
-each ``--contexts`` length, then aggregate decode tokens/s at each ``--batches`` size with ``--batch-context``
-tokens per sequence, for every ``--engines`` entry — ``original``, ``hybrid`` (each optionally ``-bf16`` /
-``-int8``: ``liquid_memory.hf.weights``) and ``llama.cpp`` (``llama-cpp-python`` on the same GGUF). Every
-measurement runs in its own process (``serve_engines.py``) at ``--threads`` threads; engines are interleaved
-(each context runs every engine before the next context, the engine order rotating), so a change in the load
-of a shared machine hits them alike. Beside each figure: the bytes a decode step reads per sequence (weights
-+ cache or state) and the process's memory; in the JSON the CPU flags, the llama.cpp build's instruction sets,
-a measured single-thread read bandwidth, wall-clock and CPU time of every figure, and llama.cpp's own timing
-lines (parsed, a cross-check of ours). ``--parts ppl`` adds held-out perplexity per weight format.
+``python -m benchmarks hf-serve`` (committed results: ``benchmarks/results/smollm2/serving``): prefill tokens/s and
+decode ms/token at each ``--contexts`` length, then aggregate decode tokens/s at each ``--batches`` size with
+``--batch-context`` tokens per sequence, for every ``--engines`` entry — ``original``, ``hybrid`` (each optionally
+``-bf16`` / ``-int8``: ``liquid_memory.hf.weights``) and ``llama.cpp`` (``llama-cpp-python`` on the same GGUF).
+Every measurement runs in its own process (``serve_engines.py``) at ``--threads`` threads; engines are interleaved
+(each context runs every engine before the next context, the engine order rotating), so a change in the load of a
+shared machine hits them alike. Beside each figure: the bytes a decode step reads per sequence (weights + cache or
+state) and the process's memory; in the JSON the CPU flags, the llama.cpp build's instruction sets, a measured
+single-thread read bandwidth, wall-clock and CPU time of every figure, and llama.cpp's own timing lines (parsed, a
+cross-check of ours). ``--parts ppl`` adds held-out perplexity per weight format.
 """
 
 from __future__ import annotations
