@@ -69,8 +69,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
                          marker="o", label=name)  # fmt: skip
         axes[2].set(xscale="log", xlabel="batch", ylabel="tokens / CPU s",
                     title=f"aggregate decode, {batch['context']} tokens each")  # fmt: skip
+    else:
+        axes[2].set_axis_off()
+        axes[2].text(0.5, 0.5, "batch part not measured in this run", ha="center", va="center")
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle(f"SmolLM2-135M serving, {result['facts']['threads']} thread(s), {result['facts']['date']}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.hf.llama_cpp_text import parse_perf, parse_system_info
 from benchmarks.hf.serve import add_arguments, bytes_per_token, engine_spec, targets
-from benchmarks.hf.serve_report import format_rows
+from benchmarks.hf.serve_report import format_rows, plot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llama_cpp_stderr.txt"
 SYSTEM_INFO = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 0 | AVX512_BF16 = 0 | OPENMP = 1 | "
@@ -76,3 +76,14 @@ def test_targets_and_table_from_a_result():
     result["targets"] = got
     text = format_rows(result)
     assert "hybrid-int8" in text and "MISS" in text and "held-out ppl hybrid-int8: 18.500" in text
+
+
+@pytest.mark.parametrize("with_batch", [True, False])
+def test_plot_with_and_without_the_batch_part(tmp_path, with_batch):
+    """A run of the speed part alone (``--parts speed``) still writes its PNG."""
+    result = {"speed": {"hybrid": {"1024": _row(62, 250), "4096": _row(63, 240)}},
+              "facts": {"threads": 1, "date": "2026-01-01"}}  # fmt: skip
+    if with_batch:
+        result["batch"] = {"context": 4096, "engines": {"hybrid": {"1": _row(62, 250), "4": _row(90, 250)}}}
+    plot(result, tmp_path / "serve.png")
+    assert (tmp_path / "serve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
