@@ -20,17 +20,19 @@ _TIMING = re.compile(
 _FEATURE = re.compile(r"([A-Z0-9_]+) = (\d+)")
 
 
-def parse_perf(text: str) -> dict[str, dict[str, float]]:
+def parse_perf(text: str) -> dict[str, dict[str, float | None]]:
     """``{"prompt_eval": {...}, "eval": {...}}`` from llama.cpp's timing lines (the last of each kind wins):
-    ``ms`` total, ``count`` tokens or runs, ``ms_per_token``, ``tokens_per_s``. Kinds not printed are absent."""
-    out: dict[str, dict[str, float]] = {}
+    ``ms`` total, ``count`` tokens or runs, ``ms_per_token``, ``tokens_per_s``. Kinds not printed are absent.
+    A line with no time counted (``0.00 ms``: counters off) gives ``None`` rates, never ``inf`` (not JSON)."""
+    out: dict[str, dict[str, float | None]] = {}
     for match in _TIMING.finditer(text):
         kind = "prompt_eval" if match["kind"] == "prompt eval" else "eval"
+        counted = float(match["ms"]) > 0
         out[kind] = {
             "ms": float(match["ms"]),
             "count": int(match["n"]),
-            "ms_per_token": float(match["per"]),
-            "tokens_per_s": float(match["rate"]),
+            "ms_per_token": float(match["per"]) if counted else None,
+            "tokens_per_s": float(match["rate"]) if counted else None,
         }
     return out
 

@@ -148,6 +148,7 @@ def run_llama_cpp(spec: dict[str, Any]) -> dict[str, Any]:
     params.n_seq_max = batch
     params.kv_unified = False  # one KV stream per sequence: a copied prompt is copied memory, not shared cells
     params.n_threads = params.n_threads_batch = spec["threads"]
+    params.no_perf = False  # llama.cpp's own timing counters are off by default: its timing lines would be zeros
     ctx = llama.llama_init_from_model(model, params)
     n_vocab = llama.llama_vocab_n_tokens(llama.llama_model_get_vocab(model))
     chunk = llama.llama_batch_init(max(512, batch), 0, 1)

@@ -23,6 +23,12 @@ def test_parse_llama_cpp_timing_lines():
     assert parse_perf("no timing here") == {}
 
 
+def test_parse_llama_cpp_timing_lines_with_counters_off():
+    """``no_perf``: llama.cpp prints zero times and ``inf`` rates; the parse gives ``None`` (valid JSON)."""
+    line = "llama_perf_context_print: prompt eval time =       0.00 ms /  1024 tokens (    0.00 ms per token,      inf tokens per second)"  # noqa: E501
+    assert parse_perf(line)["prompt_eval"] == {"ms": 0.0, "count": 1024, "ms_per_token": None, "tokens_per_s": None}
+
+
 def test_parse_llama_cpp_system_info():
     info = parse_system_info(SYSTEM_INFO)
     assert info["AVX2"] and info["FMA"] and not info["AVX512"] and not info["AVX512_BF16"]
