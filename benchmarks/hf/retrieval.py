@@ -50,6 +50,11 @@ def parse_row(text: str) -> tuple[str, str, dict[str, Any]]:
         settings[key] = ROW_KEYS[key](value)
     if source == "original" and set(settings) - {"weights"}:
         raise argparse.ArgumentTypeError(f"row {name}: the original model takes only weights=")
+    if "weights" in settings:
+        from liquid_memory.hf.weights import WEIGHT_FORMATS
+
+        if settings["weights"] not in WEIGHT_FORMATS:
+            raise argparse.ArgumentTypeError(f"row {name}: weights must be one of {', '.join(WEIGHT_FORMATS)}")
     return name, source, settings
 
 
