@@ -8,6 +8,9 @@ op, so decode and the parallel forward cannot drift apart (``tests/core`` compar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -15,6 +18,24 @@ from liquid_memory.nn.masks import padding_to_bool
 from liquid_memory.nn.mha_inputs import to_batch_first
 from liquid_memory.ops.delta import delta_step
 from liquid_memory.ops.dispatch import liquid_step
+
+ONE_THREAD_ROWS = 16  # step() with at most this many sequences runs on the calling thread alone
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread, then restore the setting.
+
+    A decode step is a few GEMVs (the layer's weights read once: 10–20 MB for E = 1024). Split over threads, each
+    op ends at an OpenMP barrier; with bf16 weights the parallel GEMV (oneDNN) then waited for a second core
+    held by another process: 110 ms wall for a 3072×1024 GEMV that takes 0.7 ms on one thread (measured on a
+    shared 2-core machine; fp32's MKL GEMV stays on one thread by itself). One thread is what the step needs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class DecodeMixin:
@@ -57,6 +78,12 @@ class DecodeMixin:
             raise ValueError(f"step expects one token per sequence, shape (N, {self.embed_dim}) or ({self.embed_dim},)")
         unbatched = x_t.dim() == 1
         x = (x_t.unsqueeze(0) if unbatched else x_t).unsqueeze(1)  # [N, 1, E]
+        if x.shape[0] <= ONE_THREAD_ROWS and torch.get_num_threads() > 1:
+            with one_thread():
+                return self._step(x, unbatched)
+        return self._step(x, unbatched)
+
+    def _step(self, x: Tensor, unbatched: bool) -> Tensor:
         q, k, v, log_a = self._project(x, x, x, None)
         if self._state is None:
             self._state = q.new_zeros((x.shape[0], self.num_heads, self.head_dim, self.head_dim), dtype=torch.float32)

@@ -1,5 +1,6 @@
 """The long-context retrieval evaluation: seeded cases, prompts within their length with the fact at its depth,
-exact-match scoring, row parsing and the results table (``benchmarks/hf/retrieval*.py``)."""
+exact-match scoring, the row syntax (memory settings, ``weights=``; clear errors before anything runs) and the
+results table (``benchmarks/hf/retrieval*.py``)."""
 
 from __future__ import annotations
 
@@ -74,12 +75,26 @@ def test_exact_match_scoring():
     assert score(f"is {case.answer}.", case)["hit"]
 
 
-def test_row_parsing():
-    assert parse_row("gc=/m/dir:global_cache=64,cache_score=recall,mode=window") == (
-        "gc", "/m/dir", {"global_cache": 64, "cache_score": "recall", "mode": "window"})  # fmt: skip
-    for bad in ("nosource", "=dir", "x=dir:colour=red", "x=dir:global_cache", "x=original:mode=window"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            parse_row(bad)
+def test_rows_take_memory_settings_and_a_weight_format():
+    assert parse_row("orig8=original:weights=int8") == ("orig8", "original", {"weights": "int8"})
+    assert parse_row("gc=/m/dir:global_cache=64,cache_score=recall,mode=window,weights=bf16") == (
+        "gc", "/m/dir", {"global_cache": 64, "cache_score": "recall", "mode": "window", "weights": "bf16"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("o=original:mode=window", "takes only weights="),
+        ("h=/models/h:weights=int4", "weights must be one of"),
+        ("h=/models/h:colour=red", "unknown setting"),
+        ("h=/models/h:global_cache", "unknown setting"),
+        ("no-source", "expected NAME=SOURCE"),
+        ("=dir", "expected NAME=SOURCE"),
+    ],
+)
+def test_bad_rows_are_refused_before_anything_runs(row, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse_row(row)
 
 
 def _row(hits: dict[str, float], ppl: float, state: float) -> dict:
