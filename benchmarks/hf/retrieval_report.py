@@ -67,7 +67,7 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
     head += [f"{t} {length // 1024}K" for t in tasks for length in lengths]
     head += ["state MiB (longest)", f"decode ms {lengths[0] // 1024}K", "decode ms (longest)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in rows.items():
+    for name, r in sorted(rows.items(), key=lambda item: (item[0] != "original", item[0])):  # the reference first
         s = r["summary"]
         cells = [name]
         for c in contexts:

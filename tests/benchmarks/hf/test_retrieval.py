@@ -103,8 +103,8 @@ def _row(hits: dict[str, float], ppl: float, state: float) -> dict:
                         "perplexity": {"512": ppl}}}  # fmt: skip
 
 
-def test_table_marks_unmeasured_cells_and_states_the_longest_length():
-    rows = {"original": _row({"1024": 1.0, "8192": 0.5}, 20.0, 300.0), "hybrid": _row({"1024": 0.0}, 25.0, 6.0)}
+def test_table_puts_the_original_first_marks_unmeasured_cells_and_states_the_longest_length():
+    rows = {"hybrid": _row({"1024": 0.0}, 25.0, 6.0), "original": _row({"1024": 1.0, "8192": 0.5}, 20.0, 300.0)}
     lines = table_lines({"rows": rows})
     assert lines[0].split(" | ")[1:3] == ["ppl 512 (×orig)", "passkey 1K"]
     original, hybrid = (line.split(" | ") for line in lines[2:])
