@@ -1,0 +1,71 @@
+"""A causal depthwise short convolution over the time axis, with the ``kernel_size - 1`` past inputs as state.
+
+flash-linear-attention's GLA / DeltaNet layers put one such convolution on each of q, k and v right after their
+projections (``ShortConvolution``: kernel 4, SiLU, no bias, ``nn.Conv1d``'s default init). A key can then carry
+its neighbour token, which associative recall needs and a decaying sum cannot build on its own (the current token
+always has the largest weight). ``LiquidMemory(short_conv=K)`` uses this module on its projected q, k and v;
+``models.short_conv.ShortConv`` (LiquidLM's convolution on the mixer input) is the same op with another init.
+
+The op is written as ``K`` shifted multiply-adds in ``[B, T, C]`` layout rather than ``F.conv1d``: the result keeps
+the token-major memory the ``liquid_scan`` kernels read in place, it is exact in float64, and ``torch.compile``
+sees plain elementwise ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS = ("silu", None)
+
+
+class CausalShortConv(nn.Module):
+    """``y_t = act(Σ_{j<K} w[:, K-1-j] ⊙ x_{t-j})`` per channel, no bias; ``x_{t<0}`` come from the window (zeros).
+
+    Parameter ``weight`` ``[channels, 1, kernel_size]`` (``nn.Conv1d``'s depthwise shape; the last tap multiplies
+    the current input), initialised uniform ±1/sqrt(K) as ``nn.Conv1d`` and flash-linear-attention do.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, activation: str | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 2:
+            raise ValueError(f"a short convolution's kernel size must be an int >= 2, got {kernel_size!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.channels, self.kernel_size, self.activation = channels, kernel_size, activation
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.kernel_size)  # Conv1d's kaiming-uniform(a=√5) bound for fan_in = K
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: Tensor, window: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x`` ``[B, T, C]``, ``window`` ``[B, K-1, C]`` (the previous inputs, oldest first; ``None`` = zeros) →
+        ``(y [B, T, C], the new window)``. The window is detached: decode state, not part of a training graph."""
+        y, full = causal_conv(x, self.weight, window)
+        if self.activation == "silu":
+            y = F.silu(y)
+        return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, kernel_size={self.kernel_size}, activation={self.activation}"
+
+
+def causal_conv(x: Tensor, weight: Tensor, window: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The linear part: ``(Σ_j w_j ⊙ x_{t-j}, cat(window, x))`` in ``x``'s dtype (``weight`` ``[C, 1, K]``)."""
+    batch, length, channels = x.shape
+    kernel = weight.shape[-1]
+    if window is None:
+        window = x.new_zeros(batch, kernel - 1, channels)
+    elif window.shape != (batch, kernel - 1, channels):
+        raise ValueError(f"conv window must be {(batch, kernel - 1, channels)}, got {tuple(window.shape)}")
+    full = torch.cat([window.to(x.dtype), x], dim=1)  # [B, K-1+T, C]
+    taps = weight.to(x.dtype)[:, 0].t()  # [K, C]
+    y = full[:, :length] * taps[0]
+    for j in range(1, kernel):
+        y = y + full[:, j : j + length] * taps[j]
+    return y, full

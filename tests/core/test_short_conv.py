@@ -1,0 +1,192 @@
+"""``short_conv=K``: a causal depthwise convolution on the projected q, k, v — equations, gradients, decode, padding,
+refusals, MHA checkpoints, bf16 and ``torch.compile``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from layer_reference import decode_error, gradient_errors, reference_layer
+from scan_cases import rel_err
+from torch import nn
+
+from liquid_memory import LiquidMemory
+
+
+def make(backend: str, short_conv: int = 4, **kwargs) -> LiquidMemory:
+    torch.manual_seed(0)
+    return LiquidMemory(32, 4, batch_first=True, backend=backend, short_conv=short_conv, **kwargs)
+
+
+def _inputs(length: int = 29, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, length, 32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("activation", ["silu", None])
+@pytest.mark.parametrize("options", [{}, {"qk_norm": True, "output_gate": True, "out_norm_eps": 1e-2}])
+def test_convolved_layer_matches_equations(backend, activation, options):
+    module = make(backend, short_conv_activation=activation, **options)
+    x = _inputs()
+    out, weights = module(x, x, x, is_causal=True, need_weights=False)
+    expected, _ = reference_layer(module, x, x, x, "causal")
+    assert weights is None
+    assert rel_err(out, expected) < 1e-5
+    module.qkv_conv = None  # the reference without the convolution really differs
+    plain, _ = reference_layer(module, x, x, x, "causal")
+    assert rel_err(plain, expected) > 0.05
+
+
+def test_kernel_sizes_and_separate_streams(backend):
+    for kernel in (2, 3, 7):
+        module = make(backend, short_conv=kernel)
+        x = _inputs(length=11)
+        out, _ = module(x, x, x, is_causal=True, need_weights=False)
+        assert rel_err(out, reference_layer(module, x, x, x, "causal")[0]) < 1e-5
+    torch.manual_seed(0)
+    module = LiquidMemory(32, 4, kdim=16, vdim=24, batch_first=True, backend=backend, short_conv=3)
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (
+        torch.randn(2, 13, 32, generator=gen),
+        torch.randn(2, 13, 16, generator=gen),
+        torch.randn(2, 13, 24, generator=gen),
+    )
+    out, _ = module(q, k, v, is_causal=True, need_weights=False)
+    assert rel_err(out, reference_layer(module, q, k, v, "causal")[0]) < 1e-5
+
+
+def test_convolved_gradients_match_float64_reference(backend):
+    names = ("in_proj_weight", "in_proj_bias", "qkv_conv.weight", "decay_proj.weight", "out_norm.weight")
+    errors = gradient_errors(make(backend, qk_norm=True), names)
+    assert max(errors.values()) < 1e-4, errors
+
+
+@pytest.mark.parametrize("activation", ["silu", None])
+def test_decode_continues_the_prefill(backend, activation):
+    """prefill(8) + 4 steps == one causal call: the conv window crosses from the prefill into the steps."""
+    assert decode_error(make(backend, short_conv_activation=activation)) < 1e-5
+
+
+def test_decode_in_pieces_and_state_round_trip(backend):
+    module = make(backend, short_conv=4).eval()
+    x = _inputs(length=14, batch=3)
+    with torch.no_grad():
+        full, _ = module(x, x, x, is_causal=True, need_weights=False)
+        module.reset_state()
+        pieces = [module.prefill(x[:, :5]), module.prefill(x[:, 5:7])]  # a piece shorter than the window
+        snapshot = module.get_state()
+        pieces += [module.step(x[:, t]).unsqueeze(1) for t in range(7, 10)]
+        assert rel_err(torch.cat(pieces, 1), full[:, :10]) < 1e-5
+        module.set_state(snapshot)  # back to after token 7: the same continuation
+        again = torch.stack([module.step(x[:, t]) for t in range(7, 14)], dim=1)
+    assert rel_err(again, full[:, 7:]) < 1e-5
+    assert set(snapshot) == {"memory", "conv"}
+    assert snapshot["memory"].shape == (3, 4, 8, 8) and snapshot["conv"].shape == (3, 3, 96)
+
+
+def test_state_errors_are_clear():
+    module = make("chunked")
+    with pytest.raises(ValueError, match="short_conv the state is a dict"):
+        module.set_state(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="conv window must have shape"):
+        module.set_state({"memory": torch.zeros(1, 4, 8, 8), "conv": torch.zeros(1, 2, 96)})
+    module.set_state({"memory": torch.zeros(2, 4, 8, 8), "conv": torch.zeros(2, 3, 96)})
+    with pytest.raises(ValueError, match="state holds batch 2"):
+        module.step(torch.zeros(3, 32))
+
+
+def test_padded_positions_contribute_nothing(backend):
+    module = make(backend)
+    x = _inputs(length=12)
+    padded = torch.zeros(2, 12, dtype=torch.bool)
+    padded[1, :5] = True  # left padding (batched decode prompts)
+    padded[0, 9:] = True  # right padding
+    out, _ = module(x, x, x, key_padding_mask=padded, is_causal=True, need_weights=False)
+    assert rel_err(out, reference_layer(module, x, x, x, "causal", padded)[0]) < 1e-5
+    noisy = x.clone()
+    noisy[padded] = 100.0  # what sits at padded positions must not matter
+    again, _ = module(noisy, noisy, noisy, key_padding_mask=padded, is_causal=True, need_weights=False)
+    keep = ~padded
+    assert rel_err(again[keep], out[keep]) < 1e-6
+    alone, _ = module(x[1:, 5:], x[1:, 5:], x[1:, 5:], is_causal=True, need_weights=False)
+    assert rel_err(out[1, 5:], alone[0]) < 1e-5  # a left-padded row gives the unpadded sequence's outputs
+    module.eval()
+    with torch.no_grad():  # a padded prefill continues like the unpadded one
+        module.reset_state()
+        module.prefill(x[1:, :9], key_padding_mask=padded[1:, :9])
+        steps = torch.stack([module.step(x[1:, t]) for t in range(9, 12)], dim=1)
+    assert rel_err(steps[0], alone[0, 4:]) < 1e-5
+
+
+@pytest.mark.parametrize("call", ["bidirectional", "cross", "weights"])
+def test_unsupported_calls_say_what_is_supported(call):
+    module = make("chunked")
+    x, memory = _inputs(length=6), _inputs(length=9, seed=3)
+    with pytest.raises(NotImplementedError, match="short_conv=4 supports causal calls with need_weights=False"):
+        if call == "bidirectional":
+            module(x, x, x, need_weights=False)
+        elif call == "cross":
+            module(x, memory, memory, need_weights=False)
+        else:
+            module(x, x, x, is_causal=True)  # MHA's default need_weights=True
+    mask = nn.Transformer.generate_square_subsequent_mask(6)  # the causal mask is a causal call
+    out, _ = module(x, x, x, attn_mask=mask, need_weights=False)
+    assert rel_err(out, module(x, x, x, is_causal=True, need_weights=False)[0]) == 0
+
+
+@pytest.mark.parametrize("bad", [1, -2, True, 2.0])
+def test_bad_kernel_sizes_and_activation(bad):
+    with pytest.raises(ValueError, match="short_conv is a kernel size"):
+        LiquidMemory(32, 4, short_conv=bad)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        LiquidMemory(32, 4, short_conv=4, short_conv_activation="relu")
+
+
+def test_mha_checkpoint_loads_with_the_conv_missing_and_other_inits_unchanged():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(32, 4, batch_first=True)
+    module = LiquidMemory(32, 4, batch_first=True, short_conv=4)
+    result = module.load_state_dict(mha.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert set(result.missing_keys) == {"decay_proj.weight", "decay_proj.bias", "out_norm.weight", "qkv_conv.weight"}
+    converted = LiquidMemory.from_mha(mha, short_conv=4)
+    assert converted.short_conv == 4 and torch.equal(converted.in_proj_weight, mha.in_proj_weight)
+    assert "short_conv=4" in repr(converted) and "short_conv" not in repr(LiquidMemory(32, 4))
+    torch.manual_seed(5)
+    plain = LiquidMemory(32, 4).state_dict()
+    torch.manual_seed(5)
+    convolved = LiquidMemory(32, 4, short_conv=4).state_dict()
+    assert convolved.keys() - plain.keys() == {"qkv_conv.weight"}
+    assert all(torch.equal(plain[name], convolved[name]) for name in plain)
+
+
+def test_bf16_in_bf16_out(backend):
+    module = make(backend, qk_norm=True)
+    x = _inputs()
+    want, _ = module(x, x, x, is_causal=True, need_weights=False)
+    half = make(backend, qk_norm=True).to(torch.bfloat16)
+    got, _ = half(x.bfloat16(), x.bfloat16(), x.bfloat16(), is_causal=True, need_weights=False)
+    assert got.dtype == torch.bfloat16
+    assert rel_err(got, want) < 3e-2
+    half.eval()
+    with torch.no_grad():
+        half.prefill(x[:, :20].bfloat16())
+        step = half.step(x[:, 20].bfloat16())
+    assert step.dtype == torch.bfloat16 and rel_err(step, want[:, 20]) < 3e-2
+
+
+def test_compile_fullgraph_forward_and_backward(licensed):
+    torch._dynamo.reset()
+    module = make("cpp", qk_norm=True)
+    x = _inputs(length=40)
+
+    def loss(x):
+        return module(x, x, x, is_causal=True, need_weights=False)[0].square().sum()
+
+    eager = loss(x)
+    eager.backward()
+    want = {name: p.grad.clone() for name, p in module.named_parameters()}
+    module.zero_grad()
+    compiled = torch.compile(loss, fullgraph=True)(x)
+    compiled.backward()
+    assert rel_err(compiled, eager) < 1e-5
+    for name, p in module.named_parameters():
+        assert rel_err(p.grad, want[name]) < 1e-4, name
