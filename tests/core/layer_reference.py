@@ -33,7 +33,9 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
     )
     a = torch.exp(-delta)
     if getattr(module, "qkv_conv", None) is not None:  # short_conv: causal depthwise conv (+ SiLU) on q, k, v
-        q, k, v = _short_conv(module.qkv_conv, q, k, v, padded)
+        q = conv_stream(module.qkv_conv, q, 0, None if mode == "cross" else padded)
+        k = conv_stream(module.qkv_conv, k, 1, padded)
+        v = conv_stream(module.qkv_conv, v, 2, padded)
     if getattr(module, "qk_norm", False):  # per head: q_t/‖q_t‖, k_t/‖k_t‖
         heads = lambda x: x.view(*x.shape[:2], module.num_heads, module.head_dim)  # noqa: E731
         q = (heads(q) / heads(q).norm(dim=-1, keepdim=True).clamp_min(1e-6)).view(q.shape)
@@ -81,22 +83,20 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
     return out, o
 
 
-def _short_conv(conv, q: Tensor, k: Tensor, v: Tensor, padded: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``y_t = act(Σ_j w[:, K-1-j] x_{t-j})`` per channel over the concatenated ``[q | k | v]`` rows, the rows of
-    padded positions zero first (they reach no later token); one explicit loop per output token and tap."""
-    x = torch.cat([q, k, v], dim=-1)
+def conv_stream(conv, x: Tensor, stream: int, padded: Tensor | None) -> Tensor:
+    """``y_t = act(Σ_j w[:, K-1-j] x_{t-j})`` per channel with the weight rows of ``stream`` (0 = q, 1 = k, 2 = v), the
+    rows of padded positions zero first (they reach no later token); one explicit loop per output token and tap."""
     if padded is not None:
         x = x.masked_fill(padded[..., None], 0.0)
-    w = conv.weight.double()[:, 0]  # [3E, K]; tap K-1 multiplies the current row
+    width = x.shape[-1]
+    w = conv.weight.double()[stream * width : (stream + 1) * width, 0]  # [E, K]; tap K-1 multiplies the current row
     kernel = w.shape[1]
     y = torch.zeros_like(x)
     for t in range(x.shape[1]):
         for j in range(kernel):
             if t - j >= 0:
                 y[:, t] += w[:, kernel - 1 - j] * x[:, t - j]
-    if conv.activation == "silu":
-        y = y * torch.sigmoid(y)
-    return y.split(q.shape[-1], dim=-1)
+    return y * torch.sigmoid(y) if conv.activation == "silu" else y
 
 
 def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
@@ -113,6 +113,8 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
         + 1e-6
     )
     a = torch.exp(-delta)
+    if getattr(module, "qkv_conv", None) is not None:
+        q, k = conv_stream(module.qkv_conv, q, 0, None), conv_stream(module.qkv_conv, k, 1, None)
     n, length, _ = q.shape
     source = k.shape[1]
     h, d = module.num_heads, module.head_dim

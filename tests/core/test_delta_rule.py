@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from layer_reference import conv_stream
 from scan_cases import case_seed, rel_err
 
 from liquid_memory import LiquidMemory
@@ -116,9 +117,10 @@ def reference_delta_layer(module: LiquidMemory, x, key, value, padded=None):
     w_q, w_k, w_v = (w.double() for w in module.in_proj_weight.chunk(3))
     b_q, b_k, b_v = (b.double() for b in module.in_proj_bias.chunk(3))
     heads = lambda t: t.view(*t.shape[:2], h, d)  # noqa: E731
-    q = F.normalize(heads(x.double() @ w_q.T + b_q), dim=-1)
-    k = F.normalize(heads(key.double() @ w_k.T + b_k), dim=-1)
-    v = heads(value.double() @ w_v.T + b_v)
+    q, k, v = x.double() @ w_q.T + b_q, key.double() @ w_k.T + b_k, value.double() @ w_v.T + b_v
+    if module.qkv_conv is not None:  # short_conv: each stream convolved (padded rows zero) before the norms
+        q, k, v = (conv_stream(module.qkv_conv, t, i, padded) for i, t in enumerate((q, k, v)))
+    q, k, v = F.normalize(heads(q), dim=-1), F.normalize(heads(k), dim=-1), heads(v)
     dec = module.decay_proj
     a = heads(torch.exp(-(F.softplus(key.double() @ dec.weight.double().T + dec.bias.double()) + 1e-6)))
     beta = torch.sigmoid(key.double() @ module.beta_proj.weight.double().T + module.beta_proj.bias.double())
@@ -197,6 +199,21 @@ def test_padded_keys_write_nothing():
     keep = ~padded[0]
     compact, _ = module(x[:, keep], x[:, keep], x[:, keep], is_causal=True, need_weights=False)
     assert rel_err(out[:, keep], compact) < 1e-5  # the real tokens see exactly the unpadded sequence
+
+
+def test_with_short_conv_matches_float64_recomputation_and_decodes():
+    module = make(short_conv=4)
+    x = torch.randn(2, 13, 16, generator=torch.Generator().manual_seed(8))
+    padded = torch.zeros(2, 13, dtype=torch.bool)
+    padded[1, :3] = True
+    out, _ = module(x, x, x, key_padding_mask=padded, is_causal=True, need_weights=False)
+    assert rel_err(out, reference_delta_layer(module, x, x, x, padded)) < 1e-5
+    module.eval()
+    with torch.no_grad():
+        full, _ = module(x, x, x, is_causal=True, need_weights=False)
+        module.prefill(x[:, :6])
+        steps = torch.stack([module.step(x[:, t]) for t in range(6, 13)], dim=1)
+    assert rel_err(steps, full[:, 6:]) < 1e-5
 
 
 def test_unsupported_configurations_raise_typed_errors():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import decode_error, gradient_errors, reference_layer
+from layer_reference import conv_stream, cross_inputs, decode_error, gradient_errors, reference_layer, reference_weights
 from scan_cases import rel_err
 from torch import nn
 
@@ -116,20 +116,54 @@ def test_padded_positions_contribute_nothing(backend):
     assert rel_err(steps[0], alone[0, 4:]) < 1e-5
 
 
-@pytest.mark.parametrize("call", ["bidirectional", "cross", "weights"])
-def test_unsupported_calls_say_what_is_supported(call):
+def test_bidirectional_and_cross_attention_match_equations(backend):
+    """Bidirectional: the one sequence convolved causally, then both recurrences; cross-attention: the query and the
+    key/value streams convolved apart (kdim 16, vdim 24), the padding mask on keys and values only."""
+    module = make(backend)
+    x = _inputs(length=17)
+    padded = torch.zeros(2, 17, dtype=torch.bool)
+    padded[1, :4] = True
+    out, _ = module(x, x, x, key_padding_mask=padded, need_weights=False)
+    assert rel_err(out, reference_layer(module, x, x, x, "bidirectional", padded)[0]) < 1e-5
+    real = x[1:, 4:]  # one tensor: query is key is value, a bidirectional call
+    alone, _ = module(real, real, real, need_weights=False)
+    assert rel_err(out[1, 4:], alone[0]) < 1e-5  # left padding changes nothing for the real tokens
+    torch.manual_seed(0)
+    cross = LiquidMemory(32, 4, kdim=16, vdim=24, batch_first=True, backend=backend, short_conv=3)
+    query, key, value = cross_inputs()
+    source_padded = torch.zeros(2, 9, dtype=torch.bool)
+    source_padded[0, 6:] = True
+    for mask in (None, source_padded):
+        out, _ = cross(query, key, value, key_padding_mask=mask, need_weights=False)
+        assert rel_err(out, reference_layer(cross, query, key, value, "cross", mask)[0]) < 1e-5
+    square = make(backend)  # a cross-attention call whose lengths happen to match: the query rows are not masked
+    query, memory = _inputs(length=9), _inputs(length=9, seed=3)
+    out, _ = square(query, memory, memory, key_padding_mask=source_padded, need_weights=False)
+    assert rel_err(out, reference_layer(square, query, memory, memory, "cross", source_padded)[0]) < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["causal", "bidirectional", "cross"])
+def test_weights_are_the_implicit_attention_over_the_convolved_values(backend, mode):
+    module = make(backend)
+    x = _inputs(length=15)
+    query = _inputs(length=9, seed=4) if mode == "cross" else x
+    _, per_head = module(query, x, x, is_causal=mode == "causal", average_attn_weights=False)
+    assert rel_err(per_head, reference_weights(module, query, x, mode)) < 1e-5
+    _, o = reference_layer(module, query, x, x, mode)  # o = A @ v' with v' the convolved values
+    w_v, b_v = module.in_proj_weight.double().chunk(3)[2], module.in_proj_bias.double().chunk(3)[2]
+    v = conv_stream(module.qkv_conv, x.double() @ w_v.T + b_v, 2, None)
+    assert rel_err(per_head.double() @ v.view(2, 15, 4, 8).transpose(1, 2), o) < 1e-5
+
+
+def test_causal_mask_is_a_causal_call_and_the_delta_rule_still_refuses_other_modes():
     module = make("chunked")
-    x, memory = _inputs(length=6), _inputs(length=9, seed=3)
-    with pytest.raises(NotImplementedError, match="short_conv=4 supports causal calls with need_weights=False"):
-        if call == "bidirectional":
-            module(x, x, x, need_weights=False)
-        elif call == "cross":
-            module(x, memory, memory, need_weights=False)
-        else:
-            module(x, x, x, is_causal=True)  # MHA's default need_weights=True
-    mask = nn.Transformer.generate_square_subsequent_mask(6)  # the causal mask is a causal call
+    x = _inputs(length=6)
+    mask = nn.Transformer.generate_square_subsequent_mask(6)
     out, _ = module(x, x, x, attn_mask=mask, need_weights=False)
     assert rel_err(out, module(x, x, x, is_causal=True, need_weights=False)[0]) == 0
+    delta = make("chunked", qk_norm=True, delta_rule=True)  # float64 check: tests/core/test_delta_rule.py
+    with pytest.raises(NotImplementedError, match="delta_rule=True supports causal calls"):
+        delta(x, x, x, need_weights=False)
 
 
 @pytest.mark.parametrize("bad", [1, -2, True, 2.0])
@@ -190,3 +224,15 @@ def test_compile_fullgraph_forward_and_backward(licensed):
     assert rel_err(compiled, eager) < 1e-5
     for name, p in module.named_parameters():
         assert rel_err(p.grad, want[name]) < 1e-4, name
+
+
+def test_compile_bidirectional_and_cross(licensed):
+    torch._dynamo.reset()
+    module = make("cpp")
+    x, memory = _inputs(length=21), _inputs(length=13, seed=3)
+
+    def both(x, memory):
+        return module(x, x, x, need_weights=False)[0], module(x, memory, memory, need_weights=False)[0]
+
+    for got, want in zip(torch.compile(both, fullgraph=True)(x, memory), both(x, memory), strict=True):
+        assert rel_err(got, want) < 1e-5

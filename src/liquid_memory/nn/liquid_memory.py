@@ -28,8 +28,8 @@ class LiquidMemory(DecodeMixin, nn.Module):
                           decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))                 (output_gate: ⊙ σ(W_g x^q_t) before out_proj)
-        (short_conv=K: q, k, v ← SiLU(causal depthwise conv of kernel K over time), per channel, right after the
-         projections: q_t = SiLU(Σ_{j<K} w^q_j ⊙ (W_q x^q_{t-j} + b_q)), likewise k_t and v_t)
+        (short_conv=K: q_t ← SiLU(Σ_{j<K} w^q_j ⊙ q_{t-j}) per channel, right after the projections (causal, each
+         stream over its own sequence from zeros), likewise k_t and v_t; the decay keeps reading x^k_t)
         (qk_norm: q_t ← q_t/‖q_t‖, k_t ← k_t/‖k_t‖ per head, after the projections and the short conv)
         (delta_rule: S_t = (I − β_t k_t k_tᵀ) diag(a_t) S_{t-1} + β_t k_t v_tᵀ,  β_t = σ(beta_proj(x^k_t)) per head)
 
@@ -75,12 +75,13 @@ class LiquidMemory(DecodeMixin, nn.Module):
             raise ``NotImplementedError``); runs in PyTorch whatever ``backend`` says (no compiled kernel has it).
             Padded keys write nothing (``β = 0``, ``a = 1``). Off by default.
         short_conv: ``0`` (off) or a kernel size ``K ≥ 2``: a causal depthwise convolution over time on each of the
-            projected q, k and v (one kernel per channel, no bias, parameter ``qkv_conv.weight`` ``[3E, 1, K]``,
-            uniform ±1/sqrt(K) init), as flash-linear-attention's GLA / DeltaNet layers carry: a key can then hold
-            the token before it, which associative recall needs. Causal calls, ``prefill`` and ``step`` only
-            (bidirectional / cross-attention and ``need_weights=True`` raise ``NotImplementedError``); the decode
-            state then also holds the last ``K - 1`` projected q/k/v rows. Padded positions enter the convolution as
-            zeros (a left-padded sequence gives the unpadded one's outputs). The decay still follows ``x^k``.
+            projected q, k and v (one kernel per channel, no bias, ``qkv_conv.weight`` ``[3E, 1, K]``, uniform
+            ±1/sqrt(K) init), as flash-linear-attention's GLA / DeltaNet layers carry: a key can then hold the token
+            before it, which associative recall needs. Every mode: bidirectional convolves the one sequence causally
+            too; cross-attention convolves the query and the key/value streams apart; ``need_weights`` weights apply
+            to the convolved values. Decode state: also the last ``K - 1`` projected q/k/v rows. Padded positions
+            enter as zeros (a left-padded sequence gives the unpadded one's outputs; in cross-attention the mask
+            covers keys and values only).
         short_conv_activation: ``"silu"`` (default, flash-linear-attention's) or ``None`` after the convolution.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
@@ -242,19 +243,18 @@ class LiquidMemory(DecodeMixin, nn.Module):
         batch, target_len, _ = q_in.shape
         source_len = k_in.shape[1]
         mode = attention_mode(attn_mask, is_causal, self_attention, target_len, source_len)
-        for option, on in (("delta_rule=True", self.delta_rule), (f"short_conv={self.short_conv}", self.short_conv)):
-            if on and (mode != "causal" or need_weights):
-                raise NotImplementedError(
-                    f"{option} supports causal calls with need_weights=False only (got mode {mode!r}, "
-                    f"need_weights={need_weights}); use is_causal=True (or the causal attn_mask) and need_weights=False"
-                )
+        if self.delta_rule and (mode != "causal" or need_weights):
+            raise NotImplementedError(
+                f"delta_rule=True supports causal calls with need_weights=False only (got mode {mode!r}, "
+                f"need_weights={need_weights}); use is_causal=True and need_weights=False"
+            )
         padded = None
         if key_padding_mask is not None:
             if unbatched and key_padding_mask.dim() == 1:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
             padded = padding_to_bool(key_padding_mask, batch, source_len)
 
-        q, k, v, log_a, _ = self._project(q_in, k_in, v_in, padded)
+        q, k, v, log_a, _ = self._project(q_in, k_in, v_in, padded, pad_queries=mode != "cross")
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
         if mode == "causal":
             o, _ = self._scan_read(q, k, v, log_a, beta=self._beta(k_in, padded))
@@ -272,31 +272,31 @@ class LiquidMemory(DecodeMixin, nn.Module):
         return self.embed_dim, self.kdim, self.vdim
 
     def _project(
-        self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None, conv_window: Tensor | None = None
+        self,
+        q_in: Tensor,
+        k_in: Tensor,
+        v_in: Tensor,
+        padded: Tensor | None,
+        conv_window: Tensor | None = None,
+        pad_queries: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Heads-split ``q`` (unscaled: the read-out applies 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a``
         ``[B, H, T, d]``, as views of ``[B, T, ·]`` projection buffers (the kernels read them in place), and the
         short convolution's new window (``None`` without ``short_conv``).
 
         Self-attention with MHA's packed ``in_proj_weight`` takes one GEMM for q, k and v. The decay has its
-        own fp32 GEMM (full or rank ``r``) whatever the model dtype. With ``short_conv`` the projected ``[B, T, 3E]``
-        rows (zero at padded positions) go through one depthwise convolution, continuing ``conv_window``.
+        own fp32 GEMM (full or rank ``r``) whatever the model dtype. With ``short_conv`` the projections go through the
+        depthwise convolution (``CausalShortConv.convolve_qkv``: padded rows as zeros), continuing ``conv_window``.
         """
         if q_in is k_in and k_in is v_in and self._qkv_same_embed_dim:
-            qkv = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
-            q, k, v = qkv.chunk(3, dim=-1)
+            q, k, v = F.linear(q_in, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         else:
             w_q, w_k, w_v = self._projection_weights()
             b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
             q, k, v = F.linear(q_in, w_q, b_q), F.linear(k_in, w_k, b_k), F.linear(v_in, w_v, b_v)
-            qkv = None
         window = None
-        if self.qkv_conv is not None:  # causal only (checked by the callers): q, k and v have the same length
-            qkv = torch.cat([q, k, v], dim=-1) if qkv is None else qkv
-            if padded is not None:  # padded positions enter the convolution as zeros: they reach no later token
-                qkv = qkv.masked_fill(padded[..., None], 0.0)
-            qkv, window = self.qkv_conv(qkv, conv_window)
-            q, k, v = qkv.chunk(3, dim=-1)
+        if self.qkv_conv is not None:
+            q, k, v, window = self.qkv_conv.convolve_qkv(q, k, v, padded, conv_window, pad_queries)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         if self.qk_norm:
             q, k = _unit_heads(q), _unit_heads(k)

@@ -43,13 +43,41 @@ class CausalShortConv(nn.Module):
         bound = 1.0 / math.sqrt(self.kernel_size)  # Conv1d's kaiming-uniform(a=√5) bound for fan_in = K
         nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, x: Tensor, window: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, window: Tensor | None = None, channels: slice | None = None) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, T, C]``, ``window`` ``[B, K-1, C]`` (the previous inputs, oldest first; ``None`` = zeros) →
-        ``(y [B, T, C], the new window)``. The window is detached: decode state, not part of a training graph."""
-        y, full = causal_conv(x, self.weight, window)
+        ``(y [B, T, C], the new window)``. The window is detached: decode state, not part of a training graph.
+        ``channels``: convolve with those rows of ``weight`` only (``x`` then has that many channels)."""
+        y, full = causal_conv(x, self.weight if channels is None else self.weight[channels], window)
         if self.activation == "silu":
             y = F.silu(y)
         return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()
+
+    def convolve_qkv(
+        self, q: Tensor, k: Tensor, v: Tensor, padded: Tensor | None, window: Tensor | None, pad_queries: bool
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """LiquidMemory's use: ``q`` ``[B, L, E]``, ``k``, ``v`` ``[B, S, E]`` (weight rows ``[q | k | v]``) → the
+        convolved ``q, k, v`` and the new ``[B, K-1, 3E]`` window. Rows of padded positions (``padded`` ``[B, S]``)
+        enter as zeros, so they reach no later token; the query rows too when ``pad_queries`` (self-attention: one
+        sequence). With ``L != S`` (cross-attention) the query and the key/value streams are convolved apart, each
+        from zeros (no window: cross-attention has no decode state)."""
+        width = q.shape[-1]
+        if q.shape[1] == k.shape[1]:
+            x = torch.cat([q, k, v], dim=-1)
+            if padded is not None:
+                drop = padded[..., None].expand(-1, -1, 3 * width)
+                if not pad_queries:
+                    drop = drop & (torch.arange(3 * width, device=x.device) >= width)
+                x = x.masked_fill(drop, 0.0)
+            y, window = self(x, window)
+            q, k, v = y.chunk(3, dim=-1)
+            return q, k, v, window
+        if window is not None:
+            raise ValueError("a conv window continues a causal sequence; cross-attention has none")
+        kv = torch.cat([k, v], dim=-1)
+        kv = kv if padded is None else kv.masked_fill(padded[..., None], 0.0)
+        kv, _ = self(kv, channels=slice(width, 3 * width))
+        k, v = kv.chunk(2, dim=-1)
+        return self(q, channels=slice(0, width))[0], k, v, None
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, activation={self.activation}"
@@ -66,6 +94,6 @@ def causal_conv(x: Tensor, weight: Tensor, window: Tensor | None) -> tuple[Tenso
     full = torch.cat([window.to(x.dtype), x], dim=1)  # [B, K-1+T, C]
     taps = weight.to(x.dtype)[:, 0].t()  # [K, C]
     y = full[:, :length] * taps[0]
-    for j in range(1, kernel):
-        y = y + full[:, j : j + length] * taps[j]
+    for j in range(1, kernel):  # in place: one [B, T, C] buffer (autograd keeps the inputs, not y)
+        y.addcmul_(full[:, j : j + length], taps[j])
     return y, full
