@@ -33,5 +33,4 @@ class ShortConv(nn.Module):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, T, C]``, ``state`` ``[B, K-1, C]`` (previous inputs, oldest first) → ``(y, new_state)``."""
-        y, full = causal_conv(x, self.weight, state)
-        return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()
+        return causal_conv(x, self.weight, state)

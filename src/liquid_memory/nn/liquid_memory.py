@@ -288,15 +288,17 @@ class LiquidMemory(DecodeMixin, nn.Module):
         own fp32 GEMM (full or rank ``r``) whatever the model dtype. With ``short_conv`` the projections go through the
         depthwise convolution (``CausalShortConv.convolve_qkv``: padded rows as zeros), continuing ``conv_window``.
         """
+        packed = None
         if q_in is k_in and k_in is v_in and self._qkv_same_embed_dim:
-            q, k, v = F.linear(q_in, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            packed = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = packed.chunk(3, dim=-1)
         else:
             w_q, w_k, w_v = self._projection_weights()
             b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
             q, k, v = F.linear(q_in, w_q, b_q), F.linear(k_in, w_k, b_k), F.linear(v_in, w_v, b_v)
         window = None
         if self.qkv_conv is not None:
-            q, k, v, window = self.qkv_conv.convolve_qkv(q, k, v, padded, conv_window, pad_queries)
+            q, k, v, window = self.qkv_conv.convolve_qkv(q, k, v, padded, conv_window, pad_queries, packed)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         if self.qk_norm:
             q, k = _unit_heads(q), _unit_heads(k)

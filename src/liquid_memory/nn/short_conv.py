@@ -47,22 +47,28 @@ class CausalShortConv(nn.Module):
         """``x`` ``[B, T, C]``, ``window`` ``[B, K-1, C]`` (the previous inputs, oldest first; ``None`` = zeros) →
         ``(y [B, T, C], the new window)``. The window is detached: decode state, not part of a training graph.
         ``channels``: convolve with those rows of ``weight`` only (``x`` then has that many channels)."""
-        y, full = causal_conv(x, self.weight if channels is None else self.weight[channels], window)
-        if self.activation == "silu":
-            y = F.silu(y)
-        return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()
+        y, window = causal_conv(x, self.weight if channels is None else self.weight[channels], window)
+        return (F.silu(y) if self.activation == "silu" else y), window
 
     def convolve_qkv(
-        self, q: Tensor, k: Tensor, v: Tensor, padded: Tensor | None, window: Tensor | None, pad_queries: bool
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        padded: Tensor | None,
+        window: Tensor | None,
+        pad_queries: bool,
+        packed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """LiquidMemory's use: ``q`` ``[B, L, E]``, ``k``, ``v`` ``[B, S, E]`` (weight rows ``[q | k | v]``) → the
         convolved ``q, k, v`` and the new ``[B, K-1, 3E]`` window. Rows of padded positions (``padded`` ``[B, S]``)
         enter as zeros, so they reach no later token; the query rows too when ``pad_queries`` (self-attention: one
         sequence). With ``L != S`` (cross-attention) the query and the key/value streams are convolved apart, each
-        from zeros (no window: cross-attention has no decode state)."""
+        from zeros (no window: cross-attention has no decode state). ``packed``: ``[q | k | v]`` already in one
+        ``[B, T, 3E]`` buffer (MHA's packed projection), used instead of a concatenated copy."""
         width = q.shape[-1]
         if q.shape[1] == k.shape[1]:
-            x = torch.cat([q, k, v], dim=-1)
+            x = torch.cat([q, k, v], dim=-1) if packed is None else packed
             if padded is not None:
                 drop = padded[..., None].expand(-1, -1, 3 * width)
                 if not pad_queries:
@@ -84,16 +90,27 @@ class CausalShortConv(nn.Module):
 
 
 def causal_conv(x: Tensor, weight: Tensor, window: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The linear part: ``(Σ_j w_j ⊙ x_{t-j}, cat(window, x))`` in ``x``'s dtype (``weight`` ``[C, 1, K]``)."""
+    """The linear part ``Σ_j w_j ⊙ x_{t-j}`` in ``x``'s dtype (``weight`` ``[C, 1, K]``) and the new window (the last
+    ``K - 1`` rows of ``cat(window, x)``, detached). One ``[B, T, C]`` buffer and ``K`` passes over it: no padded copy
+    of the input (the window, when there is one, only changes the first ``K - 1`` rows)."""
     batch, length, channels = x.shape
     kernel = weight.shape[-1]
-    if window is None:
-        window = x.new_zeros(batch, kernel - 1, channels)
-    elif window.shape != (batch, kernel - 1, channels):
+    if window is not None and window.shape != (batch, kernel - 1, channels):
         raise ValueError(f"conv window must be {(batch, kernel - 1, channels)}, got {tuple(window.shape)}")
-    full = torch.cat([window.to(x.dtype), x], dim=1)  # [B, K-1+T, C]
-    taps = weight.to(x.dtype)[:, 0].t()  # [K, C]
-    y = full[:, :length] * taps[0]
-    for j in range(1, kernel):  # in place: one [B, T, C] buffer (autograd keeps the inputs, not y)
-        y.addcmul_(full[:, j : j + length], taps[j])
-    return y, full
+    taps = weight.to(x.dtype)[:, 0]  # [C, K]; tap K-1 multiplies the current input
+    y = x * taps[:, kernel - 1]
+    for lag in range(1, min(kernel, length)):  # in place (autograd keeps the inputs, not y)
+        y[:, lag:].addcmul_(x[:, : length - lag], taps[:, kernel - 1 - lag])
+    if window is not None and length:  # the first rows also see the window: recomputed from a small buffer
+        head = min(length, kernel - 1)
+        context = torch.cat([window.to(x.dtype), x[:, :head]], dim=1)  # [B, K-1+head, C]
+        first = context[:, :head] * taps[:, 0]
+        for j in range(1, kernel):
+            first = first + context[:, j : j + head] * taps[:, j]
+        y[:, :head] = first
+    if length >= kernel - 1:
+        new_window = x[:, length - (kernel - 1) :]
+    else:
+        previous = x.new_zeros(batch, kernel - 1, channels) if window is None else window.to(x.dtype)
+        new_window = torch.cat([previous[:, length:], x], dim=1)
+    return y, new_window.detach()
