@@ -72,6 +72,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     report.add_argument("inputs", nargs="+", help="results JSON files written by `quality mqar`")
     report.add_argument("--json", default=None, help="write the merged, annotated JSON here")
     report.add_argument("--png", default=None, help="write the plot here")
+    report.add_argument(
+        "--seed-panels", default=None,
+        help="setting label prefix whose seeds get one plot panel each (default: the target, T256-kv16-d128-L2)",
+    )  # fmt: skip
 
 
 def _settings(args: argparse.Namespace):
@@ -140,8 +144,9 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     try:
         if args.quality_command == "mqar":
             return _run_mqar(args, sys.argv[1:] if argv is None else argv)
+        panels = {"seed_panels": args.seed_panels} if args.seed_panels else {}
         text = report([Path(p) for p in args.inputs], Path(args.json) if args.json else None,
-                      Path(args.png) if args.png else None)  # fmt: skip
+                      Path(args.png) if args.png else None, **panels)  # fmt: skip
         print(text)
         return 0
     except (ValueError, OSError, ImportError, LiquidMemoryError) as exc:

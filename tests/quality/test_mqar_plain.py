@@ -118,3 +118,24 @@ def test_plain_runs_have_their_own_label_and_baseline() -> None:
     ]
     annotated = {r["model"]: r for r in annotate({"runs": runs})["runs"]}
     assert annotated["plain-liquid-sc4"]["steps_ratio_vs_attention"] == 1.2  # against plain attention, not 2.4
+
+
+def test_seed_panels_for_another_setting(tmp_path) -> None:
+    from PIL import Image
+
+    from liquid_memory.quality.mqar_report import _target_seeds, plot
+
+    label = "T128-kv8-d64-L2-H2-V1024-plain"
+
+    def run(model: str, seed: int) -> dict:
+        return {"setting": label, "model": model, "mixer": "attention" if "attention" in model else "liquid",
+                "train": {"seed": seed, "lr": 3e-3, "batch_size": 32}, "steps_to": {"0.90": 400}, "steps_run": 400,
+                "best_accuracy": 0.9, "state_size": 1,
+                "history": [{"step": 50 * i, "accuracy": 0.1 * i} for i in range(1, 10)]}  # fmt: skip
+
+    runs = [run(m, seed) for seed in (0, 1, 2) for m in ("plain-attention", "plain-liquid-sc4")]
+    assert _target_seeds(runs) == (None, [])  # not the target setting: no seed row by default
+    assert _target_seeds(runs, "T128-kv8-d64-L2") == (label.replace("-H2", "-H*"), [0, 1, 2])
+    plot({"runs": runs}, tmp_path / "default.png")
+    plot({"runs": runs}, tmp_path / "panels.png", "T128-kv8-d64-L2")
+    assert Image.open(tmp_path / "panels.png").size[1] > 1.8 * Image.open(tmp_path / "default.png").size[1]
