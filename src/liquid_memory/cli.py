@@ -38,6 +38,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-decode", action="store_true", help="skip the decode columns")
     bench.add_argument("--backend", default=None, help="force a liquid_scan backend (default: LM_BACKEND or cpp)")
     bench.add_argument("--decay-rank", type=int, default=None, help="LiquidMemory decay_rank (default: full)")
+    bench.add_argument("--short-conv", type=int, default=0, help="LiquidMemory short_conv kernel (default 0: off)")
     bench.add_argument("--extras", action="store_true", help="also bandwidth/decode, decay_rank sweep, compile")
     bench.add_argument(
         "--mixer", action="store_true",
@@ -66,7 +67,7 @@ def _run_bench(args: argparse.Namespace, extra: list[str]) -> int:
         args.embed_dim, args.heads, args.batch, lengths, args.dtype, args.device,
         out_dir=args.out_dir, time_budget_s=args.time_budget, memory_budget_gb=args.memory_budget_gb,
         backward=not args.no_backward, decode=not args.no_decode, backend=args.backend,
-        decay_rank=args.decay_rank, extras=args.extras,
+        decay_rank=args.decay_rank, extras=args.extras, short_conv=args.short_conv,
     )  # fmt: skip
     return 0
 

@@ -67,6 +67,7 @@ class LayerBenchConfig:
     decode: bool = True
     backend: str | None = None
     decay_rank: int | None = None
+    short_conv: int = 0
 
 
 class _Budget:
@@ -122,7 +123,10 @@ class LayerBenchmark:
         factory = {"device": config.device, "dtype": config.dtype}
         torch.manual_seed(0)
         e, h = config.embed_dim, config.num_heads
-        self.lm = LiquidMemory(e, h, batch_first=True, backend=config.backend, decay_rank=config.decay_rank, **factory)
+        self.lm = LiquidMemory(
+            e, h, batch_first=True, backend=config.backend, decay_rank=config.decay_rank,
+            short_conv=config.short_conv, **factory,
+        )  # fmt: skip
         self.floor = ProjectionFloor(self.lm)
         self.mha = nn.MultiheadAttention(e, h, batch_first=True, **factory)
         self.sdpa = SDPAAttention(e, h, **factory)
