@@ -46,8 +46,9 @@ RECOMMENDED = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
 
 
 def _plain(name: str, note: str, **liquid_kwargs: Any) -> ModelSpec:
-    """A plain-stack LiquidMemory spec with these module options (``{}``: the module's defaults)."""
-    return ModelSpec(name, "liquid", {"liquid_kwargs": liquid_kwargs} if liquid_kwargs else {}, note, stack="plain")
+    """A plain-stack LiquidMemory spec with these module options (``short_conv`` always named: a spec keeps its meaning
+    whatever the module's default)."""
+    return ModelSpec(name, "liquid", {"liquid_kwargs": liquid_kwargs}, note, stack="plain")
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -156,7 +157,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         ),  # fmt: skip
         # The plain stack (quality/mqar_plain.py): the module alone, as a drop-in user gets it; `-scK`: short_conv=K.
         ModelSpec("plain-attention", "attention", {}, "nn.MultiheadAttention in the plain stack", stack="plain"),
-        _plain("plain-liquid", "LiquidMemory defaults in the plain stack"),
+        _plain("plain-liquid", "LiquidMemory without short_conv (its other options at their defaults)", short_conv=0),
         _plain("plain-liquid-sc4", "LiquidMemory(short_conv=4): SiLU after the conv", short_conv=4),
         _plain(
             "plain-liquid-sc4-linear",
@@ -164,7 +165,12 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             short_conv=4,
             short_conv_activation=None,
         ),  # fmt: skip
-        _plain("plain-liquid-rec", "LiquidMemory(output_gate, out_norm_eps=1e-2, qk_norm): LiquidLM's", **RECOMMENDED),
+        _plain(
+            "plain-liquid-rec",
+            "LiquidMemory(output_gate, out_norm_eps=1e-2, qk_norm): LiquidLM's options, without short_conv",
+            **RECOMMENDED,
+            short_conv=0,
+        ),  # fmt: skip
         _plain("plain-liquid-rec-sc4", "plain-liquid-rec + short_conv=4", **RECOMMENDED, short_conv=4),
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
