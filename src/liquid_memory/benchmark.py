@@ -11,6 +11,7 @@ import torch
 
 from liquid_memory.benchmarks.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
 from liquid_memory.benchmarks.report import format_table, format_targets, target_checks, write_json, write_plot
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV
 
 
 def run_benchmark(
@@ -31,7 +32,7 @@ def run_benchmark(
     echo: bool = True,
     decay_rank: int | None = None,
     extras: bool = False,
-    short_conv: int = 0,
+    short_conv: int = DEFAULT_SHORT_CONV,
 ) -> dict:
     """Measure LiquidMemory against its projection GEMMs, nn.MultiheadAttention and an SDPA layer; print, save
     JSON + PNG. ``extras``: also the same-run memory bandwidth and decode vs weight-read time (fp32 and bf16

@@ -38,7 +38,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-decode", action="store_true", help="skip the decode columns")
     bench.add_argument("--backend", default=None, help="force a liquid_scan backend (default: LM_BACKEND or cpp)")
     bench.add_argument("--decay-rank", type=int, default=None, help="LiquidMemory decay_rank (default: full)")
-    bench.add_argument("--short-conv", type=int, default=0, help="LiquidMemory short_conv kernel (default 0: off)")
+    bench.add_argument("--short-conv", type=int, default=4, help="LiquidMemory short_conv kernel (default 4; 0: off)")
     bench.add_argument("--extras", action="store_true", help="also bandwidth/decode, decay_rank sweep, compile")
     bench.add_argument(
         "--mixer", action="store_true",

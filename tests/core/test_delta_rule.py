@@ -103,8 +103,9 @@ def test_delta_write_then_read_returns_the_value():
 
 
 def make(**kwargs) -> LiquidMemory:
+    """The delta recurrence alone (``short_conv=0`` unless given: with the convolution, the test below)."""
     torch.manual_seed(0)
-    module = LiquidMemory(16, 2, batch_first=True, qk_norm=True, delta_rule=True, **kwargs)
+    module = LiquidMemory(16, 2, batch_first=True, qk_norm=True, delta_rule=True, **{"short_conv": 0, **kwargs})
     with torch.no_grad():  # β away from ½ and input-dependent; out_proj bias non-zero
         module.beta_proj.weight.normal_(0.0, 0.5)
         module.beta_proj.bias.normal_(0.0, 1.0)

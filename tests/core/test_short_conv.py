@@ -183,9 +183,10 @@ def test_mha_checkpoint_loads_with_the_conv_missing_and_other_inits_unchanged():
     assert set(result.missing_keys) == {"decay_proj.weight", "decay_proj.bias", "out_norm.weight", "qkv_conv.weight"}
     converted = LiquidMemory.from_mha(mha, short_conv=4)
     assert converted.short_conv == 4 and torch.equal(converted.in_proj_weight, mha.in_proj_weight)
-    assert "short_conv=4" in repr(converted) and "short_conv" not in repr(LiquidMemory(32, 4))
+    assert "short_conv=4" in repr(converted) and "short_conv" not in repr(LiquidMemory(32, 4, short_conv=0))
+    assert LiquidMemory(32, 4).short_conv == 4  # the default (benchmarks/results/mqar/README.md)
     torch.manual_seed(5)
-    plain = LiquidMemory(32, 4).state_dict()
+    plain = LiquidMemory(32, 4, short_conv=0).state_dict()
     torch.manual_seed(5)
     convolved = LiquidMemory(32, 4, short_conv=4).state_dict()
     assert convolved.keys() - plain.keys() == {"qkv_conv.weight"}

@@ -32,6 +32,7 @@ from liquid_memory.benchmarks.peers import (
 )
 from liquid_memory.benchmarks.timing import paired_ratio, time_call, time_interleaved
 from liquid_memory.nn.liquid_memory import LiquidMemory
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV
 
 OVER_BUDGET = "skipped (over budget)"
 OOM = "OOM"
@@ -67,7 +68,7 @@ class LayerBenchConfig:
     decode: bool = True
     backend: str | None = None
     decay_rank: int | None = None
-    short_conv: int = 0
+    short_conv: int = DEFAULT_SHORT_CONV  # the module's default (0: the recurrence without the q/k/v convolution)
 
 
 class _Budget:

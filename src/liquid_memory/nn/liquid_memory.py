@@ -13,7 +13,7 @@ from liquid_memory.nn.implicit_attention import attention_weights
 from liquid_memory.nn.masks import SUPPORTED_MASKS, padding_to_bool
 from liquid_memory.nn.mha_inputs import attention_mode, to_batch_first
 from liquid_memory.nn.norm import HeadRMSNorm
-from liquid_memory.nn.short_conv import CausalShortConv
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV, CausalShortConv
 from liquid_memory.ops.delta import delta_scan
 from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout
 
@@ -121,7 +121,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
         output_gate: bool = False,
         qk_norm: bool = False,
         delta_rule: bool = False,
-        short_conv: int = 0,
+        short_conv: int = DEFAULT_SHORT_CONV,
         short_conv_activation: str | None = "silu",
     ) -> None:
         super().__init__()

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ACTIVATIONS = ("silu", None)
+# LiquidMemory's default kernel: with it the module alone learns multi-query recall within attention's steps (MQAR,
+# plain stack, 3 seeds; without it not at all in 3.3x attention's steps): benchmarks/results/mqar/README.md.
+DEFAULT_SHORT_CONV = 4
 
 
 class CausalShortConv(nn.Module):
