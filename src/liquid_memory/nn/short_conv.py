@@ -51,7 +51,9 @@ class CausalShortConv(nn.Module):
         ``(y [B, T, C], the new window)``. The window is detached: decode state, not part of a training graph.
         ``channels``: convolve with those rows of ``weight`` only (``x`` then has that many channels)."""
         y, window = causal_conv(x, self.weight if channels is None else self.weight[channels], window)
-        return (F.silu(y) if self.activation == "silu" else y), window
+        if self.activation == "silu":  # in place when nothing needs its input for a backward: one buffer less
+            y = F.silu(y, inplace=not (torch.is_grad_enabled() and y.requires_grad))
+        return y, window
 
     def convolve_qkv(
         self,
