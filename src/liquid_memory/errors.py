@@ -221,6 +221,10 @@ class UsageError(LiquidMemoryError):
     default_remedy = "See --help"
 
 
+class ExtraMissing(UsageError):
+    code = "LM901"  # a command needs an optional extra that is not installed (the message names it)
+
+
 ALL_ERRORS: tuple[type[LiquidMemoryError], ...] = tuple(
     cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, LiquidMemoryError)
 )

@@ -7,12 +7,7 @@ README demo takes. If the C++ extension is not built, the cpp cases fail: they a
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 MODULE_BACKENDS = ["chunked", "cpp"]
 

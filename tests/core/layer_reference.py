@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -134,10 +135,11 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
     return weights
 
 
-def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, float]:
+def gradient_errors(module, names: tuple[str, ...], seed: int = 3, reference=None) -> dict[str, float]:
     """Relative error of each named parameter's gradient against the float64 recomputation (causal, a fixed
-    random input and output weighting); a gradient that is all zero or NaN counts as error ``inf``."""
-    from scan_cases import rel_err
+    random input and output weighting; ``reference`` defaults to :func:`reference_layer`); a gradient that is all
+    zero or NaN counts as error ``inf``."""
+    from tests.numerics import rel_err
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 23, module.embed_dim, generator=gen)
@@ -146,7 +148,7 @@ def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, 
     (out * target).sum().backward()
     got = {name: p.grad.clone() for name, p in module.named_parameters()}
     module.zero_grad()
-    expected, _ = reference_layer(module, x, x, x, "causal")
+    expected, _ = (reference or reference_layer)(module, x, x, x, "causal")
     (expected * target.double()).sum().backward()
     errors = {}
     for name in names:
@@ -157,7 +159,7 @@ def gradient_errors(module, names: tuple[str, ...], seed: int = 3) -> dict[str, 
 
 def decode_error(module, seed: int = 5) -> float:
     """Relative error of prefill(8 tokens) + 4 ``step`` calls against one causal call over the 12 tokens."""
-    from scan_cases import rel_err
+    from tests.numerics import rel_err
 
     module.eval()
     x = torch.randn(1, 12, module.embed_dim, generator=torch.Generator().manual_seed(seed))
@@ -177,3 +179,36 @@ def cross_inputs(seed: int = 2) -> tuple[Tensor, Tensor, Tensor]:
         torch.randn(2, 9, 16, generator=gen),
         torch.randn(2, 9, 24, generator=gen),
     )
+
+
+def reference_delta_layer(module, x: Tensor, key: Tensor, value: Tensor, mode: str = "causal", padded=None):
+    """``delta_rule=True`` (causal only): float64 token-by-token recomputation from the module's parameters
+    (independent of ops/delta.py); returns (output, None) like :func:`reference_layer`."""
+    assert mode == "causal", "the delta rule is causal"
+    h, d = module.num_heads, module.head_dim
+    w_q, w_k, w_v = (w.double() for w in module.in_proj_weight.chunk(3))
+    b_q, b_k, b_v = (b.double() for b in module.in_proj_bias.chunk(3))
+    heads = lambda t: t.view(*t.shape[:2], h, d)  # noqa: E731
+    q, k, v = x.double() @ w_q.T + b_q, key.double() @ w_k.T + b_k, value.double() @ w_v.T + b_v
+    if module.qkv_conv is not None:  # short_conv: each stream convolved (padded rows zero) before the norms
+        q, k, v = (conv_stream(module.qkv_conv, t, i, padded) for i, t in enumerate((q, k, v)))
+    q, k, v = F.normalize(heads(q), dim=-1), F.normalize(heads(k), dim=-1), heads(v)
+    dec = module.decay_proj
+    a = heads(torch.exp(-(F.softplus(key.double() @ dec.weight.double().T + dec.bias.double()) + 1e-6)))
+    beta = torch.sigmoid(key.double() @ module.beta_proj.weight.double().T + module.beta_proj.bias.double())
+    if padded is not None:
+        beta = beta.masked_fill(padded[..., None], 0.0)
+        a = a.masked_fill(padded[..., None, None], 1.0)
+    n, length = x.shape[:2]
+    state, rows = torch.zeros(n, h, d, d, dtype=torch.float64), []
+    for t in range(length):
+        state = a[:, t, :, :, None] * state
+        k_t, err = k[:, t], v[:, t] - torch.einsum("nhd,nhde->nhe", k[:, t], state)
+        state = state + beta[:, t, :, None, None] * k_t[..., None] * err[..., None, :]
+        rows.append(torch.einsum("nhd,nhde->nhe", q[:, t], state) / math.sqrt(d))
+    o = torch.stack(rows, dim=2)
+    normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + module.out_norm.eps)
+    merged = (normed * module.out_norm.weight.double().view(h, 1, d)).transpose(1, 2).reshape(n, length, h * d)
+    if module.gate_proj is not None:
+        merged = merged * torch.sigmoid(x.double() @ module.gate_proj.weight.double().T)
+    return merged @ module.out_proj.weight.double().T + module.out_proj.bias.double(), None

@@ -1,4 +1,4 @@
-"""Shared by the core tests: the ONE ``rel_err`` helper and fixed-seed random ``liquid_scan`` inputs.
+"""Shared by the core tests: fixed-seed random ``liquid_scan`` inputs (``rel_err`` lives in ``tests.numerics``).
 
 Every randomized kernel test draws from a generator seeded by ``case_seed`` (a stable hash of the case's
 parameters) unless it passes its own seed: a failure reproduces on the next run and on CI.
@@ -14,16 +14,6 @@ import torch
 def case_seed(*params) -> int:
     """A fixed seed for one test case, stable across runs, processes and machines (not Python's ``hash``)."""
     return zlib.crc32(repr(params).encode()) % 2**31
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ in float64 (‖a − b‖ when b is exactly zero, e.g. a gradient nothing depends on);
-    fails loudly on NaN/Inf in either tensor."""
-    assert torch.isfinite(actual).all(), "NaN/Inf in result"
-    assert torch.isfinite(expected).all(), "NaN/Inf in the expected tensor"
-    actual, expected = actual.detach().double(), expected.detach().double()
-    diff, norm = (actual - expected).norm(), expected.norm()
-    return (diff / norm).item() if norm > 0 else diff.item()
 
 
 def scan_inputs(batch, heads, length, dim, *, dtype=torch.float32, decay="mixed", seed=None, requires_grad=False):

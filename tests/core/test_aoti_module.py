@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
 from liquid_memory.errors import ArtifactIncompatible
+from tests.numerics import rel_err
 
 
 @pytest.mark.parametrize("mode", ["causal", "bidirectional"])

@@ -6,9 +6,9 @@ import json
 
 import torch
 
-from liquid_memory.benchmark import run_benchmark
-from liquid_memory.benchmarks.memory import peak_allocated_bytes
-from liquid_memory.benchmarks.timing import time_call
+from liquid_memory.bench.memory import peak_allocated_bytes
+from liquid_memory.bench.run import run_benchmark
+from liquid_memory.bench.timing import time_call
 
 
 def test_peak_allocated_bytes_replays_allocations_and_frees():
@@ -81,7 +81,7 @@ def test_cli_bench_layer_and_mixer(tmp_path, licensed, capsys):
 
 def test_projection_floor_runs_exactly_the_layer_gemms():
     from liquid_memory import LiquidMemory
-    from liquid_memory.benchmarks.peers import ProjectionFloor
+    from liquid_memory.bench.peers import ProjectionFloor
 
     layer = LiquidMemory(32, 2, batch_first=True, decay_rank=4)
     x = torch.randn(1, 10, 32)
@@ -93,7 +93,7 @@ def test_projection_floor_runs_exactly_the_layer_gemms():
 
 
 def test_sdpa_decode_writes_into_the_preallocated_cache():
-    from liquid_memory.benchmarks.peers import SDPAAttention
+    from liquid_memory.bench.peers import SDPAAttention
 
     torch.manual_seed(0)
     sdpa = SDPAAttention(16, 2)
@@ -107,27 +107,9 @@ def test_sdpa_decode_writes_into_the_preallocated_cache():
     assert torch.allclose(cache_k[:, :, 5], k[:, :, 5]) and torch.allclose(step, full, atol=1e-6)
 
 
-def test_readme_table_renders_and_updates_between_markers(tmp_path):
-    """On the committed results (real data): every row rendered, the block between the markers replaced."""
-    from pathlib import Path
-
-    from liquid_memory.benchmarks.readme_table import END, START, main
-
-    results = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("layer_*.json"))
-    assert results, "benchmarks/results/ holds the committed benchmark JSON"
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{START}\nstale\n{END}\ntail\n", encoding="utf-8")
-    assert main([*map(str, results), "--update", str(readme)]) == 0
-    text = readme.read_text(encoding="utf-8")
-    assert "stale" not in text and text.endswith(f"{END}\ntail\n")
-    assert text.count("| T | floor ms | LM ms | LM/floor |") == len(results)
-    rows = sum(len(json.loads(p.read_text())["rows"]) for p in results)
-    assert sum(1 for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()) >= rows
-
-
 def test_extras_bandwidth_and_decode_vs_weight_read(licensed):
     from liquid_memory import LiquidMemory
-    from liquid_memory.benchmarks import extras
+    from liquid_memory.bench import extras
 
     assert extras.read_bandwidth_gbs(megabytes=32, repeats=2) > 0.1
     layer = LiquidMemory(32, 2, batch_first=True)
@@ -139,7 +121,7 @@ def test_extras_bandwidth_and_decode_vs_weight_read(licensed):
 
 
 def test_dtype_comparison_alternates_fp32_and_bf16(licensed):
-    from liquid_memory.benchmarks import extras
+    from liquid_memory.bench import extras
 
     result = extras.dtype_comparison(32, 2, 64, budget_s=1.0)
     assert set(result["ms"]) == {f"{p}_{d}" for p in ("lm", "floor", "sdpa") for d in ("fp32", "bf16")}

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from liquid_memory import LiquidMemory
+from tests.numerics import rel_err
 
 
 class TinyCausalLM(nn.Module):
@@ -17,10 +18,6 @@ class TinyCausalLM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, _ = self.attn(x, x, x, is_causal=True, need_weights=False)
         return self.ff(x + y)
-
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def test_compile_fullgraph_forward_and_backward(licensed):
@@ -37,10 +34,10 @@ def test_compile_fullgraph_forward_and_backward(licensed):
     x2 = x.detach().clone().requires_grad_(True)
     out = compiled(x2)
     out.sum().backward()
-    assert _rel(out, eager) < 1e-5
+    assert rel_err(out, eager) < 1e-5
     for got, want in zip([p.grad for p in model.parameters()], eager_grads, strict=True):
-        assert _rel(got, want) < 1e-4
-    assert _rel(x2.grad, x.grad) < 1e-4
+        assert rel_err(got, want) < 1e-4
+    assert rel_err(x2.grad, x.grad) < 1e-4
 
 
 def test_compile_bidirectional_and_cross(licensed):
@@ -55,7 +52,7 @@ def test_compile_bidirectional_and_cross(licensed):
 
     compiled = torch.compile(both, fullgraph=True)
     for got, want in zip(compiled(x, mem), both(x, mem), strict=True):
-        assert _rel(got, want) < 1e-5
+        assert rel_err(got, want) < 1e-5
 
 
 def test_compile_chunked_reference_forward():
@@ -66,4 +63,4 @@ def test_compile_chunked_reference_forward():
     x = torch.randn(1, 70, 32)
     compiled = torch.compile(lambda x: module(x, x, x, is_causal=True, need_weights=False)[0], fullgraph=True)
     with torch.no_grad():
-        assert _rel(compiled(x), module(x, x, x, is_causal=True, need_weights=False)[0]) < 1e-5
+        assert rel_err(compiled(x), module(x, x, x, is_causal=True, need_weights=False)[0]) < 1e-5

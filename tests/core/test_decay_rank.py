@@ -1,4 +1,5 @@
-"""``decay_rank``: W_δ = U·V of rank r — equations, gradients, decode, parameter names, MHA checkpoints, init."""
+"""``decay_rank``: W_δ = U·V of rank r — parameter names, MHA checkpoints, init, bad ranks (its equations,
+gradients and decode are rows of the option matrix, test_layer_options.py)."""
 
 from __future__ import annotations
 
@@ -6,53 +7,11 @@ import math
 
 import pytest
 import torch
-from layer_reference import cross_inputs, decode_error, gradient_errors, reference_layer
-from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
 from liquid_memory.nn.decay import init_decay_bias
 
 RANK_KEYS = {"decay_proj.down.weight", "decay_proj.up.weight", "decay_proj.up.bias"}
-
-
-def make(backend: str, rank: int = 3, **kwargs) -> LiquidMemory:
-    torch.manual_seed(0)
-    module = LiquidMemory(32, 4, batch_first=True, backend=backend, decay_rank=rank, **kwargs)
-    with torch.no_grad():  # a decay the test can see: U·V entries well away from zero
-        module.decay_proj.down.weight.normal_(0, 0.5)
-        module.decay_proj.up.weight.normal_(0, 0.5)
-        module.out_norm.weight.uniform_(0.5, 1.5)
-    return module
-
-
-@pytest.mark.parametrize("mode", ["causal", "bidirectional"])
-def test_low_rank_layer_matches_equations(backend, mode):
-    module = make(backend)
-    x = torch.randn(2, 29, 32, generator=torch.Generator().manual_seed(1))
-    out, _ = module(x, x, x, is_causal=mode == "causal", need_weights=False)
-    expected, _ = reference_layer(module, x, x, x, mode)  # reads decay_proj.weight = U·V, decay_proj.bias
-    assert rel_err(out, expected) < 1e-5
-
-
-def test_low_rank_cross_attention_with_kdim(backend):
-    torch.manual_seed(0)
-    module = LiquidMemory(32, 4, kdim=16, vdim=24, batch_first=True, backend=backend, decay_rank=5)
-    query, key, value = cross_inputs()
-    assert module.decay_proj.down.weight.shape == (5, 16) and module.decay_proj.weight.shape == (32, 16)
-    out, _ = module(query, key, value, need_weights=False)
-    expected, _ = reference_layer(module, query, key, value, "cross")
-    assert rel_err(out, expected) < 1e-5
-
-
-def test_low_rank_gradients_match_float64_reference(backend):
-    errors = gradient_errors(
-        make(backend), ("decay_proj.down.weight", "decay_proj.up.weight", "decay_proj.up.bias", "in_proj_weight")
-    )
-    assert max(errors.values()) < 1e-4, errors
-
-
-def test_low_rank_decode_continues_the_prefill(backend):
-    assert decode_error(make(backend)) < 1e-5
 
 
 def test_parameter_names_and_shapes():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_err as _rel
 
 from liquid_memory import LiquidMemory
+from tests.numerics import rel_err
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -21,8 +21,8 @@ def test_prefill_then_step_equals_parallel_forward(backend, batch_first):
     head = module.prefill(prefix)
     head = head if batch_first else head.transpose(0, 1)
     steps = torch.stack([module.step(x[:, t]) for t in range(50, 70)], dim=1)
-    assert _rel(head, full[:, :50]) < 1e-5
-    assert _rel(steps, full[:, 50:]) < 1e-5
+    assert rel_err(head, full[:, :50]) < 1e-5
+    assert rel_err(steps, full[:, 50:]) < 1e-5
 
 
 def test_step_from_empty_state_and_unbatched(backend):
@@ -32,7 +32,7 @@ def test_step_from_empty_state_and_unbatched(backend):
     full, _ = module(x, x, x, is_causal=True, need_weights=False)
     module.reset_state()
     outs = torch.stack([module.step(x[t]) for t in range(9)])
-    assert outs.shape == (9, 32) and _rel(outs, full) < 1e-5
+    assert outs.shape == (9, 32) and rel_err(outs, full) < 1e-5
 
 
 @pytest.mark.parametrize("short_conv", [0, 4])
@@ -76,7 +76,7 @@ def test_prefill_with_separate_key_and_value_streams_continues_in_pieces(backend
     full, _ = module(q, k, v, is_causal=True, need_weights=False)
     first = module.prefill(q[:, :30], key=k[:, :30], value=v[:, :30])
     second = module.prefill(q[:, 30:], key=k[:, 30:], value=v[:, 30:])
-    assert _rel(torch.cat([first, second], dim=1), full) < 1e-5
+    assert rel_err(torch.cat([first, second], dim=1), full) < 1e-5
     module.reset_state()
     with pytest.raises(ValueError, match="prefill is causal"):
         module.prefill(q[:, :30], key=k[:, :29], value=v[:, :29])

@@ -1,19 +1,20 @@
 """``delta_rule=True``: the gated delta rule (ops/delta.py) — chunked form vs the sequential oracle, gradients,
-the module against a float64 token-by-token recomputation, decode, padding, and the errors of unsupported calls."""
+stepping, and the module's decode from a saved state, padding and the errors of unsupported calls (its equations,
+gradients and prefill + step checks are rows of the option matrix, test_layer_options.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from layer_reference import conv_stream
-from scan_cases import case_seed, rel_err
 
 from liquid_memory import LiquidMemory
 from liquid_memory.ops import delta
 from liquid_memory.ops.delta import chunked_delta_scan, delta_step, naive_delta_scan
+from tests.core.layer_options import delta_module
+from tests.core.layer_reference import reference_delta_layer
+from tests.core.scan_cases import case_seed
+from tests.numerics import rel_err
 
 
 def delta_inputs(length, *, dtype=torch.float64, decay="mixed", dim=8, seed=None):
@@ -102,78 +103,9 @@ def test_delta_write_then_read_returns_the_value():
 # ------------------------------------------------------------------ the module
 
 
-def make(**kwargs) -> LiquidMemory:
-    """The delta recurrence alone (``short_conv=0`` unless given: with the convolution, the test below)."""
-    torch.manual_seed(0)
-    module = LiquidMemory(16, 2, batch_first=True, qk_norm=True, delta_rule=True, **{"short_conv": 0, **kwargs})
-    with torch.no_grad():  # β away from ½ and input-dependent; out_proj bias non-zero
-        module.beta_proj.weight.normal_(0.0, 0.5)
-        module.beta_proj.bias.normal_(0.0, 1.0)
-    return module
-
-
-def reference_delta_layer(module: LiquidMemory, x, key, value, padded=None):
-    """Float64 token-by-token recomputation from the module's parameters (independent of ops/delta.py)."""
-    h, d = module.num_heads, module.head_dim
-    w_q, w_k, w_v = (w.double() for w in module.in_proj_weight.chunk(3))
-    b_q, b_k, b_v = (b.double() for b in module.in_proj_bias.chunk(3))
-    heads = lambda t: t.view(*t.shape[:2], h, d)  # noqa: E731
-    q, k, v = x.double() @ w_q.T + b_q, key.double() @ w_k.T + b_k, value.double() @ w_v.T + b_v
-    if module.qkv_conv is not None:  # short_conv: each stream convolved (padded rows zero) before the norms
-        q, k, v = (conv_stream(module.qkv_conv, t, i, padded) for i, t in enumerate((q, k, v)))
-    q, k, v = F.normalize(heads(q), dim=-1), F.normalize(heads(k), dim=-1), heads(v)
-    dec = module.decay_proj
-    a = heads(torch.exp(-(F.softplus(key.double() @ dec.weight.double().T + dec.bias.double()) + 1e-6)))
-    beta = torch.sigmoid(key.double() @ module.beta_proj.weight.double().T + module.beta_proj.bias.double())
-    if padded is not None:
-        beta = beta.masked_fill(padded[..., None], 0.0)
-        a = a.masked_fill(padded[..., None, None], 1.0)
-    n, length = x.shape[:2]
-    state, rows = torch.zeros(n, h, d, d, dtype=torch.float64), []
-    for t in range(length):
-        state = a[:, t, :, :, None] * state
-        k_t, err = k[:, t], v[:, t] - torch.einsum("nhd,nhde->nhe", k[:, t], state)
-        state = state + beta[:, t, :, None, None] * k_t[..., None] * err[..., None, :]
-        rows.append(torch.einsum("nhd,nhde->nhe", q[:, t], state) / math.sqrt(d))
-    o = torch.stack(rows, dim=2)
-    normed = o / torch.sqrt(o.pow(2).mean(-1, keepdim=True) + module.out_norm.eps)
-    merged = (normed * module.out_norm.weight.double().view(h, 1, d)).transpose(1, 2).reshape(n, length, h * d)
-    if module.gate_proj is not None:
-        merged = merged * torch.sigmoid(x.double() @ module.gate_proj.weight.double().T)
-    return merged @ module.out_proj.weight.double().T + module.out_proj.bias.double()
-
-
-@pytest.mark.parametrize("backend", ["chunked", "cpp"])
-def test_module_matches_float64_recomputation(backend):
-    """Whatever ``backend`` names, the delta rule runs the PyTorch path (no licence is set up in this test)."""
-    module = make(backend=backend, output_gate=True)
-    gen = torch.Generator().manual_seed(1)
-    x, key, value = (torch.randn(2, 19, 16, generator=gen) for _ in range(3))
-    out, weights = module(x, key, value, is_causal=True, need_weights=False)
-    assert weights is None and rel_err(out, reference_delta_layer(module, x, key, value)) < 1e-5
-    module.delta_rule, beta_proj = False, module.beta_proj
-    module.beta_proj, module.backend = None, "chunked"  # the same parameters without the delta rule: another output
-    plain, _ = module(x, key, value, is_causal=True, need_weights=False)
-    module.delta_rule, module.beta_proj = True, beta_proj
-    assert rel_err(plain, out) > 0.05
-
-
-def test_module_gradients_match_float64_recomputation():
-    module = make()
-    gen = torch.Generator().manual_seed(3)
-    x, target = torch.randn(2, 23, 16, generator=gen), torch.randn(2, 23, 16, generator=gen)
-    out, _ = module(x, x, x, is_causal=True, need_weights=False)
-    (out * target).sum().backward()
-    got = {name: p.grad.clone() for name, p in module.named_parameters()}
-    module.zero_grad()
-    (reference_delta_layer(module, x, x, x) * target.double()).sum().backward()
-    for name in ("in_proj_weight", "decay_proj.weight", "beta_proj.weight", "beta_proj.bias", "out_norm.weight"):
-        ref = module.get_parameter(name).grad
-        assert ref.abs().sum() > 0 and rel_err(got[name], ref) < 1e-4, name
-
-
-def test_decode_steps_and_prefill_equal_the_parallel_forward():
-    module = make().eval()
+def test_decode_from_a_saved_state_equals_the_parallel_forward():
+    """Beyond the option matrix's prefill + step check: every token stepped, and a prefill from a saved state."""
+    module = delta_module().eval()
     x = torch.randn(2, 21, 16, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         full, _ = module(x, x, x, is_causal=True, need_weights=False)
@@ -190,26 +122,17 @@ def test_decode_steps_and_prefill_equal_the_parallel_forward():
         assert snapshot.shape == (2, 2, 8, 8) and snapshot.dtype == torch.float32
 
 
-def test_padded_keys_write_nothing():
-    module = make()
-    x = torch.randn(1, 12, 16, generator=torch.Generator().manual_seed(6))
-    padded = torch.zeros(1, 12, dtype=torch.bool)
-    padded[0, [2, 3, 7]] = True
-    out, _ = module(x, x, x, key_padding_mask=padded, is_causal=True, need_weights=False)
-    assert rel_err(out, reference_delta_layer(module, x, x, x, padded)) < 1e-5
-    keep = ~padded[0]
-    compact, _ = module(x[:, keep], x[:, keep], x[:, keep], is_causal=True, need_weights=False)
-    assert rel_err(out[:, keep], compact) < 1e-5  # the real tokens see exactly the unpadded sequence
-
-
 def test_with_short_conv_matches_float64_recomputation_and_decodes():
-    module = make(short_conv=4)
+    """The delta rule on convolved q/k/v: padded rows enter the convolution as zeros; the window crosses into steps."""
+    module = delta_module(short_conv=4)
     x = torch.randn(2, 13, 16, generator=torch.Generator().manual_seed(8))
     padded = torch.zeros(2, 13, dtype=torch.bool)
     padded[1, :3] = True
     out, _ = module(x, x, x, key_padding_mask=padded, is_causal=True, need_weights=False)
-    assert rel_err(out, reference_delta_layer(module, x, x, x, padded)) < 1e-5
-    module.eval()
+    assert rel_err(out, reference_delta_layer(module, x, x, x, "causal", padded)[0]) < 1e-5
+    module.qkv_conv = None  # the reference without the convolution really differs
+    assert rel_err(reference_delta_layer(module, x, x, x, "causal", padded)[0], out) > 0.05
+    module = delta_module(short_conv=4).eval()
     with torch.no_grad():
         full, _ = module(x, x, x, is_causal=True, need_weights=False)
         module.prefill(x[:, :6])
@@ -217,12 +140,24 @@ def test_with_short_conv_matches_float64_recomputation_and_decodes():
     assert rel_err(steps, full[:, 6:]) < 1e-5
 
 
+def test_padded_keys_write_nothing():
+    module = delta_module()
+    x = torch.randn(1, 12, 16, generator=torch.Generator().manual_seed(6))
+    padded = torch.zeros(1, 12, dtype=torch.bool)
+    padded[0, [2, 3, 7]] = True
+    out, _ = module(x, x, x, key_padding_mask=padded, is_causal=True, need_weights=False)
+    assert rel_err(out, reference_delta_layer(module, x, x, x, "causal", padded)[0]) < 1e-5
+    keep = ~padded[0]
+    compact, _ = module(x[:, keep], x[:, keep], x[:, keep], is_causal=True, need_weights=False)
+    assert rel_err(out[:, keep], compact) < 1e-5  # the real tokens see exactly the unpadded sequence
+
+
 def test_unsupported_configurations_raise_typed_errors():
     with pytest.raises(ValueError, match="qk_norm"):
         LiquidMemory(16, 2, delta_rule=True)
     with pytest.raises(ValueError, match="coupled_input"):
         LiquidMemory(16, 2, delta_rule=True, qk_norm=True, coupled_input=True)
-    module = make()
+    module = delta_module()
     x, other = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     with pytest.raises(NotImplementedError, match="causal"):
         module(x, x, x, need_weights=False)  # bidirectional self-attention

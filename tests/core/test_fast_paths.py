@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import reference_layer
-from scan_cases import case_seed, rel_err, scan_inputs
 
 from liquid_memory import LiquidMemory
 from liquid_memory.ops.dispatch import liquid_scan_readout, reference_readout
+from tests.core.layer_reference import reference_layer
+from tests.core.scan_cases import case_seed, scan_inputs
+from tests.numerics import rel_err
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from scan_cases import rel_err, scan_inputs
 
 from liquid_memory import LiquidMemory
 from liquid_memory.ops.cpp import cpp_liquid_scan
 from liquid_memory.ops.naive import naive_liquid_scan
+from tests.core.scan_cases import scan_inputs
+from tests.numerics import rel_err
 
 LONG = 131072
 

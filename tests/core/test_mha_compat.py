@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import reference_layer
 
 from liquid_memory import LiquidMemory
+from tests.core.layer_reference import reference_layer
 
 
 def test_mha_state_dict_loads_with_only_liquid_parameters_missing():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import reference_layer, reference_weights
-from scan_cases import rel_err
 
 from liquid_memory import LiquidMemory
+from tests.core.layer_reference import reference_layer, reference_weights
+from tests.numerics import rel_err
 
 
 def make(backend: str, **kwargs) -> LiquidMemory:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_err
 
 from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan, cpp_liquid_step
 from liquid_memory.ops.naive import naive_liquid_scan
+from tests.numerics import rel_err
 
 
 def test_extension_is_built():
@@ -228,7 +228,7 @@ def test_mixer_benchmark_smoke(tmp_path):
     """The mixer benchmark runs end to end on a tiny shape and writes its JSON (no timing asserted)."""
     import json
 
-    from liquid_memory.benchmarks.mixer import format_table, run_mixer_benchmark
+    from liquid_memory.bench.mixer import format_table, run_mixer_benchmark
 
     out = tmp_path / "mixer.json"
     res = run_mixer_benchmark(

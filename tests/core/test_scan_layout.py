@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import case_seed, rel_err
 
 from liquid_memory.ops.cpp import cpp_liquid_scan, heads_inner
 from liquid_memory.ops.naive import naive_liquid_scan
+from tests.core.scan_cases import case_seed
+from tests.numerics import rel_err
 
 
 def packed_inputs(B, H, T, d, dtype, seed, extra=0):

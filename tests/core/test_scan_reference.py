@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_err, scan_inputs
 
 from liquid_memory.ops.chunked import chunked_liquid_scan
 from liquid_memory.ops.naive import naive_liquid_scan
+from tests.core.scan_cases import scan_inputs
+from tests.numerics import rel_err
 
 
 @pytest.mark.parametrize("length", [1, 63, 65, 1000])

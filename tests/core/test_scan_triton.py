@@ -17,7 +17,6 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from scan_cases import case_seed, rel_err  # noqa: E402
 
 from liquid_memory.ops.naive import naive_liquid_scan  # noqa: E402
 from liquid_memory.ops.reference_step import reference_liquid_step  # noqa: E402
@@ -27,6 +26,8 @@ from liquid_memory.ops.triton_scan import (  # noqa: E402
     triton_liquid_scan,
     triton_liquid_step,
 )
+from tests.core.scan_cases import case_seed  # noqa: E402
+from tests.numerics import rel_err  # noqa: E402
 
 FP32_TOL, HALF_TOL = 1e-5, 1e-2
 

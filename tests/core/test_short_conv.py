@@ -1,15 +1,18 @@
-"""``short_conv=K``: a causal depthwise convolution on the projected q, k, v — equations, gradients, decode, padding,
-refusals, MHA checkpoints, bf16 and ``torch.compile``."""
+"""``short_conv=K``: a causal depthwise convolution on the projected q, k, v. Its equations (SiLU or linear) with
+and without autograd, cross-attention, gradients and prefill + step decode are rows of the option matrix
+(test_layer_options.py); here: other kernel sizes, with LiquidLM's options, the decode window in pieces and as
+state, padding, bidirectional / cross / ``need_weights`` calls, refusals, MHA checkpoints, bf16 and
+``torch.compile``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from layer_reference import conv_stream, cross_inputs, decode_error, gradient_errors, reference_layer, reference_weights
-from scan_cases import rel_err
 from torch import nn
 
 from liquid_memory import LiquidMemory
+from tests.core.layer_reference import conv_stream, cross_inputs, reference_layer, reference_weights
+from tests.numerics import rel_err
 
 
 def make(backend: str, short_conv: int = 4, **kwargs) -> LiquidMemory:
@@ -21,18 +24,11 @@ def _inputs(length: int = 29, batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, length, 32, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("activation", ["silu", None])
-@pytest.mark.parametrize("options", [{}, {"qk_norm": True, "output_gate": True, "out_norm_eps": 1e-2}])
-def test_convolved_layer_matches_equations(backend, activation, options):
-    module = make(backend, short_conv_activation=activation, **options)
+def test_with_liquidlm_options_matches_equations(backend):
+    module = make(backend, qk_norm=True, output_gate=True, out_norm_eps=1e-2)
     x = _inputs()
-    out, weights = module(x, x, x, is_causal=True, need_weights=False)
-    expected, _ = reference_layer(module, x, x, x, "causal")
-    assert weights is None
-    assert rel_err(out, expected) < 1e-5
-    module.qkv_conv = None  # the reference without the convolution really differs
-    plain, _ = reference_layer(module, x, x, x, "causal")
-    assert rel_err(plain, expected) > 0.05
+    out, _ = module(x, x, x, is_causal=True, need_weights=False)
+    assert rel_err(out, reference_layer(module, x, x, x, "causal")[0]) < 1e-5
 
 
 def test_kernel_sizes_and_separate_streams(backend):
@@ -51,18 +47,6 @@ def test_kernel_sizes_and_separate_streams(backend):
     )
     out, _ = module(q, k, v, is_causal=True, need_weights=False)
     assert rel_err(out, reference_layer(module, q, k, v, "causal")[0]) < 1e-5
-
-
-def test_convolved_gradients_match_float64_reference(backend):
-    names = ("in_proj_weight", "in_proj_bias", "qkv_conv.weight", "decay_proj.weight", "out_norm.weight")
-    errors = gradient_errors(make(backend, qk_norm=True), names)
-    assert max(errors.values()) < 1e-4, errors
-
-
-@pytest.mark.parametrize("activation", ["silu", None])
-def test_decode_continues_the_prefill(backend, activation):
-    """prefill(8) + 4 steps == one causal call: the conv window crosses from the prefill into the steps."""
-    assert decode_error(make(backend, short_conv_activation=activation)) < 1e-5
 
 
 def test_decode_in_pieces_and_state_round_trip(backend):

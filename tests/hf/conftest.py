@@ -1,14 +1,8 @@
-"""Fixtures of the Hugging Face tests (helpers in hf_models.py; ``rel_err`` from tests/core/scan_cases.py)."""
+"""Fixtures of the Hugging Face tests (helpers in ``tests.hf.hf_models``; ``rel_err`` from ``tests.numerics``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "core"))
 
 
 @pytest.fixture(autouse=True)

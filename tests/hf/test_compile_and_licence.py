@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
-from scan_cases import rel_err
 
 from liquid_memory.errors import LicenseMissing
 from liquid_memory.hf import patch_model
+from tests.hf.hf_models import perturb_liquid, tiny_model
+from tests.numerics import rel_err
 
 
 def test_compiled_forward_matches_eager_on_the_licensed_cpp_kernel(licensed):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
-from scan_cases import rel_err
 
 from liquid_memory.hf import LiquidHybridCache, patch_model
 from liquid_memory.hf.cache import LiquidCacheLayer
+from tests.hf.hf_models import perturb_liquid, tiny_model
+from tests.numerics import rel_err
 
 
 def _patched(arch="llama", window=4, backend="chunked", sinks=0):

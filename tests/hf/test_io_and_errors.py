@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from hf_models import perturb_liquid, tiny_model
 
 from liquid_memory.hf import CheckpointInvalid, PatchError, UnsupportedArchitecture, from_pretrained, patch_model
 from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
+from tests.hf.hf_models import perturb_liquid, tiny_model
 
 
 def _saved(tmp_path, lora=False):

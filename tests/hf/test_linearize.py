@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from hf_models import tiny_model
 
 from liquid_memory.hf import LinearizeConfig, from_pretrained, linearize
+from tests.hf.hf_models import tiny_model
 
 
 class DigitTokenizer:

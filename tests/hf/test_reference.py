@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import ARCHS, perturb_liquid, tiny_model
-from scan_cases import rel_err
 
 from liquid_memory.hf import patch_model
 from liquid_memory.hf.attention import LiquidHybridAttention
+from tests.hf.hf_models import ARCHS, perturb_liquid, tiny_model
+from tests.numerics import rel_err
 
 
 def _rotate(x, cos, sin):

@@ -13,7 +13,7 @@ from liquid_memory import LiquidMemory
 from liquid_memory import errors as E
 from liquid_memory.licensing import licence as licence_module
 from liquid_memory.licensing import reset_cache
-from tests.core.scan_cases import rel_err
+from tests.numerics import rel_err
 
 
 def test_compiled_model_raises_typed_errors_after_expiry_and_key_removal(monkeypatch):

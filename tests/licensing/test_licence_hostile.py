@@ -6,7 +6,6 @@ Keys are fed the way a customer does (``LM_PRIVATE_KEY``) and checked through ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -15,7 +14,7 @@ from liquid_memory_vendor.issue import sign_revocation_list
 from nacl.public import PrivateKey
 
 from liquid_memory import errors as E
-from liquid_memory.cli_licensing import add_subcommands, run
+from liquid_memory.cli import main
 from liquid_memory.licensing import require_feature, reset_cache
 from liquid_memory.licensing.encoding import b64e, canonical_json
 from tests.licensing.helpers import claims_for, licence_from_payload, make_licence
@@ -124,9 +123,7 @@ CASES = {
 
 
 def _license_json(capsys) -> tuple[int, dict]:
-    parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    code = run(parser.parse_args(["license", "--json"]))
+    code = main(["license", "--json"])
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err
     return code, json.loads(out.out)

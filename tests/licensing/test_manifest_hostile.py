@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from liquid_memory import errors as E
-from liquid_memory.cli_licensing import add_subcommands, run
+from liquid_memory.cli import main
 from liquid_memory.manifest import verify_path
 from liquid_memory.manifest.format import Row
 from tests.licensing.helpers import make_dist, write_manifest
@@ -188,11 +188,7 @@ def test_hostile_manifest(name, dist, trusted_vendor, stranger, capsys):
     assert not report.ok
     assert (cls.__name__, reason) in _codes(report), _codes(report)
     # the CLI reports it as exit 1 with the code, never a traceback
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    assert run(parser.parse_args(["verify", str(dist), "--json"])) == 1
+    assert main(["verify", str(dist), "--json"]) == 1
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err and cls.code in out.out
 
@@ -251,13 +247,9 @@ def test_every_problem_is_reported(dist):
 
 
 def test_verify_exit_codes(dist, tmp_path, capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    assert run(parser.parse_args(["verify", str(dist)])) == 0
+    assert main(["verify", str(dist)]) == 0
     assert "OK" in capsys.readouterr().out
-    assert run(parser.parse_args(["verify", str(tmp_path / "does-not-exist")])) == 2
+    assert main(["verify", str(tmp_path / "does-not-exist")]) == 2
     with pytest.raises(SystemExit) as info:
-        parser.parse_args(["verify", "--bogus"])
+        main(["verify", "--bogus"])
     assert info.value.code == 2

@@ -23,7 +23,7 @@ def test_sdist_is_buildable_and_versioned_from_one_source(tmp_path):
         info = Parser().parsestr(tar.extractfile(f"liquid_memory-{liquid_memory.__version__}/PKG-INFO").read().decode())
     needed = {p.relative_to(REPO).as_posix() for p in (REPO / "csrc").iterdir() if p.suffix in (".cpp", ".h")}
     needed |= {p.relative_to(REPO).as_posix() for p in (REPO / "dist_public").rglob("*") if p.is_file()}
-    needed |= {"setup.py", "pyproject.toml", "MANIFEST.md", "README.md", "src/liquid_memory/__init__.py",
+    needed |= {"setup.py", "pyproject.toml", "MANIFEST.md", "README.md", "src/liquid_memory/version.py",
                "licensing/dev_identity/vendor.key", "licensing/setup.py"}  # fmt: skip
     assert needed <= names, sorted(needed - names)
     assert not [n for n in names if n.endswith((".so", ".pyc"))]
@@ -38,7 +38,7 @@ def test_vendor_tool_is_its_own_distribution(tmp_path):
 
     shutil.copytree(REPO / "licensing", src / "licensing", ignore=shutil.ignore_patterns("__pycache__", "build"))
     shutil.copytree(REPO / "src" / "liquid_memory", src / "src" / "liquid_memory", ignore=lambda d, n: n)
-    shutil.copy(REPO / "src" / "liquid_memory" / "__init__.py", src / "src" / "liquid_memory" / "__init__.py")
+    shutil.copy(REPO / "src" / "liquid_memory" / "version.py", src / "src" / "liquid_memory" / "version.py")
     res = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "out"),
                           str(src / "licensing")], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]

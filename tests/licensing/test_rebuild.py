@@ -16,7 +16,8 @@ from liquid_memory_vendor.dev import issue_dev_licence
 
 from liquid_memory.artifacts import aoti_liquid_scan, loader
 from liquid_memory.ops.naive import naive_liquid_scan
-from tests.licensing.test_round_trip import random_inputs, rel_err
+from tests.licensing.test_round_trip import random_inputs
+from tests.numerics import rel_err
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

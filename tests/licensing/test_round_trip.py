@@ -16,15 +16,10 @@ from liquid_memory import errors as E
 from liquid_memory.artifacts import aoti_liquid_scan, available, loader
 from liquid_memory.ops.naive import naive_liquid_scan
 from tests.licensing.helpers import make_licence
+from tests.numerics import rel_err
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    assert torch.isfinite(a).all(), "NaN/inf never passes"
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def random_inputs(b, h, t, d, dtype, seed=0):

@@ -24,8 +24,8 @@ import torch
 from liquid_memory_vendor.issue import issue_licence
 
 from liquid_memory.manifest.verify import verify_path
-from tests.core.scan_cases import rel_err
 from tests.licensing.helpers import make_vendor
+from tests.numerics import rel_err
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -171,6 +171,7 @@ def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monk
     assert any(n.startswith("liquid_memory/dist_public/kernels/") and n.endswith(".so.enc") for n in names)
     assert not [n for n in names if "liquid_memory_vendor" in n or "dev_identity" in n or "PASSPHRASE" in n]
     assert not [n for n in names if "triton_scan" in n], "Triton kernel source in a release wheel"
+    assert not [n for n in names if n.startswith("benchmarks/")] and "liquid_memory/bench/run.py" in names  # research
     assert "lm-vendor" not in zipfile.ZipFile(rel.wheel).read(next(n for n in names if "entry_points" in n)).decode()
     assert "-none-any" not in rel.wheel.name  # platform-specific: it carries a (encrypted) native library
     report = verify_path(rel.wheel, trusted=rel.trusted)

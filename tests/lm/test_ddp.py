@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import torch
-from core.scan_cases import rel_err
 
 from liquid_memory.lm.checkpoint import load_checkpoint
 from tests.dev_licence import dev_licence
+from tests.numerics import rel_err
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from core.scan_cases import rel_err
 
 from liquid_memory.cli import main
 from liquid_memory.lm.checkpoint import load_checkpoint
@@ -14,6 +13,7 @@ from liquid_memory.lm.data import batch_for_step, load_corpus
 from liquid_memory.lm.distributed import DistInfo
 from liquid_memory.lm.errors import TrainingSetupError
 from liquid_memory.lm.train import TrainArgs, _check_args, lr_factor, run_training
+from tests.numerics import rel_err
 
 from .conftest import TINY_TRAIN, write_corpus
 
@@ -162,7 +162,7 @@ def test_lm_train_conv_qkv_and_qk_norm_reach_the_model(corpus, tmp_path):
 def test_liquid_flags_and_liquid_kwargs_are_inverse_for_every_bench_model():
     """``lm bench`` trains its named rows through lm train's flags: flags → kwargs → flags must give back exactly
     the row's LiquidMemory options (an option lost or invented on the way would train another model)."""
-    from liquid_memory.lm.bench import BENCH_MODELS
+    from benchmarks.lm.comparison import BENCH_MODELS
     from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS
 
     rows = [spec.get("liquid_kwargs", {}) for spec in BENCH_MODELS.values() if spec["mixer"] == "liquid"]

@@ -10,8 +10,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from core.layer_reference import reference_layer
 from torch import Tensor
+
+from tests.core.layer_reference import reference_layer
 
 
 def rmsnorm(x: Tensor, weight: Tensor, eps: float) -> Tensor:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from core.scan_cases import rel_err
 
 from liquid_memory.models.diag_scan import chunked_diag_scan, naive_diag_scan
+from tests.numerics import rel_err
 
 
 @pytest.mark.parametrize("length", [1, 15, 16, 45])

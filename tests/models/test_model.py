@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from core.scan_cases import rel_err
 
 from liquid_memory.models import RECOMMENDED_LIQUID_KWARGS, ConfigError, LiquidLM, LiquidLMConfig
+from tests.numerics import rel_err
 
 from .conftest import randomized_model, tiny_config
 from .reference import reference_logits

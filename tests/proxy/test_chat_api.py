@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from conftest import PLANTED
+
+from tests.proxy.conftest import PLANTED
 
 QUESTION = "What is the access code of the northern vault?"
 

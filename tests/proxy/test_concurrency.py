@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import openai
-from conftest import make_document
+
+from tests.proxy.conftest import make_document
 
 N = 50
 

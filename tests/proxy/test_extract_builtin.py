@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from liquid_memory_proxy.bench.data import answer_found, load_essays, pack_documents
 from liquid_memory_proxy.extractors import build_extractor
 from liquid_memory_proxy.extractors.scoring import stems
 from liquid_memory_proxy.pipeline import CompressionConfig, compress
+
+from benchmarks.proxy.data import answer_found, load_essays, pack_documents
 
 PLANTED = "The quarterly shipment of 412 crates left Rotterdam on 3 March 2021."
 CASES = [

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import openai
 import pytest
-from conftest import PLANTED
 from liquid_memory_proxy.app import build_extractor_from_settings
 from liquid_memory_proxy.settings import ProxySettings
 from liquid_memory_proxy.testing import Behaviour, FakeLLM, ServerThread
+
+from tests.proxy.conftest import PLANTED
 
 QUESTION = "What is the access code of the northern vault?"
 

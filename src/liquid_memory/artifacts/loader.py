@@ -17,72 +17,28 @@ from pathlib import Path
 
 import torch
 
-from liquid_memory import __version__
 from liquid_memory.artifacts.cpu import supported_isas
 from liquid_memory.artifacts.crypto import decrypt, read_key_id
+from liquid_memory.artifacts.installation import installation_root, read_checked
+from liquid_memory.artifacts.installation import reset as forget_verified_installations
 from liquid_memory.artifacts.metadata import ArtifactInfo, Metadata, parse_metadata
 from liquid_memory.errors import (
     ArtifactIncompatible,
     ArtifactLoadFailed,
-    ArtifactNotFound,
     ArtifactTampered,
-    DistributionUnavailable,
     LiquidMemoryError,
 )
 from liquid_memory.licensing import require_feature
-from liquid_memory.licensing.trust import is_release_build
-from liquid_memory.manifest.format import Row
-from liquid_memory.manifest.sources import DirSource
-from liquid_memory.manifest.verify import verify_path
+from liquid_memory.version import __version__
 
 METADATA_PATH = "dist_public/AOTI_METADATA.json"
 _lock = threading.RLock()
-_verified: dict[str, dict[str, Row]] = {}
 _runners: dict[tuple[str, str], object] = {}
-_sources: dict[str, DirSource] = {}
 _selected: dict[tuple[str, str, int], tuple[object, ArtifactInfo]] = {}
 
 
 def _root() -> Path:
     return installation_root()
-
-
-def installation_root() -> Path:
-    """The distribution this process trusts, verified file by file once per process (typed refusals)."""
-    from liquid_memory.manifest.distribution import distribution_root
-
-    root = distribution_root()
-    verified_rows(root)
-    return root
-
-
-def verified_rows(root: Path) -> dict[str, Row]:
-    """Verify the whole distribution once per process; return its rows by path (relative to the package)."""
-    key = str(root.resolve())
-    with _lock:
-        if key not in _verified:
-            report = verify_path(root, expected_version=__version__)
-            report.raise_first()
-            assert report.manifest is not None
-            if is_release_build() and report.manifest.scope != "wheel":
-                raise DistributionUnavailable("a release install needs its wheel's every-file manifest",
-                                              reason="scope")  # fmt: skip
-            prefix = report.manifest.prefix
-            _verified[key] = {r.path[len(prefix) :]: r for r in report.rows if r.path.startswith(prefix)}
-            _sources[key] = DirSource(root)
-            _sources[key].bind(report.manifest.scope, [r.path for r in report.rows])
-        return _verified[key]
-
-
-def read_checked(root: Path, path: str) -> bytes:
-    """Read a listed file and check it against its manifest row (the bytes we use are the bytes we hash)."""
-    row = verified_rows(root).get(path)
-    if row is None:
-        raise ArtifactNotFound(f"{path} is not listed in the distribution's MANIFEST.md")
-    data = _sources[str(root.resolve())].open_bytes(row.path)
-    if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
-        raise ArtifactTampered(f"{path} changed after verification", reason="hash")
-    return data
 
 
 def load_metadata(root: Path | None = None) -> Metadata:
@@ -177,8 +133,7 @@ def get_runner(dtype: str, head_dim: int) -> tuple[object, ArtifactInfo]:
 
 def reset() -> None:
     """Forget verified distributions and loaded runners (tests)."""
+    forget_verified_installations()
     with _lock:
-        _verified.clear()
         _runners.clear()
-        _sources.clear()
         _selected.clear()

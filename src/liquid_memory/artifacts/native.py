@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from liquid_memory import __version__
 from liquid_memory.errors import ArtifactIncompatible, ArtifactLoadFailed, ArtifactTampered
 from liquid_memory.licensing import require_feature
 from liquid_memory.licensing.trust import is_release_build
+from liquid_memory.version import __version__
 
 KERNELS_FORMAT = "lm-kernels-v1"
 KERNELS_PATH = "dist_public/KERNELS.json"
@@ -91,7 +91,7 @@ def _load_encrypted(licence) -> None:  # noqa: ANN001 - a verified Licence
     import time
 
     from liquid_memory.artifacts.crypto import decrypt
-    from liquid_memory.artifacts.loader import installation_root, read_checked
+    from liquid_memory.artifacts.installation import installation_root, read_checked
 
     t0 = time.perf_counter()
     root = installation_root()  # verifies every file of the installation once per process

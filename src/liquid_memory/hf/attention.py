@@ -10,7 +10,10 @@ Forward contract (HF's): ``forward(hidden_states, position_embeddings, attention
 **kwargs) -> (output [B, T, hidden] in the input dtype, None)``. ``attention_mask`` is the 4-D mask the
 model builds (bool ``True`` = attend, or additive float) or ``None``; its last query row says which keys
 are padding (left or right). ``mode = "softmax"`` runs the original full causal softmax attention with the
-same weights (the linearization teacher; it does not use a cache).
+same weights (the linearization teacher; it does not use a cache); ``mode = "window"`` reads only the exact
+memories (window, sinks, global cache) — the liquid state switched off, for measuring what it contributes.
+With ``global_cache = N > 0`` the layer keeps a third memory of at most ``N`` exact key/value pairs per KV
+head (``global_cache.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from torch import Tensor, nn
 
 from liquid_memory.hf.cache import liquid_layer
 from liquid_memory.hf.errors import PatchError
-from liquid_memory.hf.hybrid import combine, liquid_part, window_part
+from liquid_memory.hf.global_cache import DEFAULT_BLOCK, SCORES, ImportanceBoard
+from liquid_memory.hf.hybrid import TINY, combine, liquid_part, window_part
 from liquid_memory.hf.params import LiquidParams
 from liquid_memory.hf.sinks import gather_sinks, mark, merge_sinks, sink_mask
+from liquid_memory.hf.three_memories import forward_blocks
 
-MODES = ("hybrid", "softmax")
+MODES = ("hybrid", "softmax", "window")
 
 
 def _rotary(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,13 +60,16 @@ class LiquidHybridAttention(nn.Module):
 
     def __init__(
         self, original: nn.Module, window: int, *, backend: str | None = None, sinks: int = 0,
-        max_half_life: float | None = None,
+        max_half_life: float | None = None, global_cache: int = 0, cache_block: int = DEFAULT_BLOCK,
+        cache_score: str = "attention", per_query_mix: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
         if sinks < 0:
             raise ValueError(f"sinks must be >= 0, got {sinks}")
+        set_global_cache(self, global_cache, cache_block, cache_score)
+        self.board: ImportanceBoard | None = None  # shared by the model's layers (patch_model sets it)
         config = original.config
         self.config, self.layer_idx = config, original.layer_idx
         self.head_dim = original.head_dim
@@ -74,7 +82,12 @@ class LiquidHybridAttention(nn.Module):
         )  # fmt: skip
         self.window, self.sinks, self.backend, self.mode = window, sinks, backend, "hybrid"
         self.liquid = LiquidParams(
-            config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim, max_half_life=max_half_life
+            config.hidden_size,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            max_half_life=max_half_life,
+            per_query_mix=per_query_mix,
         )
         # fp32 (the state's precision) whatever the model dtype; float64 for float64 reference models
         weight = original.q_proj.weight
@@ -82,8 +95,8 @@ class LiquidHybridAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"window={self.window}, sinks={self.sinks}, heads={self.num_heads}, kv_heads={self.num_kv_heads}, "
-            f"mode={self.mode}"
+            f"window={self.window}, sinks={self.sinks}, global_cache={self.global_cache}, heads={self.num_heads}, "
+            f"kv_heads={self.num_kv_heads}, mode={self.mode}"
         )
 
     def _project(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -110,7 +123,9 @@ class LiquidHybridAttention(nn.Module):
         b, t, _ = hidden_states.shape
         q, k, v = self._project(hidden_states, position_embeddings)
         log_a = self.liquid.decay(hidden_states)
-        layer = liquid_layer(past_key_values, self.layer_idx, self.window) if past_key_values is not None else None
+        layer = None
+        if past_key_values is not None:
+            layer = liquid_layer(past_key_values, self.layer_idx, self.window, self.global_cache)
         state, seen_before = None, 0
         if layer is not None:
             state, seen_before = layer.state(), layer.cumulative_length
@@ -123,22 +138,47 @@ class LiquidHybridAttention(nn.Module):
         valid = key_validity(attention_mask, b, length, hidden_states.device)
         acc = torch.float64 if q.dtype == torch.float64 else torch.float32
         sinks, liquid_valid = self._sinks(k.to(acc), v.to(acc), valid, n_cached, layer, seen_before)
-        phi_q, phi_k = self.liquid.feature_q(q.to(acc)), self.liquid.feature_k(k.to(acc))
-        lin, new_state = liquid_part(
-            phi_q, phi_k, v.to(acc), log_a, liquid_valid, n_cached, self.window, state, self.backend
-        )
-        if layer is not None:
-            layer.set_state(new_state)
-        win = None
-        if self.window > 0 or self.sinks > 0:  # an exact part: window keys and/or sink keys
-            win = window_part(q.to(acc), k.to(acc), v.to(acc), valid, n_cached, self.window, self.scaling, sinks)
-        y = combine(win, lin.to(acc), self.mix_scale(hidden_states), self.head_dim)
+        if self.global_cache > 0:
+            base = seen_before - n_cached  # absolute position of k[:, :, 0]
+            held = (layer.slots, layer.bounds, layer.received) if layer is not None else (None, None, None)
+            board = self.board if self.cache_score == "attention" else None
+            if board is not None and self.layer_idx == 0:  # the first layer starts the board of this call
+                board.start(b, base, length, q.to(acc))
+            y, new_state, slots, bounds, received = forward_blocks(
+                q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached, base, state, *held,
+                window=self.window, block=self.cache_block, n_slots=self.global_cache, score=self.cache_score,
+                scaling=self.scaling, beta=self.mix_scale(hidden_states), feature_q=self.liquid.feature_q,
+                feature_k=self.liquid.feature_k, backend=self.backend, read_liquid=self.mode == "hybrid", board=board,
+            )  # fmt: skip
+            if layer is not None:
+                layer.set_state(new_state)
+                keep = min(int(bounds[1].min()) - base, length)
+                layer.slots, layer.bounds, layer.received = slots.detached(), bounds, received[:, :, keep:].detach()
+                layer.retain_from(keep)
+        else:
+            y = self._two_memories(q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached,
+                                   state, layer, hidden_states)  # fmt: skip
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
 
+    def _two_memories(self, q, k, v, log_a, valid, liquid_valid, sinks, n_cached, state, layer, hidden) -> Tensor:
+        """Window (+ sinks) and the liquid state (``hybrid.py``); ``mode="window"``: the exact part alone."""
+        win = None
+        if self.window > 0 or self.sinks > 0:  # an exact part: window keys and/or sink keys
+            win = window_part(q, k, v, valid, n_cached, self.window, self.scaling, sinks)
+        if self.mode == "window":
+            if win is None:
+                raise PatchError("mode='window' needs exact keys: a window > 0 or sinks")
+            return win[0] / win[1].clamp_min(TINY).unsqueeze(-1)
+        phi_q, phi_k = self.liquid.feature_q(q), self.liquid.feature_k(k)
+        lin, new_state = liquid_part(phi_q, phi_k, v, log_a, liquid_valid, n_cached, self.window, state, self.backend)
+        if layer is not None:
+            layer.set_state(new_state)
+        return combine(win, lin.to(q.dtype), self.mix_scale(hidden), self.head_dim)
+
     def mix_scale(self, hidden: Tensor) -> Tensor:
         """β of the shared normaliser: ``[H]`` (one per head; a subclass may return ``[B, H, T]``, per query)."""
-        return self.liquid.mix_log_scale
+        return self.liquid.mix_scale(hidden)
 
     def _sinks(self, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, layer: Any, seen_before: int):
         """``(sinks for window_part or None, [B, L] validity for the liquid part)`` (see ``sinks.py``).
@@ -210,3 +250,18 @@ class LiquidHybridAttention(nn.Module):
         mask = mask | ~mask.any(-1, keepdim=True)  # rows with no visible key (padding): harmless, never NaN
         y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+
+def set_global_cache(
+    layer: LiquidHybridAttention, slots: int, block: int = DEFAULT_BLOCK, score: str = "attention"
+) -> None:
+    """Give ``layer`` a global cache of ``slots`` exact pairs per KV head (0 = none), departing in ``block``s and
+    chosen by ``score`` (``global_cache.SCORES``). An inference-time setting like the window: a linearized
+    model runs with any size (``global_cache.py``)."""
+    if slots < 0:
+        raise ValueError(f"global_cache must be >= 0, got {slots}")
+    if block < 1:
+        raise ValueError(f"cache_block must be >= 1, got {block}")
+    if score not in SCORES:
+        raise ValueError(f"cache_score must be one of {', '.join(SCORES)}, got {score!r}")
+    layer.global_cache, layer.cache_block, layer.cache_score = int(slots), int(block), score

@@ -25,13 +25,22 @@ from liquid_memory.hf.errors import PatchError
 
 
 class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
-    """Sliding window of ``window - 1`` tokens + one recurrent state; constant size."""
+    """Sliding window of ``window - 1`` tokens + one recurrent state; constant size.
+
+    With a global cache (``global_cache > 0``, ``hf/global_cache.py``) the window keys leave in whole blocks:
+    the layer holds the keys not yet departed by every row (at most ``window + block - 1``, or ``window +
+    2 block - 2`` in a batch whose rows are padded differently; trimmed by the attention with ``retain_from``)
+    and the cache's slots."""
 
     is_compileable = False
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, global_cache: int = 0) -> None:
         super().__init__(sliding_window=max(window, 1))
         self.window = window
+        self.global_cache = global_cache
+        self.slots: Any = None  # global_cache.Slots once the first block has left the window
+        self.bounds: tuple[Tensor, Tensor] | None = None  # per row: first real key, boundary (absolute)
+        self.received: Tensor | None = None  # [B, Hkv, held, 2]: attention each held key received, queries
         self.sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # keys, values, absolute positions, ok
         self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
 
@@ -59,10 +68,14 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
             full_v = torch.cat([self.values, value_states], dim=-2)
         else:
             full_k, full_v = key_states, value_states
-        keep = max(self.window - 1, 0)
+        keep = full_k.shape[-2] if self.global_cache else max(self.window - 1, 0)
         start = full_k.shape[-2] - min(keep, full_k.shape[-2])
         self.keys, self.values = full_k[:, :, start:].clone(), full_v[:, :, start:].clone()  # drop the long tensor
         return full_k, full_v
+
+    def retain_from(self, start: int) -> None:
+        """Keep the held keys from index ``start`` on (global-cache mode: the keys before the boundary left)."""
+        self.keys, self.values = self.keys[:, :, start:].clone(), self.values[:, :, start:].clone()
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         held = self.keys.shape[-2] if self.is_initialized and self.keys.numel() else 0
@@ -88,6 +101,10 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         state = self.state()
         if self.sinks is not None:
             total += sum(t.numel() * t.element_size() for t in self.sinks)
+        if self.slots is not None:
+            total += self.slots.nbytes()
+        if self.received is not None:
+            total += self.received.numel() * self.received.element_size()
         return total + (state.numel() * state.element_size() if state is not None else 0)
 
 
@@ -95,9 +112,9 @@ class LiquidHybridCache(Cache):
     """One ``LiquidCacheLayer`` per decoder layer of a model patched by ``patch_model``."""
 
     def __init__(self, model: Any) -> None:
-        window = _patched_window(model)
+        window, global_cache = _patched_memory(model)
         layers = _decoder_layers(model)
-        super().__init__(layers=[LiquidCacheLayer(window) for _ in layers])
+        super().__init__(layers=[LiquidCacheLayer(window, global_cache) for _ in layers])
 
     def nbytes(self) -> int:
         return sum(layer.nbytes() for layer in self.layers)
@@ -114,23 +131,26 @@ def cache_nbytes(cache: Cache) -> int:
     return total
 
 
-def liquid_layer(cache: Any, layer_idx: int, window: int) -> LiquidCacheLayer:
+def liquid_layer(cache: Any, layer_idx: int, window: int, global_cache: int = 0) -> LiquidCacheLayer:
     """The ``LiquidCacheLayer`` for ``layer_idx``, installing one into an empty default cache slot."""
     if not isinstance(cache, Cache):
         raise PatchError(f"past_key_values must be a transformers Cache, got {type(cache).__name__}")
     while len(cache.layers) <= layer_idx:
-        cache.layers.append(LiquidCacheLayer(window))
+        cache.layers.append(LiquidCacheLayer(window, global_cache))
     layer = cache.layers[layer_idx]
     if isinstance(layer, LiquidCacheLayer):
-        if layer.window != window:
-            raise PatchError(f"cache layer {layer_idx} was built for window {layer.window}, model uses {window}")
+        if (layer.window, layer.global_cache) != (window, global_cache):
+            raise PatchError(
+                f"cache layer {layer_idx} was built for window {layer.window}, global cache {layer.global_cache}; "
+                f"the model uses window {window}, global cache {global_cache}"
+            )
         return layer
     if getattr(layer, "is_initialized", False):
         raise PatchError(
             f"cache layer {layer_idx} already holds softmax keys/values; a patched model needs an empty cache "
             "or liquid_memory.hf.LiquidHybridCache(model)"
         )
-    cache.layers[layer_idx] = LiquidCacheLayer(window)
+    cache.layers[layer_idx] = LiquidCacheLayer(window, global_cache)
     return cache.layers[layer_idx]
 
 
@@ -142,8 +162,12 @@ def _decoder_layers(model: Any) -> Any:
     return layers
 
 
-def _patched_window(model: Any) -> int:
-    windows = {getattr(layer.self_attn, "window", None) for layer in _decoder_layers(model)}
-    if len(windows) != 1 or None in windows:
+def _patched_memory(model: Any) -> tuple[int, int]:
+    """``(window, global_cache)`` shared by every patched layer."""
+    found = {
+        (getattr(layer.self_attn, "window", None), getattr(layer.self_attn, "global_cache", 0))
+        for layer in _decoder_layers(model)
+    }
+    if len(found) != 1 or None in next(iter(found)):
         raise PatchError("LiquidHybridCache needs a model patched by liquid_memory.hf.patch_model")
-    return windows.pop()
+    return found.pop()

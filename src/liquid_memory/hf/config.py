@@ -37,6 +37,10 @@ class LinearizeConfig:
     lora_objective: str = "distill"
     lora_targets: str = "attn"  # a key of LORA_TARGET_SETS
     lora_ce_weight: float = 0.0  # distill only: + this weight x cross-entropy on the original's argmax token
+    lora_recall_share: float = 0.0  # share of stage-2 steps on retrieval-shaped sequences (hf/recall_data.py)
+    lora_answer_weight: float = 0.0  # + this weight x the loss on the answer tokens of a retrieval-shaped sequence
+    lora_global_cache: int = 0  # stage 2 runs (and the model is saved) with this many global-cache slots
+    per_query_mix: bool = False  # a per-query weight of the liquid mass (LiquidParams.mix_query), trained from zero
     checkpoint_every: int = 10
     seed: int = 0
     base_model: str = "smollm2-135m"
@@ -49,5 +53,9 @@ class LinearizeConfig:
             raise ValueError(f"sinks must be >= 0, got {self.sinks}")
         if self.lora_objective not in LORA_OBJECTIVES:
             raise ValueError(f"lora_objective must be one of {', '.join(LORA_OBJECTIVES)}, got {self.lora_objective!r}")
+        if not 0.0 <= self.lora_recall_share <= 1.0:
+            raise ValueError(f"lora_recall_share must be in [0, 1], got {self.lora_recall_share}")
+        if self.lora_answer_weight < 0 or self.lora_global_cache < 0:
+            raise ValueError("lora_answer_weight and lora_global_cache must be >= 0")
         if self.lora_targets not in LORA_TARGET_SETS:
             raise ValueError(f"lora_targets must be one of {', '.join(LORA_TARGET_SETS)}, got {self.lora_targets!r}")

@@ -156,9 +156,13 @@ def liquid_part(phi_q, phi_k, v, log_a, valid, n_cached, window, state, backend)
     return torch.cat(reads, 2).to(phi_q.dtype), new_state
 
 
-def combine(win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scale: Tensor, head_dim: int) -> Tensor:
+def combine(
+    win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scale: Tensor, head_dim: int,
+    exact_share: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """Shared-normaliser combination (module docstring); ``lin`` packs ``[N (d), D (1), 0…]`` per query;
-    ``mix_log_scale``: β ``[H]``, or ``[B, H, T]`` (one per query)."""
+    ``mix_log_scale``: β ``[H]``, or ``[B, H, T]`` (one per query). ``exact_share=True`` also returns, per
+    query, the factor that turns the window part's ``e^{s - m}`` into attention probabilities."""
     num, den = lin[..., :head_dim], lin[..., head_dim].clamp_min(0.0)
     if win is None:
         return num / (den + TINY).unsqueeze(-1)
@@ -168,5 +172,6 @@ def combine(win: tuple[Tensor, Tensor, Tensor] | None, lin: Tensor, mix_log_scal
     c = torch.maximum(m, log_w)
     wa, wl = torch.exp(m - c), torch.exp(log_w - c)
     numer = wa.unsqueeze(-1) * a + (wl / den.clamp_min(TINY)).unsqueeze(-1) * num
-    denom = wa * z + wl
-    return numer / denom.clamp_min(TINY).unsqueeze(-1)
+    denom = (wa * z + wl).clamp_min(TINY)
+    y = numer / denom.unsqueeze(-1)
+    return (y, wa / denom) if exact_share else y

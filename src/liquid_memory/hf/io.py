@@ -4,7 +4,9 @@
 - ``liquid_config.json``: ``format`` (``liquid-memory-hf/1``), ``base_model`` (a short name such as
   ``smollm2-135m`` or a local transformers folder), ``base_sha256`` (SHA-256 over the base model's
   state_dict tensors, names and bytes, checked at load), ``architecture``, ``window``, ``sinks`` (exact
-  first tokens, 0 when absent), ``lora`` (rank,
+  first tokens, 0 when absent), ``global_cache``, ``cache_block`` and ``cache_score`` (the exact-pair cache
+  the model runs with; none when absent — inference settings ``from_pretrained`` can override),
+  ``per_query_mix`` (whether ``liquid.safetensors`` holds a per-query mix head; false when absent), ``lora`` (rank,
   alpha, target modules, or null) and free-form ``training`` facts;
 - ``liquid.safetensors``: every parameter ``patch_model`` adds (feature maps, decay, mix scale), by name;
 - ``lora.safetensors`` (only if stage 2 ran): the LoRA factors ``A``, ``B`` of each adapted projection;
@@ -22,7 +24,8 @@ from typing import Any
 import torch
 
 from liquid_memory.hf.errors import CheckpointInvalid
-from liquid_memory.hf.patch import liquid_parameters, patch_model
+from liquid_memory.hf.global_cache import DEFAULT_BLOCK
+from liquid_memory.hf.patch import liquid_parameters, patch_model, patched_layers
 
 FORMAT = "liquid-memory-hf/1"
 CONFIG_NAME, LIQUID_NAME, LORA_NAME = "liquid_config.json", "liquid.safetensors", "lora.safetensors"
@@ -68,11 +71,20 @@ def save_liquid(
         "architecture": type(model).__name__,
         "window": model.liquid_window,
         "sinks": getattr(model, "liquid_sinks", 0),
+        **_memory_config(model),
         "lora": lora_meta if lora else None,
         "training": training or {},
     }
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _memory_config(model: Any) -> dict[str, int]:
+    layers = patched_layers(model)
+    if not layers:
+        return {}
+    return {"global_cache": layers[0].global_cache, "cache_block": layers[0].cache_block,
+            "cache_score": layers[0].cache_score, "per_query_mix": layers[0].liquid.mix_query is not None}  # fmt: skip
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -129,8 +141,12 @@ def _merge(modules: dict[str, Any], factors: dict[str, torch.Tensor], scale: flo
         weight.add_((factors[f"{name}.lora_B"] @ factors[key]).to(weight.dtype) * scale)
 
 
-def from_pretrained(path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters."""
+def from_pretrained(
+    path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None, global_cache: int | None = None,
+) -> tuple[Any, Any]:  # fmt: skip
+    """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters.
+
+    ``global_cache``: exact-pair slots per layer and KV head (``None``: what ``DIR`` stores)."""
     from liquid_memory.hf.smollm import load_base
 
     config = read_config(path)
@@ -139,6 +155,10 @@ def from_pretrained(path: str | Path, *, backend: str | None = None, cache_dir: 
         raise CheckpointInvalid(f"base model is a {type(model).__name__}, {path} was made for {config['architecture']}")
     if base_fingerprint(model) != config["base_sha256"]:
         raise CheckpointInvalid(f"the base model {config['base_model']!r} differs from the one {path} was trained on")
-    patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)))
+    slots = int(config.get("global_cache", 0)) if global_cache is None else global_cache
+    patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)),
+                global_cache=slots, cache_block=int(config.get("cache_block", DEFAULT_BLOCK)),
+                cache_score=config.get("cache_score", "attention"),
+                per_query_mix=bool(config.get("per_query_mix", False)))  # fmt: skip
     load_liquid_into(model, path)
     return model.eval(), tokenizer

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from liquid_memory.hf.config import LORA_TARGET_SETS, LinearizeConfig
 from liquid_memory.hf.io import base_fingerprint, merge_lora, save_liquid
-from liquid_memory.hf.patch import is_patched, liquid_parameters, patch_model, patched_layers, set_mode
+from liquid_memory.hf.patch import is_patched, liquid_parameters, patch_model, patched_layers, set_memory, set_mode
 from liquid_memory.hf.smollm import token_ids
 
 
@@ -93,9 +93,15 @@ class _Run:
             return {}
         tensors = load_file(str(path))
         params = dict(liquid_parameters(model))
+        missing = sorted(set(params) - set(tensors))
+        if any(not name.endswith(".mix_query") for name in missing):
+            raise ValueError(f"checkpoint {path} lacks {missing[:3]}: it was written for another configuration")
+        if missing:  # a per-query mix head added to a run resumed after stage 1: it starts at zero (= per head)
+            self.log["started_at_resume"] = missing
         with torch.no_grad():
             for name, p in params.items():
-                p.copy_(tensors[name])
+                if name in tensors:
+                    p.copy_(tensors[name])
         return {k: v for k, v in tensors.items() if k not in params}
 
     def cpu(self, stage: str, since: float) -> None:
@@ -166,31 +172,53 @@ def _lora_factors(peft_model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ce_weight: float = 0.0) -> torch.Tensor:
+def distill_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, ce_weight: float = 0.0,
+    focus: torch.Tensor | None = None, focus_weight: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
     """Mean over positions of KL(teacher ‖ student) of the next-token distributions (fp32), plus ``ce_weight`` ×
-    the cross-entropy of the student on the teacher's argmax token (greedy decoding follows the argmax only)."""
+    the cross-entropy of the student on the teacher's argmax token (greedy decoding follows the argmax only),
+    plus ``focus_weight`` × the mean KL over the positions ``focus`` marks (bool, the logits' leading shape)."""
     log_p = torch.log_softmax(teacher_logits.float(), dim=-1)
     log_q = torch.log_softmax(student_logits.float(), dim=-1)
-    loss = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    loss = kl.mean()
     if ce_weight:
         top = teacher_logits.argmax(-1).flatten()
         loss = loss + ce_weight * nn.functional.nll_loss(log_q.flatten(0, -2), top)
+    if focus_weight and focus is not None and bool(focus.any()):
+        loss = loss + focus_weight * kl[focus].mean()
     return loss
 
 
-def _stage2_loss(peft_model: nn.Module, teacher: nn.Module | None, batch: torch.Tensor, ce_weight: float):
+def _stage2_loss(peft_model: nn.Module, teacher: nn.Module | None, batch: torch.Tensor, config: LinearizeConfig,
+                 answers: torch.Tensor | None = None):  # fmt: skip
+    """``answers``: the answer tokens of a retrieval-shaped sequence (bool ``[1, L]``); position ``p`` predicts
+    token ``p + 1``, so the focused positions are the ones just before them."""
     if teacher is None:
         return peft_model(input_ids=batch, labels=batch, use_cache=False).loss
     with torch.no_grad():
         target = teacher(input_ids=batch, use_cache=False).logits
-    return distill_loss(peft_model(input_ids=batch, use_cache=False).logits, target, ce_weight)
+    focus = None
+    if answers is not None:
+        focus = torch.zeros_like(answers)
+        focus[:, :-1] = answers[:, 1:]
+    logits = peft_model(input_ids=batch, use_cache=False).logits
+    return distill_loss(logits, target, config.lora_ce_weight, focus, config.lora_answer_weight)
 
 
 def _stage2(
     model: nn.Module, ids: torch.Tensor, config: LinearizeConfig, run: _Run, restored, progress: bool,
-    teacher: nn.Module | None,
+    teacher: nn.Module | None, tokenizer: Any = None,
 ):  # fmt: skip
     from peft import LoraConfig, get_peft_model
+
+    from liquid_memory.hf.recall_data import recall_sequence
+
+    if config.lora_global_cache:
+        set_memory(model, global_cache=config.lora_global_cache)
+    if config.lora_recall_share and tokenizer is None:
+        raise ValueError("lora_recall_share needs the tokenizer (retrieval-shaped sequences are built from text)")
 
     lcfg = LoraConfig(
         r=config.lora_rank,
@@ -220,8 +248,12 @@ def _stage2(
         lr = config.lora_lr * 0.5 * (1 + math.cos(math.pi * step / config.lora_steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = seqs[order[step % len(order)]][None]
-        loss = _stage2_loss(peft_model, teacher, batch, config.lora_ce_weight)
+        batch, answers = seqs[order[step % len(order)]][None], None
+        pick = random.Random(f"{config.seed}/recall/{step}")
+        if pick.random() < config.lora_recall_share:  # facts early, questions late (same length, other text)
+            batch, answers = recall_sequence(tokenizer, ids.view(-1), config.lora_seq_len, pick)
+            batch, answers = batch[None], answers[None]
+        loss = _stage2_loss(peft_model, teacher, batch, config, answers)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -260,7 +292,7 @@ def linearize(
             for p in teacher.parameters():
                 p.requires_grad_(False)
         patch_model(model, window=config.window, backend=backend, sinks=config.sinks,
-                    max_half_life=config.max_half_life)  # fmt: skip
+                    max_half_life=config.max_half_life, per_query_mix=config.per_query_mix)  # fmt: skip
     else:
         raise ValueError("linearize needs the unpatched base model (it records the base weights' fingerprint)")
     for p in model.parameters():
@@ -276,7 +308,7 @@ def linearize(
     factors = None
     if config.lora_steps > 0:
         all_ids = tokenize_sequences(tokenizer, text, config.lora_seq_len, 10**9)
-        factors = _stage2(model, all_ids, config, run, restored, progress, teacher)
+        factors = _stage2(model, all_ids, config, run, restored, progress, teacher, tokenizer)
     run.log["wall_s"] = time.perf_counter() - run.wall0
     run.log["cpu_minutes_total"] = sum(run.log["cpu_s"].values()) / 60
     run.log["tokens_total"] = sum(run.log["tokens"].values())

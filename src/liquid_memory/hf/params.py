@@ -71,11 +71,12 @@ class LowRankDecay(nn.Module):
 
 
 class LiquidParams(nn.Module):
-    """Everything one patched layer adds: ``feature_q``, ``feature_k``, ``decay``, ``mix_log_scale``."""
+    """Everything one patched layer adds: ``feature_q``, ``feature_k``, ``decay``, ``mix_log_scale`` and, with
+    ``per_query_mix``, ``mix_query`` (β of each query: ``β_h + x_t · u_h``, ``u`` starting at zero)."""
 
     def __init__(
         self, hidden: int, heads: int, kv_heads: int, head_dim: int, rank: int = DECAY_RANK,
-        max_half_life: float | None = None,
+        max_half_life: float | None = None, per_query_mix: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.feature_dim = 2 * head_dim
@@ -84,6 +85,16 @@ class LiquidParams(nn.Module):
         self.decay = LowRankDecay(hidden, kv_heads, self.feature_dim, rank, max_half_life)
         # β_h: log of the weight the liquid (older-than-window) mass gets next to the softmax window mass
         self.mix_log_scale = nn.Parameter(torch.zeros(heads))
+        # a query that looks for one old key needs less of the liquid (averaged) mass than a query that reads
+        # broadly: u_h lets each query set its own β from the layer input (zero = the per-head β)
+        self.mix_query = nn.Parameter(torch.zeros(heads, hidden)) if per_query_mix else None
+
+    def mix_scale(self, hidden: Tensor) -> Tensor:
+        """β: ``[H]`` per head, or ``[B, H, T]`` per query when ``per_query_mix`` (``hidden``: ``[B, T, hidden]``)."""
+        if self.mix_query is None:
+            return self.mix_log_scale
+        x = hidden.to(self.mix_query.dtype)
+        return self.mix_log_scale[None, :, None] + torch.einsum("bti,hi->bht", x, self.mix_query)
 
     def extra_repr(self) -> str:
         return f"feature_dim={self.feature_dim}, decay_rank={self.decay.down.shape[0]}"

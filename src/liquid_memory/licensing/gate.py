@@ -9,11 +9,11 @@ import threading
 import warnings
 from pathlib import Path
 
-from liquid_memory import __version__
 from liquid_memory.errors import LicenseMissing, LicenseTooLarge, RevocationListInvalid
 from liquid_memory.licensing.licence import Licence, clean_key_text, parse_licence
 from liquid_memory.licensing.revocation import check_rollback, parse_revocation_list
 from liquid_memory.licensing.trust import trusted_keys
+from liquid_memory.version import __version__
 
 KEY_ENV = "LM_PRIVATE_KEY"
 KEY_FILE_ENV = "LM_PRIVATE_KEY_FILE"

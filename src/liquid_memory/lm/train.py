@@ -85,7 +85,8 @@ class TrainArgs:
     @staticmethod
     def liquid_flags(liquid_kwargs: dict[str, Any]) -> dict[str, Any]:
         """The inverse of :meth:`liquid_kwargs`: the fields that build a model with these LiquidMemory options
-        (``lm bench`` trains its named models through them). An option without a flag is a ``ValueError``."""
+        (the LiquidLM comparison, ``python -m benchmarks lm``, trains its named models through them). An option
+        without a flag is a ``ValueError``."""
         unknown = sorted(set(liquid_kwargs) - {LIQUID_KWARG_NAMES.get(flag, flag) for flag in LIQUID_FLAGS})
         if unknown:
             raise ValueError(f"lm train has no flag for the LiquidMemory option(s) {unknown}")
@@ -141,7 +142,7 @@ def train_step(
     inspect: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step (forward, cross-entropy, backward, clip, AdamW, schedule) → (loss, grad norm before
-    clipping). ``inspect`` runs between backward and clipping: ``tools/lm_grad_probe.py`` reads raw gradients there."""
+    clipping). ``inspect`` runs between backward and clipping (where raw gradients can be read)."""
     with _autocast(args.bf16, x.device.type):
         logits, _ = model(x)
     loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())

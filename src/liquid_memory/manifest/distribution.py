@@ -13,7 +13,6 @@ import os
 import time
 from pathlib import Path
 
-from liquid_memory import __version__
 from liquid_memory.errors import (
     DistributionUnavailable,
     ManifestError,
@@ -28,6 +27,7 @@ from liquid_memory.manifest.format import parse_manifest, signed_rows
 from liquid_memory.manifest.locate import DIST_ENV, own_distribution_root
 from liquid_memory.manifest.sources import DirSource
 from liquid_memory.manifest.verify import REVOCATION_PATH, SEEN_FILE, check_sequence, check_signature
+from liquid_memory.version import __version__
 
 
 def distribution_root() -> Path:

@@ -8,7 +8,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liquid_memory import __version__
 from liquid_memory.errors import (
     LiquidMemoryError,
     ManifestError,
@@ -32,6 +31,7 @@ from liquid_memory.licensing.seen import newest_seen, remember
 from liquid_memory.licensing.trust import is_development_key, is_release_build, trusted_keys
 from liquid_memory.manifest.format import Manifest, Row, check_path, parse_manifest, signed_rows
 from liquid_memory.manifest.sources import DirSource, WheelSource
+from liquid_memory.version import __version__
 
 Source = DirSource | WheelSource
 PRODUCT = "liquid-memory"

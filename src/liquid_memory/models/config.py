@@ -9,11 +9,12 @@ from typing import Any
 MIXERS = ("liquid", "liquidnet", "attention")
 
 # The LiquidMemory options ``lm train`` uses unless told otherwise: a sigmoid output gate and the read-out norm's
-# eps 1e-2, and (session 6) L2-normalised q / k. Measured (README "LiquidLM", 3 paired seeds): 0.971x attention's
-# held-out perplexity with all three (results/lm/qkn), 1.030x with the gate and eps (results/lm/seeds), 1.291x with
-# LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself stays "exactly what is passed to
-# LiquidMemory" (default ``{}``) — except LiquidMemory's ``short_conv``, 0 in LiquidLM unless named (the module's
-# default became 4 after checkpoints were saved without it) — so every saved config keeps computing what it computed.
+# eps 1e-2, and L2-normalised q / k. Measured (README "LiquidLM", 3 paired seeds): 0.971x attention's
+# held-out perplexity with all three (benchmarks/results/lm/qkn), 1.030x with the gate and eps
+# (benchmarks/results/lm/seeds), 1.291x with LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself
+# stays "exactly what is passed to LiquidMemory" (default ``{}``) — except LiquidMemory's ``short_conv``, 0 in
+# LiquidLM unless named (the module's default became 4 after checkpoints were saved without it) — so every saved
+# config and checkpoint keeps computing what it computed.
 RECOMMENDED_LIQUID_KWARGS: dict[str, Any] = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
 
 

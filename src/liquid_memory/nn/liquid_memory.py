@@ -50,7 +50,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
         out_norm: per-head RMSNorm (weight ``out_norm.weight`` of shape ``[embed_dim]``).
         out_norm_eps: the norm's eps, on the scale of ``o/sqrt(d)``. A larger eps (1e-2) bounds the gradient
             the norm gives read-outs near zero (the first tokens, whose state holds almost nothing): it reduces,
-            but does not remove, the gradient spikes of LiquidLM training (``results/lm/grad_probe.txt``).
+            but does not remove, the gradient spikes of LiquidLM training (``benchmarks/results/lm/grad_probe.txt``).
         backend: force a ``liquid_scan`` backend (``cpp``, ``aoti``, ``chunked``/``reference``, ``naive``);
             default: ``LM_BACKEND`` or the fastest licensed backend.
         precision_safe: ``None`` (auto above 64K tokens), ``True`` or ``False``; see ``liquid_scan``.
@@ -399,21 +399,6 @@ class LiquidMemory(DecodeMixin, nn.Module):
         if not need:
             return None
         return attention_weights(q * self.head_dim**-0.5, k, log_a, mode, average=average, unbatched=unbatched)
-
-    @staticmethod
-    def benchmark(
-        embed_dim: int = 1024,
-        num_heads: int = 16,
-        batch_size: int = 1,
-        seq_lengths=(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
-        dtype=torch.float32,
-        device: str = "cpu",
-        **kwargs,
-    ) -> dict:
-        """The layer benchmark vs ``nn.MultiheadAttention`` and an SDPA layer (see ``liquid_memory.benchmark``)."""
-        from liquid_memory.benchmark import run_benchmark
-
-        return run_benchmark(embed_dim, num_heads, batch_size, seq_lengths, dtype, device, **kwargs)
 
     def extra_repr(self) -> str:
         return (

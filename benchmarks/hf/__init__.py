@@ -1,0 +1,1 @@
+"""SmolLM2 linearized with LiquidMemory against the original: quality, decode speed and state."""

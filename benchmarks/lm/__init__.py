@@ -1,0 +1,1 @@
+"""LiquidLM comparison runs: liquid vs liquidnet vs attention language models on the same tokens."""

@@ -1,1 +1,0 @@
-"""Benchmarks: the layer table (``layer``), the mixer-only kernels (``mixer``), and their reports."""
