@@ -40,7 +40,7 @@ class LiquidLMConfig:
         coupled_input, out_norm: LiquidMemory options (DESIGN.md §2); ``liquid_kwargs`` passes any further
             LiquidMemory keyword (e.g. ``decay_rank``) through unchanged; ``{}`` = LiquidMemory's own defaults, except
             its q/k/v short convolution, off in LiquidLM unless ``liquid_kwargs`` names ``short_conv`` (LiquidLM has
-            the convolutions above; ``results/lm/short_conv`` measures the module's in LiquidLM).
+            the convolutions above, and checkpoints saved before the module's default changed must load unchanged).
             ``RECOMMENDED_LIQUID_KWARGS`` is the measured best LiquidLM setting (``lm train``'s default).
         backend: ``liquid_scan`` backend for the ``liquid`` mixer (``None``: LM_BACKEND or the default).
         bias: biases in the mixer projections (the decay projection always has its bias).
