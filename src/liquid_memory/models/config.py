@@ -9,7 +9,7 @@ from typing import Any
 MIXERS = ("liquid", "liquidnet", "attention")
 
 # The LiquidMemory options ``lm train`` uses unless told otherwise: a sigmoid output gate and the read-out norm's
-# eps 1e-2, and (session 6) L2-normalised q / k. Measured (README "LiquidLM", 3 paired seeds): 0.971x attention's
+# eps 1e-2, and L2-normalised q / k. Measured (benchmarks/results/lm/README.md, 3 paired seeds): 0.971x attention's
 # held-out perplexity with all three (benchmarks/results/lm/qkn), 1.030x with the gate and eps
 # (benchmarks/results/lm/seeds), 1.291x with LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself
 # stays "exactly what is passed to LiquidMemory" (default ``{}``), so every saved config and checkpoint keeps
@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class LiquidLMConfig:
-    """Width, depth and mixer of a LiquidLM (the seed LiquidNet's block, DESIGN.md §9).
+    """Width, depth and mixer of a LiquidLM (the seed LiquidNet's block, docs/architecture.md §8).
 
     Args:
         vocab_size: tokens in the (tied) embedding.
@@ -36,7 +36,7 @@ class LiquidLMConfig:
             the last ``short_conv - 1`` inputs as state.
         conv_qkv: ``liquid`` mixer only: with ``short_conv``, one kernel per q / k / v stream instead of one on the
             shared mixer input (``models/qkv_conv.py``: the key stream can then carry the previous token alone).
-        coupled_input, out_norm: LiquidMemory options (DESIGN.md §2); ``liquid_kwargs`` passes any further
+        coupled_input, out_norm: LiquidMemory options (docs/architecture.md §2); ``liquid_kwargs`` passes any further
             LiquidMemory keyword (e.g. ``decay_rank``) through unchanged; ``{}`` = LiquidMemory's own defaults.
             ``RECOMMENDED_LIQUID_KWARGS`` is the measured best LiquidLM setting (``lm train``'s default).
         backend: ``liquid_scan`` backend for the ``liquid`` mixer (``None``: LM_BACKEND or the default).
