@@ -112,6 +112,15 @@ def run_row(model: Any, tokenizer: Any, cases: list[Case], builder: PromptBuilde
     return results
 
 
+def heldout_perplexity(model: Any, tokenizer: Any, contexts: list[int], max_tokens: int) -> dict[str, float]:
+    """Held-out essay perplexity per context (``hf-quality``'s measure: non-overlapping windows)."""
+    from benchmarks.hf.quality import perplexity
+    from liquid_memory.hf.smollm import essay_token_ids
+
+    ids = essay_token_ids(tokenizer, "heldout")
+    return {str(c): perplexity(model, ids, c, max_tokens)["ppl"] for c in contexts}
+
+
 def machine() -> dict[str, Any]:
     flags = set()
     try:
@@ -137,6 +146,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default="benchmarks/results/smollm2/retrieval")
+    p.add_argument("--ppl-contexts", default="512,2048", help="held-out perplexity at these contexts ('' = none)")
+    p.add_argument("--ppl-tokens", type=int, default=8192, help="held-out tokens scored per context")
+    p.add_argument("--ppl-only", action="store_true", help="only (re)measure perplexity into existing row JSONs")
     p.add_argument("--report", action="store_true", help="only combine the row JSONs in OUT into summary.json")
 
 
@@ -163,10 +175,21 @@ def run(args: argparse.Namespace) -> int:
         cases += make_cases(args.seed, task_lengths, depths, args.per_cell, (task,), args.multikey_facts, len(essays))
     for name, source, settings in args.row:
         model, tokenizer, description = load_row(source, settings)
+        ppl = heldout_perplexity(model, tokenizer, [int(x) for x in args.ppl_contexts.split(",") if x], args.ppl_tokens)
+        if args.ppl_only:
+            path = out / f"{name}.json"
+            if not path.is_file():
+                raise SystemExit(f"--ppl-only: {path} does not exist (run the row first)")
+            row = json.loads(path.read_text(encoding="utf-8"))
+            row["summary"]["perplexity"] = ppl
+            path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+            print(f"{name}: perplexity {ppl}")
+            continue
         results = run_row(model, tokenizer, cases, PromptBuilder(tokenizer, essays))
         row = {"name": name, "model": description, "seed": args.seed, "per_cell": args.per_cell,
                "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(), "cases": results,
-               "summary": summarise(results), "command": getattr(args, "command_line", None)}  # fmt: skip
+               "summary": {**summarise(results), "perplexity": ppl},
+               "command": getattr(args, "command_line", None)}  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
         plot_row(row, out / f"{name}.png")
         print(f"wrote {out / name}.json and .png")

@@ -61,13 +61,20 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
     rows = summary["rows"]
     lengths = sorted({int(length) for r in rows.values() for length in r["summary"]["per_length"]})
     tasks = [t for t in ("passkey", "needle", "multikey") if any(t in r["summary"]["tasks"] for r in rows.values())]
-    head = ["row"] + [f"{t} {length // 1024}K" for t in tasks for length in lengths]
+    base = rows.get("original", {}).get("summary", {}).get("perplexity", {})
+    contexts = sorted({c for r in rows.values() for c in r["summary"].get("perplexity", {})}, key=int)
+    head = ["row"] + [f"ppl {c} (×orig)" for c in contexts]
+    head += [f"{t} {length // 1024}K" for t in tasks for length in lengths]
     first, last = lengths[0] // 1024, lengths[-1] // 1024
     head += [f"state MiB {last}K", f"decode ms {first}K", f"decode ms {last}K"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         s = r["summary"]
         cells = [name]
+        for c in contexts:
+            value = s.get("perplexity", {}).get(c)
+            ratio = f" ({value / base[c]:.3f}×)" if value and base.get(c) else ""
+            cells.append(f"{value:.2f}{ratio}" if value else "–")
         for t in tasks:
             rates = s["tasks"].get(t, {}).get("hit_rate", {})
             cells += [_pct(rates.get(str(length))) for length in lengths]

@@ -131,10 +131,11 @@ def forward_blocks(
         else:
             share = 1.0 / win[1].clamp_min(TINY)
             y = win[0] * share.unsqueeze(-1)
-        asking = valid[:, n_cached + i : n_cached + end]  # padded queries give no attention
-        share = share.view(b, hkv, g, -1) * asking[:, None, None, :]
-        received[:, :, j0:j1, 0] += torch.einsum("bkgts,bkgt->bks", e, share)
-        received[:, :, j0:j1, 1] += (allowed & asking[:, None, None, :, None]).sum((2, 3))
+        with torch.no_grad():  # the score only ranks keys: no gradient flows through the selection
+            asking = valid[:, n_cached + i : n_cached + end]  # padded queries give no attention
+            share = share.view(b, hkv, g, -1) * asking[:, None, None, :]
+            received[:, :, j0:j1, 0] += torch.einsum("bkgts,bkgt->bks", e.detach(), share.detach())
+            received[:, :, j0:j1, 1] += (allowed & asking[:, None, None, :, None]).sum((2, 3))
         outs.append(y)
         i = end
     return torch.cat(outs, 2), state, slots, (origin, first), received
