@@ -280,7 +280,7 @@ def _write(out: Path, results: dict[str, Any], logs: dict[str, Any]) -> None:
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
-    """The issue's LM targets, evaluated on this run for each LiquidMemory model (only where both sides were
+    """The LM targets, evaluated on this run for each LiquidMemory model (only where both sides were
     measured); keys are suffixed with the model name when it is not plain ``liquid`` (e.g. ``liquid-conv``)."""
     runs = results["runs"]
     if "attention" not in runs:
