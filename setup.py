@@ -163,6 +163,9 @@ setup(
             "matplotlib>=3.8,<4",
         ],
         "triton": ["triton==3.9.0"],  # the GPU backend; its tests run in the Triton interpreter
+        # the serving benchmark's llama.cpp peer (python -m benchmarks hf-serve); a source build, never a test
+        # dependency: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-binary llama-cpp-python ".[serve-bench]"
+        "serve-bench": ["llama-cpp-python==0.3.36", "matplotlib>=3.8,<4"],
         "test": [
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",

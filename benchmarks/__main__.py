@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from benchmarks.hf import quality as hf_quality
 from benchmarks.hf import retrieval as hf_retrieval
+from benchmarks.hf import serve as hf_serve
 from benchmarks.licensing import aoti_vs_cpp, licence_recheck, release_first_call
 from benchmarks.lm import comparison as lm_comparison
 from benchmarks.mqar import command as mqar
@@ -51,6 +52,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         hf_retrieval.add_arguments,
         hf_retrieval.run,
         hf_retrieval.__doc__,
+    ),  # fmt: skip
+    "hf-serve": Benchmark(
+        "serving speed of SmolLM2 (original, hybrid, llama.cpp): prefill, decode by context, batched decode, memory",
+        hf_serve.add_arguments,
+        hf_serve.run,
+        hf_serve.__doc__,
     ),  # fmt: skip
     "proxy-extraction": Benchmark(
         "the proxy's extractors: answer-fact recall vs compression, and latency, on long real documents",

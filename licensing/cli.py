@@ -51,9 +51,13 @@ def cmd_issue(args: argparse.Namespace) -> int:
     if not features:
         raise UsageError("--features needs at least one feature, e.g. kernel,proxy")
     vk = _unlock(args)
-    nbf = parse_date(args.not_before) if args.not_before else None
-    key = issue_licence(vk, licensee=args.licensee, expires=parse_date(args.expires), features=features,
-                        versions=args.versions, not_before=nbf)  # fmt: skip
+    nbf = parse_date(args.not_before, end_of_day=False) if args.not_before else None
+    expires = parse_date(args.expires, end_of_day=True)
+    if (int(time.time()) if nbf is None else nbf) >= expires:
+        raise UsageError("the licence would expire before it becomes valid: --not-before (default: now) must be "
+                         "before --expires")  # fmt: skip
+    key = issue_licence(vk, licensee=args.licensee, expires=expires, features=features, versions=args.versions,
+                        not_before=nbf)  # fmt: skip
     if args.out:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -115,6 +119,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from liquid_memory_vendor import release
+    from liquid_memory_vendor.export import modified_tracked_files
 
     vk = _unlock(args)
     repo = args.repo.resolve()
@@ -123,6 +128,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         cmd = [sys.executable, str(repo / "tools" / "build_artifacts.py"), "--out", str(prebuilt)]
         subprocess.run(cmd, cwd=repo, check=True)
     built = release.load_prebuilt(prebuilt)
+    modified = [] if args.no_wheel else modified_tracked_files(repo)  # a wheel needs a git checkout: ask first
     release_build = not args.dev and not args.no_wheel
     kernel = (args.kernel_lib or release.find_kernel_library(repo)) if release_build else args.kernel_lib
     release.write_dist_public(vk, repo, built, args.home, kernel_library=kernel)
@@ -130,9 +136,27 @@ def cmd_release(args: argparse.Namespace) -> int:
     release.sign_manifest(vk, repo, sequence=sequence, valid_days=args.manifest_days)
     print(f"dist_public/ and MANIFEST.md written and signed by {vk.kid} (release sequence {sequence})")
     if not args.no_wheel:
-        wheel = release.build_wheel(vk, repo, args.wheel_dir.resolve(), release_build=not args.dev)
-        release.finalize_wheel(vk, wheel, sequence=sequence, valid_days=args.manifest_days)
-        print(f"wheel: {wheel} ({'development' if args.dev else 'release'} build, every file signed)")
+        if modified:
+            print(f"lm-vendor: warning: {len(modified)} tracked file(s) differ from the commit the release records "
+                  f"(e.g. {modified[0]}); the wheel is built from the work tree as it is", file=sys.stderr)  # fmt: skip
+        wheel = release.release_wheel(vk, repo, args.wheel_dir.resolve(), release_build=not args.dev,
+                                      sequence=sequence, valid_days=args.manifest_days)  # fmt: skip
+        print(f"wheel: {wheel} ({'development' if args.dev else 'release'} build from a clean export of the "
+              "tracked files, every file signed)")  # fmt: skip
+    return 0
+
+
+def cmd_public_key(args: argparse.Namespace) -> int:
+    """Print the vendor's verification key as the one published line (no passphrase: the key is public)."""
+    from liquid_memory.licensing.public_key import format_public_key
+
+    if args.dev:
+        from liquid_memory_vendor.dev import DEV_KEY_FILE
+
+        _, public = _vendor_public_key(DEV_KEY_FILE)
+    else:
+        _, public = _vendor_public_key(args.home / "vendor.key")
+    print(format_public_key(public))
     return 0
 
 
@@ -173,10 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_init)
     s = sub.add_parser("issue", parents=[common], help="issue a licence key")
     s.add_argument("--licensee", required=True)
-    s.add_argument("--expires", required=True, help="YYYY-MM-DD (end of day UTC) or ISO-8601 time")
+    s.add_argument(
+        "--expires",
+        required=True,
+        help="YYYY-MM-DD (valid through that day: 23:59:59 UTC) or an ISO-8601 time, e.g. 2027-01-01T12:00Z",
+    )
     s.add_argument("--features", required=True, help="comma-separated, e.g. kernel,proxy")
     s.add_argument("--versions", default="", help="product versions covered, e.g. '>=0.1,<1' (default: any)")
-    s.add_argument("--not-before", help="YYYY-MM-DD or ISO-8601 (default: now)")
+    s.add_argument(
+        "--not-before", help="YYYY-MM-DD (valid from that day's start: 00:00:00 UTC) or an ISO-8601 time (default: now)"
+    )
     s.add_argument("--out", help="write the key to this file (mode 0600) instead of stdout")
     s.set_defaults(func=cmd_issue)
     s = sub.add_parser("inspect", parents=[common], help="show a licence key's claims (never its secret)")
@@ -196,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kernel-lib", type=Path, default=None,
                    help="built liquid_memory/_C*.so to encrypt into the release (default: the checkout's)")  # fmt: skip
     s.set_defaults(func=cmd_release)
+    s = sub.add_parser(
+        "public-key",
+        parents=[common],
+        help="print the vendor's public verification key as one line to publish (lmpub1.<key id>.<key>)",
+        description="Prints lmpub1.<key id>.<base64url Ed25519 public key>: publish it beside your releases; a "
+        "reviewer checks a wheel with `liquid-memory verify WHEEL --vendor-key LINE`. Needs no passphrase.",
+    )
+    s.set_defaults(func=cmd_public_key)
     s = sub.add_parser("rotate-content-key", parents=[common], help="new content key for one feature + release line")
     s.add_argument("--feature", default="kernel", help="feature the key unlocks (default kernel)")
     s.add_argument("--line", default=None, help="release line major.minor (default: this version's)")

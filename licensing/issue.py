@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -23,16 +24,29 @@ from liquid_memory.licensing.encoding import (
 from liquid_memory.licensing.licence import PREFIX as LICENCE_PREFIX
 from liquid_memory.licensing.revocation import PREFIX as REVOCATION_PREFIX
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
 
-def parse_date(text: str) -> int:
-    """``YYYY-MM-DD`` (end of that day, UTC) or an ISO-8601 timestamp -> Unix seconds."""
+
+def parse_date(text: str, *, end_of_day: bool) -> int:
+    """Unix seconds of ``--not-before`` / ``--expires``.
+
+    ``YYYY-MM-DD`` is a whole day in UTC: its start (00:00:00) for ``--not-before``, its end (23:59:59, the
+    ``end_of_day`` form) for ``--expires``. An ISO-8601 timestamp ``YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]`` is that
+    exact second (without a zone: UTC). Anything else is refused, not guessed.
+    """
+    text = text.strip()
     try:
-        if len(text) == 10:
-            return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()) + 86399
-        dt = datetime.fromisoformat(text)
-        return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+        if _DAY.fullmatch(text):
+            start = int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+            return start + (86399 if end_of_day else 0)
+        if _TIMESTAMP.fullmatch(text):
+            dt = datetime.fromisoformat(text)
+            return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
     except ValueError:
-        raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO-8601 timestamp") from None
+        pass
+    raise UsageError(f"bad date {text[:40]!r}: use YYYY-MM-DD (a whole day, UTC) or an ISO-8601 timestamp "
+                     "YYYY-MM-DDTHH:MM:SSZ")  # fmt: skip
 
 
 def issue_licence(

@@ -3,7 +3,9 @@
 The plaintext packages come from ``tools/build_artifacts.py`` (or are built here). For a real vendor
 key the wheel is a *release* build: ``LM_RELEASE_TRUST_ROOT`` points setup.py's build hook at a trust
 root holding only that vendor's public key, so the wheel trusts nothing else. With the committed
-DEVELOPMENT identity the wheel stays a development build.
+DEVELOPMENT identity the wheel stays a development build. Every wheel is built in a fresh export of the
+tracked files (``export``), and a release wheel must pass the positive list (``wheel_contents``) before
+it is signed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,8 +23,10 @@ import zipfile
 from pathlib import Path
 
 import torch
+from liquid_memory_vendor.export import export_tree
 from liquid_memory_vendor.issue import sign_revocation_list
 from liquid_memory_vendor.keystore import VendorKey
+from liquid_memory_vendor.wheel_contents import check_release_wheel
 
 from liquid_memory.artifacts.crypto import encrypt
 from liquid_memory.errors import UsageError
@@ -92,14 +97,13 @@ def find_kernel_library(repo: Path) -> Path:
 def write_dist_public(vk: VendorKey, repo: Path, built: list[tuple[dict[str, object], bytes]], home: Path,
                       *, kernel_library: Path | None = None) -> None:  # fmt: skip
     """Replace ``repo/dist_public`` with encrypted artifacts (and kernel library), metadata, revocation list."""
-    import shutil
-
     dist = repo / "dist_public"
     dist.mkdir(exist_ok=True)
-    for old in dist.iterdir():
-        if old.is_file() or old.is_symlink():
+    for old in dist.iterdir():  # only this release's outputs: everything under dist_public/ is signed and shipped
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
             old.unlink()
-    shutil.rmtree(dist / "kernels", ignore_errors=True)
     if kernel_library is not None:
         write_kernel_library(vk, dist, kernel_library)
     ckid, key = vk.content_key_for("kernel", __version__)
@@ -166,11 +170,14 @@ def sign_manifest(vk: VendorKey, root: Path, *, sequence: int, valid_days: int =
     return data
 
 
-def finalize_wheel(vk: VendorKey, wheel: Path, *, sequence: int, valid_days: int = 730) -> bytes:
+def finalize_wheel(vk: VendorKey, wheel: Path, *, sequence: int, valid_days: int = 730,
+                   source: Path | None = None) -> bytes:  # fmt: skip
     """Sign an every-file manifest (scope ``wheel``) over a built wheel, add it, and rewrite RECORD.
 
     Every member but RECORD is listed (RECORD lists the manifest's hash, so it cannot be inside it; verify
-    checks that RECORD names exactly the wheel's members instead).
+    checks that RECORD names exactly the wheel's members instead). A release (any key but the development
+    identity) is first checked against the positive list of what a release wheel may contain, with ``source``
+    the exported tree it was built from (``wheel_contents``); a refusal signs nothing.
     """
     with zipfile.ZipFile(wheel) as src:
         members = [(i, src.read(i)) for i in src.infolist() if not i.filename.endswith("/")]
@@ -178,6 +185,12 @@ def finalize_wheel(vk: VendorKey, wheel: Path, *, sequence: int, valid_days: int
     if len(record) != 1:
         raise UsageError(f"{wheel} has no single dist-info/RECORD")
     manifest_name = "liquid_memory/MANIFEST.md"
+    if not is_development_key(vk.kid):
+        if source is None:
+            raise UsageError("a release wheel is checked against the exported tree it was built from: pass source")
+        # RECORD and an earlier manifest are replaced below, never shipped as they are
+        check_release_wheel([(i.filename, d) for i, d in members if i.filename not in (record[0], manifest_name)],
+                            source, vk)  # fmt: skip
     files = [(i, d) for i, d in members if i.filename not in (record[0], manifest_name)]
     rows = [Row(i.filename, len(d), hashlib.sha256(d).hexdigest()) for i, d in files]
     rl = next(d for i, d in files if i.filename == "liquid_memory/dist_public/revocations.lmr")
@@ -198,8 +211,9 @@ def finalize_wheel(vk: VendorKey, wheel: Path, *, sequence: int, valid_days: int
     return manifest
 
 
-def build_wheel(vk: VendorKey, repo: Path, out_dir: Path, *, release_build: bool) -> Path:
-    """``python -m build --wheel --no-isolation``; a release build bakes in only ``vk``'s public key."""
+def build_wheel(vk: VendorKey, source: Path, out_dir: Path, *, release_build: bool) -> Path:
+    """``python -m build --wheel --no-isolation`` in ``source`` (a fresh export); a release bakes in only ``vk``'s
+    public key. The wheel is written to ``out_dir`` (a fresh folder: no older wheel can be taken for it)."""
     env = dict(os.environ)
     env.setdefault("MAX_JOBS", "2")  # the C++ extension build: stay within a small machine's cores
     if release_build and is_development_key(vk.kid):
@@ -213,17 +227,29 @@ def build_wheel(vk: VendorKey, repo: Path, out_dir: Path, *, release_build: bool
             env["LM_RELEASE_TRUST_ROOT"] = str(root_file)
         else:
             env.pop("LM_RELEASE_TRUST_ROOT", None)
-        before = set(out_dir.glob("*.whl")) if out_dir.exists() else set()
-        cmd = [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            "--no-isolation",
-            "--outdir",
-            str(out_dir),
-            str(repo),
-        ]
+        cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out_dir), str(source)]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    wheels = sorted(set(out_dir.glob("*.whl")) - before) or sorted(out_dir.glob("liquid_memory-*.whl"))
-    return wheels[-1]
+    wheels = sorted(out_dir.glob("liquid_memory-*.whl"))
+    if len(wheels) != 1:
+        raise UsageError(f"the build wrote {len(wheels)} wheels into {out_dir}, expected one")
+    return wheels[0]
+
+
+def release_wheel(vk: VendorKey, repo: Path, wheel_dir: Path, *, release_build: bool, sequence: int,
+                  valid_days: int = 730) -> Path:  # fmt: skip
+    """Export the tracked tree (+ this release's dist_public/ and MANIFEST.md) into a fresh temporary folder,
+    build the wheel there, check and sign it, and only then move it into ``wheel_dir``.
+
+    Never builds inside the checkout: setuptools would reuse its ``build/`` (stale outputs of any earlier build).
+    """
+    with tempfile.TemporaryDirectory(prefix="lm-release-") as tmp:
+        source, out = Path(tmp) / "src", Path(tmp) / "wheel"
+        source.mkdir()
+        out.mkdir()
+        export_tree(repo, source)
+        wheel = build_wheel(vk, source, out, release_build=release_build)
+        finalize_wheel(vk, wheel, sequence=sequence, valid_days=valid_days, source=source)
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        target = wheel_dir / wheel.name
+        shutil.move(str(wheel), str(target))
+    return target

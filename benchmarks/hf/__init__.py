@@ -1,1 +1,2 @@
-"""SmolLM2 linearized with LiquidMemory against the original: quality, decode speed and state."""
+"""SmolLM2 linearized with LiquidMemory against the original: quality, retrieval, decode speed and state, and
+serving speed against llama.cpp."""

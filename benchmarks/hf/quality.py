@@ -108,7 +108,7 @@ def _load(name: str, args: argparse.Namespace) -> Any:
         return load_smollm2()[0]
     if name == "pure_before":
         return patch_model(load_smollm2()[0], window=0)
-    return from_pretrained(getattr(args, DIR_OPTION[name]))[0]
+    return from_pretrained(getattr(args, DIR_OPTION[name]), weights=getattr(args, "weights", "fp32"))[0]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +128,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     _, tok = load_smollm2()
     ids = essay_token_ids(tok, "heldout")
     contexts = [int(c) for c in args.contexts.split(",")]
-    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine}
+    result: dict[str, Any] = {"heldout_tokens": len(ids), "threads": args.threads, "machine": args.machine,
+                              "weights": getattr(args, "weights", "fp32")}  # fmt: skip
     configs = {option: read_config(getattr(args, option)) for option in DIR_OPTION.values() if getattr(args, option)}
     result["linearization"] = {option: {**cfg["training"], "window": cfg["window"]} for option, cfg in configs.items()}
     models = {name: _load(name, args) for name in names}
@@ -333,6 +334,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-len", type=int, default=192)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weights", default="fp32", choices=("fp32", "bf16", "int8"),
+                   help="how the linearized models' base weights are held (liquid_memory.hf.weights)")  # fmt: skip
     p.add_argument("--machine", default="shared 2-core CPU; ratios are same-run", help="recorded in the JSON")
     p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")

@@ -8,9 +8,11 @@ the prefill (bytes) and its decode time per token.
 
 A row is ``NAME=SOURCE[:key=value,...]``: SOURCE is ``original`` or a linearized DIR (``from_pretrained``);
 keys: ``mode`` (``hybrid``, or ``window`` — the exact memories only, the liquid state switched off),
-``global_cache`` (slots per layer and KV head), ``cache_block``. Each row writes ``OUT/NAME.json`` (every
-case: prompt tokens, depth, answer, hit, timings) and ``OUT/NAME.png`` (a depth × length heat map per task);
-``--report`` combines every row JSON in OUT into ``OUT/summary.json`` and prints the table.
+``global_cache`` (slots per layer and KV head), ``cache_block``, ``cache_score`` (``attention`` or ``recall``),
+``weights`` (``fp32``, ``bf16`` or ``int8``: how the base weights are held, ``hf/weights.py``; the only setting the
+original takes). Each row writes ``OUT/NAME.json`` (every case: prompt tokens, depth, answer, hit, timings) and
+``OUT/NAME.png`` (a depth × length heat map per task); ``--report`` combines every row JSON in OUT into
+``OUT/summary.json`` and prints the table.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from benchmarks.hf.retrieval_report import plot_row, print_table, summarise, wri
 DEFAULT_LENGTHS = "1024,2048,4096,8192"
 DEFAULT_DEPTHS = "0.1,0.3,0.5,0.7,0.9"
 MAX_NEW_TOKENS = {"passkey": 10, "needle": 12, "multikey": 10}
-ROW_KEYS = {"mode": str, "global_cache": int, "cache_block": int}
+ROW_KEYS = {"mode": str, "global_cache": int, "cache_block": int, "cache_score": str, "weights": str}
 
 
 def parse_row(text: str) -> tuple[str, str, dict[str, Any]]:
@@ -47,8 +49,13 @@ def parse_row(text: str) -> tuple[str, str, dict[str, Any]]:
         if not eq or key not in ROW_KEYS:
             raise argparse.ArgumentTypeError(f"row {name}: unknown setting {item!r} (known: {', '.join(ROW_KEYS)})")
         settings[key] = ROW_KEYS[key](value)
-    if source == "original" and settings:
-        raise argparse.ArgumentTypeError(f"row {name}: the original model takes no settings")
+    if source == "original" and set(settings) - {"weights"}:
+        raise argparse.ArgumentTypeError(f"row {name}: the original model takes only weights=")
+    if "weights" in settings:
+        from liquid_memory.hf.weights import WEIGHT_FORMATS
+
+        if settings["weights"] not in WEIGHT_FORMATS:
+            raise argparse.ArgumentTypeError(f"row {name}: weights must be one of {', '.join(WEIGHT_FORMATS)}")
     return name, source, settings
 
 
@@ -57,19 +64,23 @@ def load_row(source: str, settings: dict[str, Any]) -> tuple[Any, Any, dict[str,
     from liquid_memory.hf import load_smollm2
     from liquid_memory.hf.io import from_pretrained, read_config
     from liquid_memory.hf.patch import set_memory, set_mode
+    from liquid_memory.hf.weights import check_format, convert_weights
 
+    weights = settings.get("weights", "fp32")
+    check_format(weights)
     if source == "original":
         model, tokenizer = load_smollm2()
-        return model, tokenizer, {"source": "original"}
-    model, tokenizer = from_pretrained(source, global_cache=settings.get("global_cache"))
-    if "cache_block" in settings:
-        set_memory(model, cache_block=settings["cache_block"])
+        return convert_weights(model, weights), tokenizer, {"source": "original", "weights": weights}
+    model, tokenizer = from_pretrained(source, global_cache=settings.get("global_cache"), weights=weights)
+    if "cache_block" in settings or "cache_score" in settings:
+        set_memory(model, cache_block=settings.get("cache_block"), cache_score=settings.get("cache_score"))
     set_mode(model, settings.get("mode", "hybrid"))
     config = read_config(source)
     attn = model.model.layers[0].self_attn
     return model, tokenizer, {
         "source": "linearized", "window": attn.window, "sinks": attn.sinks, "global_cache": attn.global_cache,
-        "cache_block": attn.cache_block, "mode": attn.mode, "training": config.get("training", {}),
+        "cache_block": attn.cache_block, "cache_score": attn.cache_score, "mode": attn.mode, "weights": weights,
+        "training": config.get("training", {}),
     }  # fmt: skip
 
 

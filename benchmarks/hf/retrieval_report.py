@@ -57,7 +57,7 @@ def _pct(x: float | None) -> str:
 
 
 def table_lines(summary: dict[str, Any]) -> list[str]:
-    """Markdown table: hit rate (%) per task and length, decode state at the longest length, decode ms."""
+    """Markdown table: hit rate (%) per task and length; decode state and ms/token at the row's longest prompt."""
     rows = summary["rows"]
     lengths = sorted({int(length) for r in rows.values() for length in r["summary"]["per_length"]})
     tasks = [t for t in ("passkey", "needle", "multikey") if any(t in r["summary"]["tasks"] for r in rows.values())]
@@ -65,10 +65,9 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
     contexts = sorted({c for r in rows.values() for c in r["summary"].get("perplexity", {})}, key=int)
     head = ["row"] + [f"ppl {c} (×orig)" for c in contexts]
     head += [f"{t} {length // 1024}K" for t in tasks for length in lengths]
-    first, last = lengths[0] // 1024, lengths[-1] // 1024
-    head += [f"state MiB {last}K", f"decode ms {first}K", f"decode ms {last}K"]
+    head += ["state MiB (longest)", f"decode ms {lengths[0] // 1024}K", "decode ms (longest)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in rows.items():
+    for name, r in sorted(rows.items(), key=lambda item: (item[0] != "original", item[0])):  # the reference first
         s = r["summary"]
         cells = [name]
         for c in contexts:
@@ -78,9 +77,12 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
         for t in tasks:
             rates = s["tasks"].get(t, {}).get("hit_rate", {})
             cells += [_pct(rates.get(str(length))) for length in lengths]
-        first, last = s["per_length"].get(str(lengths[0]), {}), s["per_length"].get(str(lengths[-1]), {})
-        cells.append(f"{last.get('state_bytes', 0) / 2**20:.1f}")
+        longest = max(s["per_length"], key=int)
+        first, last = s["per_length"].get(str(lengths[0]), {}), s["per_length"][longest]
+        at = f" ({int(longest) // 1024}K)"
+        cells.append(f"{last['state_bytes'] / 2**20:.1f}{at}")
         cells += [f"{x['decode_ms_per_token']:.0f}" if x.get("decode_ms_per_token") else "–" for x in (first, last)]
+        cells[-1] += at if cells[-1] != "–" else ""
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

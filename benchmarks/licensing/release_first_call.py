@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             if (REPO / rel).is_file():
                 (src / rel).parent.mkdir(parents=True, exist_ok=True)
                 (src / rel).write_bytes((REPO / rel).read_bytes())
+        git = ["git", "-C", str(src), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "benchmark checkout"]):
+            _run([*git, *cmd])  # lm-vendor release exports the files git tracks
         home, pw = tmp / "home", tmp / "pass"
         pw.write_text("benchmark throwaway vendor\n")
         vendor = [str(bin_dir / "lm-vendor")]

@@ -42,6 +42,13 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
     # + L2-normalised q / k (LiquidMemory's qk_norm, as in the MQAR -qkn spec), without and with the q/k/v convs
     "liquid-gate-eps-qkn": {"mixer": "liquid", "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
     "liquid-qkvconv-gate-eps-qkn": {"mixer": "liquid", **_QKV_CONV, "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
+    # + LiquidMemory's own q/k/v short conv (short_conv=4, after the projections), alone and beside the model-level ones
+    "liquid-gate-eps-qkn-sc4": {"mixer": "liquid", "liquid_kwargs": {**_GATE_EPS, "qk_norm": True, "short_conv": 4}},
+    "liquid-qkvconv-gate-eps-qkn-sc4": {
+        "mixer": "liquid",
+        **_QKV_CONV,
+        "liquid_kwargs": {**_GATE_EPS, "qk_norm": True, "short_conv": 4},
+    },  # fmt: skip
     "liquidnet": {"mixer": "liquidnet"},
     "attention": {"mixer": "attention"},
 }

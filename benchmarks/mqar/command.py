@@ -74,6 +74,10 @@ def add_report_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument("inputs", nargs="+", help="results JSON files written by `python -m benchmarks mqar`")
     report.add_argument("--json", default=None, help="write the merged, annotated JSON here")
     report.add_argument("--png", default=None, help="write the plot here")
+    report.add_argument(
+        "--seed-panels", default=None,
+        help="setting label prefix whose seeds get one plot panel each (default: the target, T256-kv16-d128-L2)",
+    )  # fmt: skip
 
 
 def _settings(args: argparse.Namespace):
@@ -144,8 +148,9 @@ def run_report_command(args: argparse.Namespace) -> int:
     from benchmarks.mqar.report import report
 
     def merge() -> int:
+        panels = {"seed_panels": args.seed_panels} if args.seed_panels else {}
         print(report([Path(p) for p in args.inputs], Path(args.json) if args.json else None,
-                     Path(args.png) if args.png else None))  # fmt: skip
+                     Path(args.png) if args.png else None, **panels))  # fmt: skip
         return 0
 
     return _clear_errors(merge)

@@ -1,7 +1,11 @@
-"""The models MQAR compares, by name, built as ``liquid_memory.models.LiquidLM`` at one width and depth.
+"""The models MQAR compares, by name, built at one width and depth.
+
+Two stacks: ``lm`` (``liquid_memory.models.LiquidLM``, the default) and ``plain`` (``benchmarks/mqar/plain.py``:
+embeddings + learned positions, the mixer as the only token mixer, each mixer with its own init — what a drop-in
+user of ``LiquidMemory`` or ``nn.MultiheadAttention`` builds).
 
 Adapter (kept here so ``models/`` stays untouched): MQAR scores a handful of answer positions per sequence,
-so :func:`answer_logits` runs LiquidLM's trunk (embedding → blocks → final norm) and applies the tied output
+so :func:`answer_logits` runs the trunk (embedding → blocks → final norm) and applies the tied output
 head only at those positions. With Zoology's 8192-token vocabulary the full ``[B, T, V]`` head would cost more
 than the rest of the model; the answer-position logits equal the full forward's (tested).
 """
@@ -17,6 +21,7 @@ from torch import Tensor, nn
 
 from benchmarks.mqar.adapters import apply_init
 from benchmarks.mqar.data import MQARTask
+from benchmarks.mqar.plain import PlainStack
 from liquid_memory.models.short_conv import DEFAULT_KERNEL
 
 
@@ -29,12 +34,22 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     init: str = "lm"  # "lm": LiquidLM's own init; else "+"-joined adapters (adapters.py)
+    stack: str = "lm"  # "lm": LiquidLM; "plain": plain.py (options: n_heads, liquid_kwargs only)
 
 
 CONV = {"short_conv": DEFAULT_KERNEL}
 QKV_CONV = {"short_conv": DEFAULT_KERNEL, "conv_qkv": True}
 EPS = {"liquid_kwargs": {"out_norm_eps": 1e-2}}
 GATE_EPS = {"liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2}}  # LiquidLM's best LM setting (lm bench)
+# LiquidLM's recommended LiquidMemory options (models.RECOMMENDED_LIQUID_KWARGS), written out: a spec keeps its meaning.
+RECOMMENDED = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
+
+
+def _plain(name: str, note: str, **liquid_kwargs: Any) -> ModelSpec:
+    """A plain-stack LiquidMemory spec with these module options (``short_conv`` always named: a spec keeps its meaning
+    whatever the module's default)."""
+    return ModelSpec(name, "liquid", {"liquid_kwargs": liquid_kwargs}, note, stack="plain")
+
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -142,6 +157,23 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-gate-eps-qkn + the gated delta rule (delta_rule)",
             init="conv-uniform",
         ),  # fmt: skip
+        # The plain stack (plain.py): the module alone, as a drop-in user gets it; `-scK`: short_conv=K.
+        ModelSpec("plain-attention", "attention", {}, "nn.MultiheadAttention in the plain stack", stack="plain"),
+        _plain("plain-liquid", "LiquidMemory without short_conv (its other options at their defaults)", short_conv=0),
+        _plain("plain-liquid-sc4", "LiquidMemory(short_conv=4): SiLU after the conv", short_conv=4),
+        _plain(
+            "plain-liquid-sc4-linear",
+            "LiquidMemory(short_conv=4, short_conv_activation=None): no SiLU",
+            short_conv=4,
+            short_conv_activation=None,
+        ),  # fmt: skip
+        _plain(
+            "plain-liquid-rec",
+            "LiquidMemory(output_gate, out_norm_eps=1e-2, qk_norm): LiquidLM's options, without short_conv",
+            **RECOMMENDED,
+            short_conv=0,
+        ),  # fmt: skip
+        _plain("plain-liquid-rec-sc4", "plain-liquid-rec + short_conv=4", **RECOMMENDED, short_conv=4),
         ModelSpec("liquid-static", "liquid", {}, "LiquidMemory, decay W_δ = 0 frozen (bias only)", init="static-decay"),
         ModelSpec("liquid-conv-static", "liquid", CONV, "liquid-conv, W_δ = 0 frozen", init="static-decay"),
         ModelSpec("liquid-qkvconv-static", "liquid", QKV_CONV, "liquid-qkvconv, W_δ = 0 frozen", init="static-decay"),
@@ -184,6 +216,16 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
     from liquid_memory.models import LiquidLM, LiquidLMConfig
 
     torch.manual_seed(seed)
+    if spec.stack == "plain":
+        unknown = set(spec.options) - {"n_heads", "liquid_kwargs"}
+        if unknown or spec.init != "lm":
+            raise ValueError(
+                f"plain-stack spec {spec.name!r}: options {sorted(unknown)} / init {spec.init!r} unsupported"
+            )
+        return PlainStack(
+            task.vocab_size, task.seq_len, shape.d_model, shape.n_layers, heads_of(spec, shape), spec.mixer,
+            spec.options.get("liquid_kwargs"), backend=shape.backend,
+        )  # fmt: skip
     fields = {"vocab_size": task.vocab_size, "d_model": shape.d_model, "n_layers": shape.n_layers,
               "n_heads": shape.n_heads, "max_seq_len": task.seq_len, "backend": shape.backend}  # fmt: skip
     config = LiquidLMConfig(mixer=spec.mixer, **{**fields, **spec.options})  # a spec may override n_heads
@@ -193,7 +235,9 @@ def build_model(spec: ModelSpec, shape: ModelShape, task: MQARTask, seed: int) -
 
 
 def hidden_states(model: nn.Module, input_ids: Tensor) -> Tensor:
-    """LiquidLM's final-norm output ``[B, T, E]`` for a whole sequence (training form: no decode state)."""
+    """LiquidLM's (or the plain stack's) final-norm output ``[B, T, E]`` for a whole sequence (training form)."""
+    if isinstance(model, PlainStack):
+        return model.hidden_states(input_ids)
     x = model.embed(input_ids)
     for block in model.blocks:
         x, _ = block(x, None, False)
@@ -212,6 +256,8 @@ def state_size(model: nn.Module, seq_len: int) -> int:
     Measured, not computed from a formula: run one sequence with ``use_cache`` and count the state's elements
     (attention: the KV cache, ``2·E·T`` per layer; LiquidMemory: ``H·d·d`` per layer; plus any conv window).
     """
+    if isinstance(model, PlainStack):
+        return model.state_floats(seq_len)
     was_training = model.training
     model.eval()
     try:

@@ -131,13 +131,13 @@ def _label(run: dict) -> str:
     return f"{run['model']} (lr {run['train']['lr']:g})"
 
 
-def _target_seeds(runs: list[dict]) -> tuple[str | None, list[int]]:
-    """The target-setting variant (e.g. one training mixture) with the most seeds at which attention and
-    LiquidMemory both ran, and those seeds: the same-run comparisons the verdicts are made of."""
+def _target_seeds(runs: list[dict], prefix: str = TARGET_SETTING) -> tuple[str | None, list[int]]:
+    """The variant of the setting ``prefix`` names (the target by default; e.g. one training mixture) with the most
+    seeds at which attention and LiquidMemory both ran, and those seeds: the same-run comparisons of the verdicts."""
     seeds: dict[str, dict[str, set[int]]] = {}
     for run in runs:
         init_seed, data_seed = run_seeds(run)
-        if run["setting"].startswith(TARGET_SETTING) and init_seed == data_seed:
+        if run["setting"].startswith(prefix) and init_seed == data_seed:
             by_mixer = seeds.setdefault(_without_heads(run["setting"]), {})
             by_mixer.setdefault(run["mixer"], set()).add(run["train"]["seed"])
     both = {s: sorted(m.get("attention", set()) & m.get("liquid", set())) for s, m in seeds.items()}
@@ -186,10 +186,10 @@ def _figure_key(fig, colours: dict) -> None:
     fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
 
 
-def plot(doc: dict, png: Path) -> None:
+def plot(doc: dict, png: Path, seed_panels: str = TARGET_SETTING) -> None:
     """Top row: best accuracy vs state size (log x), every run; then one accuracy-vs-steps panel per setting (≤ 4).
-    Bottom row (when the target setting ran at several seeds): one panel per seed, the same-run comparisons the
-    target's verdicts are made of, with attention's step to 0.90 and the rule's limit."""
+    Bottom row (when the setting ``seed_panels`` names — the target by default — ran at several seeds): one panel
+    per seed, the same-run comparisons of the verdicts, with attention's step to 0.90 and the rule's limit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,7 +200,7 @@ def plot(doc: dict, png: Path) -> None:
     colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(labels)}
     settings = sorted({r["setting"] for r in runs})
     shown = sorted(settings, key=lambda s: (not s.startswith(TARGET_SETTING), s))[:4]  # the target's first
-    seed_setting, seeds = _target_seeds(runs)
+    seed_setting, seeds = _target_seeds(runs, seed_panels)
     rows = 2 if len(seeds) > 1 else 1
     cols = max(1 + len(shown), len(seeds) if rows == 2 else 0)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols + 2.6, 5.5 * rows), squeeze=False)
@@ -243,14 +243,14 @@ def plot(doc: dict, png: Path) -> None:
     plt.close(fig)
 
 
-def report(paths: list[Path], out_json: Path | None, png: Path | None) -> str:
+def report(paths: list[Path], out_json: Path | None, png: Path | None, seed_panels: str = TARGET_SETTING) -> str:
     """Merge, annotate, write the combined JSON and the PNG; return the table and verdicts as text."""
     doc = annotate(merge(paths))
     if out_json is not None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(doc, indent=1) + "\n")
     if png is not None:
-        plot(doc, png)
+        plot(doc, png, seed_panels)
     text = [table(doc), ""]
     for v in doc["target"]["verdicts"]:
         text.append(

@@ -79,10 +79,12 @@ def run_key(run: dict) -> tuple:
 
 def setting_label(setting: Setting, cfg: TrainConfig, spec: ModelSpec | None = None) -> str:
     """The setting's key with the head count ``spec`` is really built with (a ``-h1`` spec says ``H1``), plus
+    ``-plain`` for the plain stack (``plain.py``: compared with attention in the plain stack only), and
     ``-mix[...]`` when trained on a mixture (a different experiment: its own table rows, and its LiquidMemory runs
     are compared with attention trained on the same mixture; the report ignores the head count for that)."""
     key = setting.key if spec is None else setting.key_with_heads(heads_of(spec, setting.shape))
-    return key + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
+    plain = "-plain" if spec is not None and spec.stack == "plain" else ""  # its own baseline: plain attention
+    return key + plain + (f"-mix[{cfg.train_mix}]" if cfg.train_mix else "")
 
 
 def relabel_heads(label: str, heads: int | str) -> str:
@@ -145,6 +147,7 @@ def run_one(setting: Setting, spec: ModelSpec, cfg: TrainConfig, log: Callable[[
         "mixer": spec.mixer,
         "options": spec.options,
         "init": spec.init,
+        "stack": spec.stack,
         "note": spec.note,
         "task": setting.task.as_dict(),
         "shape": asdict(setting.shape),

@@ -216,6 +216,14 @@ class VendorKeyInvalid(VendorError):
     default_remedy = "Check the vendor key file path and passphrase"
 
 
+class ReleaseContentRefused(VendorError):
+    code = "LM402"  # lm-vendor release: the built wheel holds a file a release wheel may not hold
+    default_remedy = (
+        "Release from a committed checkout; the wheel is built from a fresh export of the tracked files, so "
+        "this means the tracked sources or the build itself put it there — fix that, then release again"
+    )
+
+
 class UsageError(LiquidMemoryError):
     code = "LM900"
     default_remedy = "See --help"

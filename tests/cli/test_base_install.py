@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
+from tests.base_env import link_site
 from tests.dev_licence import dev_licence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,35 +36,10 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _base_closure() -> list[metadata.Distribution]:
-    """``liquid-memory``'s base requirements (no extra) and theirs, recursively, as installed here."""
-    seen: dict[str, metadata.Distribution] = {}
-    todo = [Requirement(r) for r in metadata.requires("liquid-memory") or []]
-    while todo:
-        req = todo.pop()
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        if _normal(req.name) in seen:
-            continue
-        dist = metadata.distribution(req.name)
-        seen[_normal(req.name)] = dist
-        todo += [Requirement(r) for r in dist.requires or []]
-    return list(seen.values())
-
-
 @pytest.fixture(scope="module")
 def base_site(tmp_path_factory) -> Path:
     """A site-packages folder holding links to the base closure's files only (liquid_memory itself: src/)."""
-    site = tmp_path_factory.mktemp("base-site")
-    for dist in _base_closure():
-        for entry in {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] != ".."}:
-            target = Path(dist.locate_file(entry))
-            if target.exists() and not (site / entry).exists():
-                (site / entry).symlink_to(target)
+    site = link_site(tmp_path_factory.mktemp("base-site"), metadata.requires("liquid-memory") or [])
     assert (site / "torch").is_dir() and not (site / "matplotlib").exists()
     return site
 

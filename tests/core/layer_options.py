@@ -63,9 +63,18 @@ def with_eps(backend: str, eps: float = 1e-2, **kwargs) -> LiquidMemory:
     return LiquidMemory(32, 4, batch_first=True, backend=backend, out_norm_eps=eps, **kwargs)
 
 
-def delta_module(backend: str = "chunked", **kwargs) -> LiquidMemory:
-    """Whatever ``backend`` names, the delta rule runs its PyTorch path."""
+def convolved(backend: str, activation: str | None = "silu", **kwargs) -> LiquidMemory:
     torch.manual_seed(0)
+    return LiquidMemory(
+        32, 4, batch_first=True, backend=backend, short_conv=4, short_conv_activation=activation, **kwargs
+    )
+
+
+def delta_module(backend: str = "chunked", **kwargs) -> LiquidMemory:
+    """Whatever ``backend`` names, the delta rule runs its PyTorch path; the recurrence alone (``short_conv=0``)
+    unless ``kwargs`` name the convolution."""
+    torch.manual_seed(0)
+    kwargs = {"short_conv": 0, **kwargs}
     module = LiquidMemory(16, 2, batch_first=True, backend=backend, qk_norm=True, delta_rule=True, **kwargs)
     with torch.no_grad():  # β away from ½ and input-dependent; out_proj bias non-zero
         module.beta_proj.weight.normal_(0.0, 0.5)
@@ -89,6 +98,23 @@ def _default_eps(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
     return reference_layer(with_eps("chunked", 1e-5), x, x, x, mode)[0]
 
 
+def _without_conv(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
+    conv = module.qkv_conv
+    module.qkv_conv = None
+    try:
+        return reference_layer(module, x, x, x, mode)[0]
+    finally:
+        module.qkv_conv = conv
+
+
+def _with_silu(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
+    module.qkv_conv.activation = "silu"
+    try:
+        return reference_layer(module, x, x, x, mode)[0]
+    finally:
+        module.qkv_conv.activation = None
+
+
 def _without_delta(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
     """The same parameters without the delta rule (the plain liquid recurrence) give another output."""
     beta_proj, backend = module.beta_proj, module.backend
@@ -100,6 +126,7 @@ def _without_delta(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
         module.delta_rule, module.beta_proj, module.backend = True, beta_proj, backend
 
 
+CONV_GRADS = ("in_proj_weight", "in_proj_bias", "qkv_conv.weight", "decay_proj.weight", "out_norm.weight")
 OPTIONS = [
     LayerOption(
         "decay_rank", low_rank,
@@ -122,5 +149,10 @@ OPTIONS = [
         "delta_rule", lambda backend, **kw: delta_module(backend, output_gate=True, **kw),
         grads=("in_proj_weight", "decay_proj.weight", "beta_proj.weight", "beta_proj.bias", "out_norm.weight"),
         reference=reference_delta_layer, modes=("causal",), cross=False, without=_without_delta, differs=0.05,
+    ),
+    LayerOption("short_conv", convolved, grads=CONV_GRADS, without=_without_conv, differs=0.05),
+    LayerOption(
+        "short_conv_activation", lambda backend, **kw: convolved(backend, activation=None, **kw), grads=CONV_GRADS,
+        without=_with_silu, differs=0.05,
     ),
 ]  # fmt: skip

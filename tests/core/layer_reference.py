@@ -33,6 +33,10 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
         + 1e-6
     )
     a = torch.exp(-delta)
+    if getattr(module, "qkv_conv", None) is not None:  # short_conv: causal depthwise conv (+ SiLU) on q, k, v
+        q = conv_stream(module.qkv_conv, q, 0, None if mode == "cross" else padded)
+        k = conv_stream(module.qkv_conv, k, 1, padded)
+        v = conv_stream(module.qkv_conv, v, 2, padded)
     if getattr(module, "qk_norm", False):  # per head: q_t/‖q_t‖, k_t/‖k_t‖
         heads = lambda x: x.view(*x.shape[:2], module.num_heads, module.head_dim)  # noqa: E731
         q = (heads(q) / heads(q).norm(dim=-1, keepdim=True).clamp_min(1e-6)).view(q.shape)
@@ -80,6 +84,22 @@ def reference_layer(module, query: Tensor, key: Tensor, value: Tensor, mode: str
     return out, o
 
 
+def conv_stream(conv, x: Tensor, stream: int, padded: Tensor | None) -> Tensor:
+    """``y_t = act(Σ_j w[:, K-1-j] x_{t-j})`` per channel with the weight rows of ``stream`` (0 = q, 1 = k, 2 = v), the
+    rows of padded positions zero first (they reach no later token); one explicit loop per output token and tap."""
+    if padded is not None:
+        x = x.masked_fill(padded[..., None], 0.0)
+    width = x.shape[-1]
+    w = conv.weight.double()[stream * width : (stream + 1) * width, 0]  # [E, K]; tap K-1 multiplies the current row
+    kernel = w.shape[1]
+    y = torch.zeros_like(x)
+    for t in range(x.shape[1]):
+        for j in range(kernel):
+            if t - j >= 0:
+                y[:, t] += w[:, kernel - 1 - j] * x[:, t - j]
+    return y * torch.sigmoid(y) if conv.activation == "silu" else y
+
+
 def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
     """Brute-force implicit attention [N, H, L, S] in float64 from explicit products of a_r."""
     w_q, w_k, _ = _weights(module)
@@ -94,6 +114,8 @@ def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:
         + 1e-6
     )
     a = torch.exp(-delta)
+    if getattr(module, "qkv_conv", None) is not None:
+        q, k = conv_stream(module.qkv_conv, q, 0, None), conv_stream(module.qkv_conv, k, 1, None)
     n, length, _ = q.shape
     source = k.shape[1]
     h, d = module.num_heads, module.head_dim
@@ -167,9 +189,10 @@ def reference_delta_layer(module, x: Tensor, key: Tensor, value: Tensor, mode: s
     w_q, w_k, w_v = (w.double() for w in module.in_proj_weight.chunk(3))
     b_q, b_k, b_v = (b.double() for b in module.in_proj_bias.chunk(3))
     heads = lambda t: t.view(*t.shape[:2], h, d)  # noqa: E731
-    q = F.normalize(heads(x.double() @ w_q.T + b_q), dim=-1)
-    k = F.normalize(heads(key.double() @ w_k.T + b_k), dim=-1)
-    v = heads(value.double() @ w_v.T + b_v)
+    q, k, v = x.double() @ w_q.T + b_q, key.double() @ w_k.T + b_k, value.double() @ w_v.T + b_v
+    if module.qkv_conv is not None:  # short_conv: each stream convolved (padded rows zero) before the norms
+        q, k, v = (conv_stream(module.qkv_conv, t, i, padded) for i, t in enumerate((q, k, v)))
+    q, k, v = F.normalize(heads(q), dim=-1), F.normalize(heads(k), dim=-1), heads(v)
     dec = module.decay_proj
     a = heads(torch.exp(-(F.softplus(key.double() @ dec.weight.double().T + dec.bias.double()) + 1e-6)))
     beta = torch.sigmoid(key.double() @ module.beta_proj.weight.double().T + module.beta_proj.bias.double())

@@ -33,7 +33,7 @@ def test_mha_checkpoint_loads_with_only_liquid_parameters_missing(kdim):
     module = LiquidMemory(32, 4, kdim=kdim, vdim=kdim, batch_first=True, decay_rank=4)
     result = module.load_state_dict(mha.state_dict(), strict=False)
     assert result.unexpected_keys == []
-    assert set(result.missing_keys) == RANK_KEYS | {"out_norm.weight"}
+    assert set(result.missing_keys) == RANK_KEYS | {"out_norm.weight", "qkv_conv.weight"}
     converted = LiquidMemory.from_mha(mha, decay_rank=4)
     assert converted.decay_rank == 4
     assert torch.equal(converted.out_proj.weight, mha.out_proj.weight)

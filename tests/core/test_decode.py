@@ -35,21 +35,26 @@ def test_step_from_empty_state_and_unbatched(backend):
     assert outs.shape == (9, 32) and rel_err(outs, full) < 1e-5
 
 
-def test_state_get_set_round_trip(backend):
+@pytest.mark.parametrize("short_conv", [0, 4])
+def test_state_get_set_round_trip(backend, short_conv):
+    """The state is the ``[N, H, d, d]`` tensor, or with the q/k/v convolution ``{"memory": ..., "conv": ...}``."""
     torch.manual_seed(0)
-    module = LiquidMemory(32, 2, batch_first=True, backend=backend).eval()
+    module = LiquidMemory(32, 2, batch_first=True, backend=backend, short_conv=short_conv).eval()
     x = torch.randn(1, 30, 32)
     module.prefill(x[:, :20])
     snapshot = module.get_state()
     first = module.step(x[:, 20])
-    kept = snapshot.clone()
+    tensors = lambda state: list(state.values()) if isinstance(state, dict) else [state]  # noqa: E731
+    kept = [t.clone() for t in tensors(snapshot)]
     module.set_state(snapshot)
     again = module.step(x[:, 20])
     assert torch.equal(first, again)
-    assert torch.equal(snapshot, kept), "set_state must not let later steps modify the caller's tensor"
+    for t, k in zip(tensors(snapshot), kept, strict=True):
+        assert torch.equal(t, k), "set_state must not let later steps modify the caller's tensors"
+    assert isinstance(snapshot, dict) == bool(short_conv)
     module.reset_state()
     assert module.get_state() is None
-    with pytest.raises(ValueError, match="state must have shape"):
+    with pytest.raises(ValueError, match="state must have shape" if not short_conv else "state is a dict"):
         module.set_state(torch.zeros(1, 3, 16, 16))
     with pytest.raises(ValueError, match="one token per sequence"):
         module.step(torch.randn(1, 2, 32))

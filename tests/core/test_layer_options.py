@@ -1,7 +1,8 @@
 """The option matrix: every LiquidMemory option (``decay_rank``, ``output_gate``, ``qk_norm``, ``out_norm_eps``,
-``delta_rule``; rows in layer_options.py) against its float64 token-by-token reference — the output with and without
-autograd (the cpp backend fuses the read-out norm when there is none), cross-attention, gradients, and prefill + step
-decode — on every module backend; plus each option's own defaults and parameters."""
+``delta_rule``, ``short_conv``, ``short_conv_activation``; rows in layer_options.py) against its float64
+token-by-token reference — the output with and without autograd (the cpp backend fuses the read-out norm when there
+is none), cross-attention, gradients, and prefill + step decode — on every module backend; plus each option's own
+defaults and parameters."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ def test_mha_state_dict_loads_with_only_liquid_parameters_missing():
     mha = torch.nn.MultiheadAttention(32, 4, batch_first=True)
     module = LiquidMemory(32, 4, batch_first=True)
     result = module.load_state_dict(mha.state_dict(), strict=False)
-    assert sorted(result.missing_keys) == ["decay_proj.bias", "decay_proj.weight", "out_norm.weight"]
+    assert sorted(result.missing_keys) == ["decay_proj.bias", "decay_proj.weight", "out_norm.weight", "qkv_conv.weight"]
     assert result.unexpected_keys == []
     assert torch.equal(module.in_proj_weight, mha.in_proj_weight)
 
@@ -23,7 +23,7 @@ def test_mha_state_dict_with_separate_kdim_vdim():
     module = LiquidMemory(32, 4, kdim=16, vdim=24)
     result = module.load_state_dict(mha.state_dict(), strict=False)
     assert result.unexpected_keys == []
-    assert set(result.missing_keys) == {"decay_proj.bias", "decay_proj.weight", "out_norm.weight"}
+    assert set(result.missing_keys) == {"decay_proj.bias", "decay_proj.weight", "out_norm.weight", "qkv_conv.weight"}
 
 
 def test_from_mha_copies_weights_and_configuration(backend):

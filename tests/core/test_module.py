@@ -85,7 +85,8 @@ def test_unbatched_input(backend):
 
 @pytest.mark.parametrize("mode", ["causal", "bidirectional", "cross"])
 def test_need_weights_is_the_implicit_attention(backend, mode):
-    module = make(backend, batch_first=True, num_heads=2)
+    """The recurrence's own weights (``short_conv=0``; with the convolution: tests/core/test_short_conv.py)."""
+    module = make(backend, batch_first=True, num_heads=2, short_conv=0)
     x = torch.randn(2, 15, 32)
     query = torch.randn(2, 9, 32) if mode == "cross" else x
     _, per_head = module(query, x, x, is_causal=mode == "causal", average_attn_weights=False)
@@ -168,7 +169,7 @@ def test_gradients_flow_to_every_parameter(backend):
 @pytest.mark.parametrize("mode", ["causal", "bidirectional"])
 def test_need_weights_across_many_blocks_reproduce_the_output(backend, mode):
     """Lengths beyond one 64-row block exercise the block-factored weights: A @ v must equal the mixer output."""
-    module = make(backend, batch_first=True, num_heads=2)
+    module = make(backend, batch_first=True, num_heads=2, short_conv=0)
     x = torch.randn(1, 150, 32)
     _, per_head = module(x, x, x, is_causal=mode == "causal", average_attn_weights=False)
     _, o = reference_layer(module, x, x, x, mode)

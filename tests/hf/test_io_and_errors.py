@@ -82,3 +82,19 @@ def test_patching_twice_and_a_softmax_cache_are_refused():
     full.update(torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8), 0)  # layer 0 holds softmax keys already
     with pytest.raises(PatchError, match="softmax keys"):
         model(ids, past_key_values=full, use_cache=True)
+
+
+def test_from_pretrained_with_int8_weights(tmp_path):
+    """``weights="int8"``: LoRA merged first, then the base weights converted (tolerance as in test_weights.py);
+    an unknown format is a typed error."""
+    from liquid_memory.hf.weights import Int8Linear
+    from tests.numerics import rel_err
+
+    model = _saved(tmp_path, lora=True)
+    loaded, _ = from_pretrained(tmp_path / "lin", backend="chunked", weights="int8")
+    assert isinstance(loaded.model.layers[1].self_attn.v_proj, Int8Linear)
+    ids = torch.randint(3, 61, (2, 13), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert rel_err(loaded(ids, use_cache=False).logits, model(ids, use_cache=False).logits) < 3e-2
+    with pytest.raises(PatchError, match="unknown weight format"):
+        from_pretrained(tmp_path / "lin", weights="int3")

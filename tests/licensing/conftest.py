@@ -35,3 +35,14 @@ def stranger():
 def trusted_vendor(vendor, monkeypatch):
     monkeypatch.setenv(DEV_TRUST_ENV, vendor.trust_entry())
     return vendor
+
+
+@pytest.fixture(scope="session")
+def rel(tmp_path_factory):
+    """A development release then a real release in one checkout, the real wheel installed (release_env.py).
+
+    Built once per test run (compiles csrc/ once, for the development wheel): every release test shares it.
+    """
+    from tests.licensing.release_env import Release
+
+    return Release(tmp_path_factory.mktemp("release"))

@@ -110,4 +110,14 @@ def make_installed_release(vk: VendorKey, site: Path, *, sequence: int = 1, revo
     data = write_manifest(vk, site, rows, sequence=sequence, scope="wheel", revocation_seq=rl_seq)
     (site / "MANIFEST.md").unlink()
     (pkg / "MANIFEST.md").write_bytes(data)
+    write_installed_record(site, [r.path for r in rows])
     return pkg
+
+
+def write_installed_record(site: Path, paths: list[str]) -> None:
+    """The RECORD pip writes on install: every installed path, the manifest, and its own files."""
+    info = "liquid_memory-0.1.0.dist-info"
+    extra = ["liquid_memory/MANIFEST.md", f"{info}/INSTALLER", f"{info}/RECORD"]
+    (site / "liquid_memory-0.1.0.dist-info" / "INSTALLER").write_text("pip\n")
+    lines = [f"{p},," for p in sorted([*paths, *extra])]
+    (site / "liquid_memory-0.1.0.dist-info" / "RECORD").write_text("\n".join(lines) + "\n")

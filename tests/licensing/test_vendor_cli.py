@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 
@@ -100,6 +101,8 @@ def test_release_command_writes_a_verifiable_distribution(tmp_path, capsys):
     home = tmp_path / "home"
     home.mkdir()
     args = ["release", "--dev", "--no-wheel", "--repo", str(out), "--prebuilt", str(prebuilt), "--home", str(home)]
+    (out / "dist_public" / "stale" / "kernels").mkdir(parents=True)  # leftovers never reach a release
+    (out / "dist_public" / "stale" / "kernels" / "old.so").write_bytes(b"\x7fELF")
     assert main(args) == 0
     assert verify_path(out).ok
     files = sorted(p.name for p in (out / "dist_public").iterdir())
@@ -117,3 +120,30 @@ def test_damaged_vendor_key_file(tmp_path, capsys):
         assert main([*args, "--expires", "2099-01-01", "--features", "kernel"]) == 1
         err = capsys.readouterr().err
         assert E.VendorKeyInvalid.code in err and "Traceback" not in err
+
+
+def test_public_key_prints_the_published_line_without_a_passphrase(home, tmp_path, capsys):
+    from liquid_memory.licensing.public_key import parse_public_key
+
+    vk = keystore.load(home / "vendor.key", b"correct horse battery staple")
+    assert main(["public-key", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and parse_public_key(out) == (vk.kid, vk.public_key)
+    assert main(["public-key", "--home", str(tmp_path)]) == 1  # no vendor.key there
+    assert "LM401" in capsys.readouterr().err
+    assert main(["public-key", "--dev"]) == 0
+    assert capsys.readouterr().out.startswith("lmpub1.4a62e31359e195ac.")
+
+
+def test_release_refuses_a_folder_git_does_not_track_before_writing_anything(tmp_path, capsys):
+    """A wheel is built from the files git tracks; a plain folder is refused before dist_public/ is touched."""
+    (tmp_path / "prebuilt").mkdir()
+    (tmp_path / "prebuilt" / "x.pt2").write_bytes(b"pt2")
+    info = {"name": "x.pt2", "plaintext_sha256": hashlib.sha256(b"pt2").hexdigest()}
+    (tmp_path / "prebuilt" / "x.pt2.json").write_text(json.dumps(info))
+    (tmp_path / "repo").mkdir()
+    args = ["release", "--dev", "--repo", str(tmp_path / "repo"), "--prebuilt", str(tmp_path / "prebuilt"),
+            "--home", str(tmp_path), "--wheel-dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 2
+    assert "not a git checkout" in capsys.readouterr().err
+    assert not (tmp_path / "repo" / "dist_public").exists() and not (tmp_path / "out").exists()

@@ -1,9 +1,5 @@
-"""A release wheel, built once per session the way ``lm-vendor release`` builds it, attacked as a customer would.
-
-The venv reuses the already-installed torch & co. through a ``.pth`` file pointing at the build
-interpreter's site-packages (reinstalling torch would take minutes); ``liquid_memory`` itself comes
-only from the wheel — the flow checks that. The kernel library encrypted into the release is this
-checkout's build of ``csrc/`` (compiling it again would cost minutes and test nothing new).
+"""The real ``lm-vendor release`` wheel every release test shares (``rel``, release_env.py), attacked as a
+customer would: installed in a fresh venv whose ``liquid_memory`` comes only from the wheel.
 """
 
 from __future__ import annotations
@@ -12,22 +8,16 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import time
-import venv
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
-from liquid_memory_vendor.issue import issue_licence
 
 from liquid_memory.manifest.verify import verify_path
-from tests.licensing.helpers import make_vendor
+from tests.licensing.release_env import REPO, clean_env, member, rewrite_wheel, run
 from tests.numerics import rel_err
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 FLOW = r"""
@@ -80,91 +70,6 @@ print(json.dumps(out))
 """
 
 
-def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
-
-
-def _copy_checkout(tmp: Path) -> Path:
-    """The checkout's tracked + untracked-not-ignored files (no build outputs, no venvs)."""
-    src = tmp / "src"
-    listing = _run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"])
-    assert listing.returncode == 0, listing.stderr
-    for rel in listing.stdout.split():
-        if (REPO / rel).is_file():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            (src / rel).write_bytes((REPO / rel).read_bytes())
-    return src
-
-
-def _install(wheel: Path, where: Path) -> Path:
-    venv.create(where, with_pip=False)
-    site = next((where / "lib").glob("python3*/site-packages"))
-    # torch & co. from this interpreter's site-packages dirs (listed after the venv's own, so the wheel's
-    # liquid_memory wins; .pth files inside them — e.g. an editable install's finder — are not executed)
-    shared = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
-    (site / "shared.pth").write_text("\n".join(shared) + "\n")
-    res = _run([sys.executable, "-m", "pip", "--python", str(where / "bin" / "python"), "install", "--no-deps",
-                "--no-index", "--no-compile", "-q", str(wheel)])  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    return where / "bin"
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LM_") and k != "PYTHONPATH"}
-    env.update(OMP_NUM_THREADS="1", MAX_JOBS="2", **extra)
-    return env
-
-
-class Release:
-    def __init__(self, tmp: Path) -> None:
-        from liquid_memory_vendor import release
-        from liquid_memory_vendor.dev import dev_vendor
-
-        from liquid_memory.artifacts.crypto import decrypt, read_key_id
-        from liquid_memory.ops.cpp import cpp_available
-
-        assert cpp_available()
-        self.vendor = make_vendor("Release Vendor")
-        self.home = tmp / "home"
-        self.home.mkdir()
-        src = _copy_checkout(tmp)
-        meta = json.loads((src / "dist_public" / "AOTI_METADATA.json").read_text())
-        entry = next(a for a in meta["artifacts"] if a["dtype"] == "float32" and a["head_dim"] == 64)
-        blob = (src / entry["file"]).read_bytes()
-        plain = decrypt(blob, dev_vendor().content_keys[read_key_id(blob)], name=entry["name"], version=meta["version"])
-        t0 = time.perf_counter()
-        kernel_lib = release.find_kernel_library(REPO)
-        release.write_dist_public(self.vendor, src, [(entry, plain)], self.home, kernel_library=kernel_lib)
-        self.sequence = release.next_sequence(self.home)
-        release.sign_manifest(self.vendor, src, sequence=self.sequence)
-        self.wheel = release.build_wheel(self.vendor, src, tmp / "out", release_build=True)
-        release.finalize_wheel(self.vendor, self.wheel, sequence=self.sequence)
-        self.build_s = time.perf_counter() - t0
-        self.bin = _install(self.wheel, tmp / "venv")
-        self.site = next((tmp / "venv" / "lib").glob("python3*/site-packages"))
-        self.pkg = self.site / "liquid_memory"
-        self.cwd = tmp / "elsewhere"
-        self.cwd.mkdir()
-        self.trusted = {self.vendor.kid: self.vendor.public_key}
-        print(
-            f"\nrelease wheel build + sign {self.build_s:.1f} s, "
-            f"install {time.perf_counter() - t0 - self.build_s:.1f} s"
-        )
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        return _run([str(self.bin / "liquid-memory"), *args], cwd=self.cwd, env=_clean_env(**env))
-
-    def licence(self, **kw) -> str:
-        kw.setdefault("expires", int(time.time()) + 3600)
-        kw.setdefault("features", ["kernel"])
-        return issue_licence(self.vendor, licensee="Release Customer", **kw)
-
-
-@pytest.fixture(scope="session")
-def rel(tmp_path_factory) -> Release:
-    return Release(tmp_path_factory.mktemp("release"))
-
-
 def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monkeypatch):
     names = zipfile.ZipFile(rel.wheel).namelist()
     assert not [n for n in names if n.endswith(".so")], "a kernel library in the clear"
@@ -185,7 +90,7 @@ def test_release_wheel_has_no_clear_kernel_no_vendor_tool_and_verifies(rel, monk
     assert doc["valid"] and doc["build"] == "release"
     probe = ("import torch\nfrom liquid_memory import liquid_scan\nx = torch.randn(1, 1, 8, 8)\n"
              "liquid_scan(x, x, x, -x.abs(), backend='triton')")  # fmt: skip
-    res = _run([str(rel.bin / "python"), "-c", probe], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=rel.licence()))
+    res = run([str(rel.bin / "python"), "-c", probe], cwd=rel.cwd, env=clean_env(LM_PRIVATE_KEY=rel.licence()))
     assert res.returncode == 1 and "BackendUnavailable" in res.stderr and "not part of this release" in res.stderr
 
 
@@ -212,9 +117,9 @@ def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path)
         "expired": rel.licence(expires=now - 10),
         "dev_identity": issue_dev_licence(("kernel",)),
     }
-    res = _run([str(rel.bin / "python"), "-c", FLOW, str(tmp_path / "xs.pt"), json.dumps(refused),
+    res = run([str(rel.bin / "python"), "-c", FLOW, str(tmp_path / "xs.pt"), json.dumps(refused),
                 str(tmp_path / "out.pt"), str(tmp_path / "scan.pt2")], cwd=rel.cwd,
-               env=_clean_env(LM_PRIVATE_KEY=rel.licence()))  # fmt: skip
+               env=clean_env(LM_PRIVATE_KEY=rel.licence()))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert str(rel.site) in out["package"]
@@ -234,19 +139,8 @@ def test_release_install_runs_kernels_only_under_a_kernel_licence(rel, tmp_path)
           f"second call {out['second_call_s'] * 1e3:.1f} ms")  # fmt: skip
 
 
-def _tampered(rel: Release, tmp: Path, name: str, edit) -> Path:  # noqa: ANN001
-    out = tmp / f"{name}.whl"
-    with zipfile.ZipFile(rel.wheel) as src, zipfile.ZipFile(out, "w") as dst:
-        members = [(i, src.read(i)) for i in src.infolist()]
-        for info, data in edit(members):
-            dst.writestr(info, data)
-    return out
-
-
-def _member(name: str, mode: int = stat.S_IFREG | 0o644) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.external_attr = mode << 16
-    return info
+def _tampered(rel, tmp, name: str, edit):  # noqa: ANN001
+    return rewrite_wheel(rel.wheel, tmp / f"{name}.whl", edit)
 
 
 def _replace(target: str, change):  # noqa: ANN001
@@ -258,7 +152,7 @@ CASES = {
         _replace("liquid_memory/ops/dispatch.py", lambda d: d.replace(b"require_feature", b"require_featurX")),
         "LM210",
     ),  # same size, other bytes: the hash catches it
-    "added_pth": (lambda ms: [*ms, (_member("zz_evil.pth"), b"import os\n")], "LM208"),
+    "added_pth": (lambda ms: [*ms, (member("zz_evil.pth"), b"import os\n")], "LM208"),
     "trust_root_plus_dev_key": (
         _replace(
             "liquid_memory/licensing/_trust_root.py",
@@ -266,10 +160,10 @@ CASES = {
         ),
         "LM209",
     ),  # fmt: skip
-    "fifo_member": (lambda ms: [*ms, (_member("liquid_memory/fifo", stat.S_IFIFO | 0o644), b"")], "LM212"),
-    "double_slash": (lambda ms: [*ms, (_member("liquid_memory//evil.py"), b"x")], "LM206"),
-    "dot_segment": (lambda ms: [*ms, (_member("./liquid_memory/evil.py"), b"x")], "LM206"),
-    "case_variant": (lambda ms: [*ms, (_member("Liquid_memory/__init__.py"), b"x")], "LM208"),
+    "fifo_member": (lambda ms: [*ms, (member("liquid_memory/fifo", stat.S_IFIFO | 0o644), b"")], "LM212"),
+    "double_slash": (lambda ms: [*ms, (member("liquid_memory//evil.py"), b"x")], "LM206"),
+    "dot_segment": (lambda ms: [*ms, (member("./liquid_memory/evil.py"), b"x")], "LM206"),
+    "case_variant": (lambda ms: [*ms, (member("Liquid_memory/__init__.py"), b"x")], "LM208"),
     "removed_file": (lambda ms: [(i, d) for i, d in ms if i.filename != "liquid_memory/errors.py"], "LM207"),
 }
 
@@ -284,11 +178,11 @@ def test_tampered_release_wheel_is_rejected(rel, tmp_path, case):
 
 def test_installed_release_refuses_tampering_redirects_and_missing_revocation(rel, tmp_path):
     key = rel.licence()
-    run = ["-c", "from liquid_memory import liquid_scan; import torch; x = torch.randn(1, 1, 8, 8); "
+    probe = ["-c", "from liquid_memory import liquid_scan; import torch; x = torch.randn(1, 1, 8, 8); "
            "liquid_scan(x, x, x, -x.abs(), backend='cpp'); print('RAN')"]  # fmt: skip
 
     def attempt(**env: str) -> str:
-        res = _run([str(rel.bin / "python"), *run], cwd=rel.cwd, env=_clean_env(LM_PRIVATE_KEY=key, **env))
+        res = run([str(rel.bin / "python"), *probe], cwd=rel.cwd, env=clean_env(LM_PRIVATE_KEY=key, **env))
         assert "RAN" in res.stdout or "Traceback" in res.stderr
         return "RAN" if "RAN" in res.stdout else res.stderr.strip().splitlines()[-1]
 
@@ -321,6 +215,7 @@ def test_revoked_licence_is_refused_by_the_next_release_and_rollback_is_refused(
     """A release carrying a newer revocation list refuses the revoked licence; once it was seen, the older
     release (which predates the revocation) is refused as a rollback."""
     from liquid_memory_vendor import release
+    from liquid_memory_vendor.export import export_tree
     from liquid_memory_vendor.issue import revoke
 
     key = rel.licence()
@@ -338,7 +233,10 @@ def test_revoked_licence_is_refused_by_the_next_release_and_rollback_is_refused(
             if info.filename == "liquid_memory/dist_public/revocations.lmr":
                 data = (rel.home / "revocations.lmr").read_bytes()
             dst.writestr(info, data)
-    release.finalize_wheel(rel.vendor, new_wheel, sequence=release.next_sequence(rel.home))
+    source = tmp_path / "export"  # the vendor's next release: the same tracked tree, the newer list
+    export_tree(rel.checkout, source)
+    (source / "dist_public" / "revocations.lmr").write_bytes((rel.home / "revocations.lmr").read_bytes())
+    release.finalize_wheel(rel.vendor, new_wheel, sequence=release.next_sequence(rel.home), source=source)
     with zipfile.ZipFile(new_wheel) as z:
         (rel.pkg / "MANIFEST.md").write_bytes(z.read("liquid_memory/MANIFEST.md"))
     doc = json.loads(rel.cli("license", "--json", LM_PRIVATE_KEY=key, LM_STATE_DIR=str(state)).stdout)

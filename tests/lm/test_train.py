@@ -172,3 +172,15 @@ def test_liquid_flags_and_liquid_kwargs_are_inverse_for_every_bench_model():
     assert TrainArgs(mixer="attention").liquid_kwargs() == {}
     with pytest.raises(ValueError, match="no flag"):
         TrainArgs.liquid_flags({"decay_rank": 4})
+
+
+def test_memory_short_conv_flag_reaches_liquid_memory_and_stays_off_by_default():
+    """``--memory-short-conv K`` is LiquidMemory's own q/k/v convolution (liquid_kwargs ``short_conv``), apart from the
+    model-level ``--short-conv``; without it LiquidLM builds LiquidMemory with ``short_conv=0``."""
+    from liquid_memory.models import LiquidLM
+
+    config = TrainArgs(memory_short_conv=4, d_model=32, n_layers=1, n_heads=2).model_config(vocab_size=40)
+    assert config.liquid_kwargs["short_conv"] == 4 and config.short_conv == 0
+    assert LiquidLM(config).blocks[0].mixer.memory.short_conv == 4
+    plain = TrainArgs(d_model=32, n_layers=1, n_heads=2).model_config(vocab_size=40)
+    assert "short_conv" not in plain.liquid_kwargs and LiquidLM(plain).blocks[0].mixer.memory.qkv_conv is None

@@ -30,6 +30,9 @@ VARIANTS = [
             "liquid_kwargs": {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True},
         },
     ),
+    # LiquidMemory's own q/k/v short conv (liquid_kwargs short_conv): alone, and on top of the model-level convs
+    ("liquid", {"liquid_kwargs": {"short_conv": 3}}),
+    ("liquid", {"short_conv": 3, "conv_qkv": True, "liquid_kwargs": {**RECOMMENDED_LIQUID_KWARGS, "short_conv": 4}}),
     ("liquidnet", {}),
     ("liquidnet", {"short_conv": 4}),
     ("attention", {}),

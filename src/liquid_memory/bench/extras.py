@@ -61,8 +61,10 @@ def decode_vs_bandwidth(layer: LiquidMemory, bandwidth_gbs: float) -> dict:
 
 
 def _copy(layer: LiquidMemory, dtype: torch.dtype) -> LiquidMemory:
+    conv = layer.qkv_conv
     copy = LiquidMemory(layer.embed_dim, layer.num_heads, batch_first=True, backend=layer.backend,
-                        decay_rank=layer.decay_rank, dtype=dtype)  # fmt: skip
+                        decay_rank=layer.decay_rank, short_conv=layer.short_conv,
+                        short_conv_activation=None if conv is None else conv.activation, dtype=dtype)  # fmt: skip
     copy.load_state_dict(layer.state_dict())
     return copy
 

@@ -32,6 +32,7 @@ from liquid_memory.bench.peers import (
 )
 from liquid_memory.bench.timing import paired_ratio, time_call, time_interleaved
 from liquid_memory.nn.liquid_memory import LiquidMemory
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV
 
 OVER_BUDGET = "skipped (over budget)"
 OOM = "OOM"
@@ -67,6 +68,7 @@ class LayerBenchConfig:
     decode: bool = True
     backend: str | None = None
     decay_rank: int | None = None
+    short_conv: int = DEFAULT_SHORT_CONV  # the module's default (0: the recurrence without the q/k/v convolution)
 
 
 class _Budget:
@@ -122,7 +124,10 @@ class LayerBenchmark:
         factory = {"device": config.device, "dtype": config.dtype}
         torch.manual_seed(0)
         e, h = config.embed_dim, config.num_heads
-        self.lm = LiquidMemory(e, h, batch_first=True, backend=config.backend, decay_rank=config.decay_rank, **factory)
+        self.lm = LiquidMemory(
+            e, h, batch_first=True, backend=config.backend, decay_rank=config.decay_rank,
+            short_conv=config.short_conv, **factory,
+        )  # fmt: skip
         self.floor = ProjectionFloor(self.lm)
         self.mha = nn.MultiheadAttention(e, h, batch_first=True, **factory)
         self.sdpa = SDPAAttention(e, h, **factory)

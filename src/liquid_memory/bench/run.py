@@ -12,6 +12,7 @@ import torch
 from liquid_memory.bench.layer import LayerBenchConfig, LayerBenchmark, rows_to_dicts
 from liquid_memory.bench.report import format_table, format_targets, target_checks, write_json, write_plot
 from liquid_memory.extras import module_of_extra
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV
 
 
 def run_benchmark(
@@ -32,10 +33,12 @@ def run_benchmark(
     echo: bool = True,
     decay_rank: int | None = None,
     extras: bool = False,
+    short_conv: int = DEFAULT_SHORT_CONV,
 ) -> dict:
     """Measure LiquidMemory against its projection GEMMs, nn.MultiheadAttention and an SDPA layer; print, save
     JSON + PNG. ``extras``: also the same-run memory bandwidth and decode vs weight-read time (fp32 and bf16
-    weights), the ``decay_rank`` sweep and whole-model ``torch.compile`` vs eager (fp32 runs).
+    weights), the ``decay_rank`` sweep and whole-model ``torch.compile`` vs eager (fp32 runs). ``short_conv``: the
+    layer's q/k/v short convolution (its floor stays the projection GEMMs, so the ratio includes the convolution).
 
     Returns ``{"rows": [...], "targets": [...], "extras": {...}, "json": path, "plot": path}``.
     """
@@ -44,7 +47,7 @@ def run_benchmark(
     config = LayerBenchConfig(
         embed_dim=embed_dim, num_heads=num_heads, batch_size=batch_size, seq_lengths=tuple(seq_lengths),
         dtype=dtype, device=device, time_budget_s=time_budget_s, memory_budget_bytes=int(memory_budget_gb * 2**30),
-        backward=backward, decode=decode, backend=backend, decay_rank=decay_rank,
+        backward=backward, decode=decode, backend=backend, decay_rank=decay_rank, short_conv=short_conv,
     )  # fmt: skip
     bench = LayerBenchmark(config)
     rows = bench.run(progress=progress)

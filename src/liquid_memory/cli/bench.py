@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-decode", action="store_true", help="skip the decode columns")
     bench.add_argument("--backend", default=None, help="force a liquid_scan backend (default: LM_BACKEND or cpp)")
     bench.add_argument("--decay-rank", type=int, default=None, help="LiquidMemory decay_rank (default: full)")
+    bench.add_argument(
+        "--short-conv", type=int, default=None,
+        help="LiquidMemory short_conv kernel (default: the module's, 4; 0: the recurrence without it)",
+    )  # fmt: skip
     bench.add_argument("--extras", action="store_true", help="also bandwidth/decode, decay_rank sweep, compile")
     bench.add_argument(
         "--mixer", action="store_true",
@@ -83,5 +87,6 @@ def _run_layer(args: argparse.Namespace) -> int:
         out_dir=args.out_dir, time_budget_s=args.time_budget, memory_budget_gb=args.memory_budget_gb,
         backward=not args.no_backward, decode=not args.no_decode, backend=args.backend,
         decay_rank=args.decay_rank, extras=args.extras,
+        **({} if args.short_conv is None else {"short_conv": args.short_conv}),
     )  # fmt: skip
     return 0

@@ -28,6 +28,7 @@ def _iso(ts: object) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from liquid_memory.manifest import find_distribution_root, verify_path
+    from liquid_memory.manifest.verify import VENDOR_KEY_REMEDY
 
     target = args.path
     if target is None:
@@ -38,7 +39,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not Path(target).exists():
         print(f"liquid-memory verify: {target} does not exist", file=sys.stderr)
         return EXIT_USAGE
-    report = verify_path(Path(target))
+    vendor_key = None
+    if args.vendor_key is not None:
+        from liquid_memory.licensing.public_key import read_public_key
+
+        try:
+            vendor_key = read_public_key(args.vendor_key)
+        except LiquidMemoryError as exc:
+            print(f"liquid-memory verify: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    report = verify_path(Path(target), vendor_key=vendor_key, unknown_key_remedy=VENDOR_KEY_REMEDY)
     if report.development:
         print(DEV_WARNING, file=sys.stderr)
     if args.json:
@@ -49,6 +59,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"    {c.get('product')} {c.get('version')} (release sequence {c.get('sequence')}, scope "
               f"{c.get('scope')}), {len(report.rows)} files, signed by vendor key {c.get('kid')}, manifest valid "
               f"until {_iso(c.get('expires'))}")  # fmt: skip
+        if vendor_key is not None:
+            print("    trusted: only the --vendor-key given (nothing recorded on this machine)")
     else:
         print(f"FAILED  {report.target}: {len(report.problems)} problem(s)")
         for p in report.problems:
@@ -96,6 +108,12 @@ def verify_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", nargs="?", type=Path, help="folder or .whl (default: this installation)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument(
+        "--vendor-key", metavar="KEY",
+        help="trust exactly this vendor key for this one verification (the line `lm-vendor public-key` prints, "
+        "lmpub1.<key id>.<key>, or a file holding it): check a vendor's wheel from any environment before "
+        "installing it; nothing is recorded",
+    )  # fmt: skip
     return p
 
 

@@ -61,6 +61,9 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=d.qk_norm,
                    help="liquid mixer: L2-normalise q and k per head (default on: with the gate and eps 0.97x "
                         "attention's perplexity, 3 seeds; it also sped up MQAR recall; LiquidLM results)")  # fmt: skip
+    p.add_argument("--memory-short-conv", type=int, default=d.memory_short_conv,
+                   help="liquid mixer: LiquidMemory's own q/k/v short convolution after the projections, kernel K "
+                        "(default 0: off in LiquidLM; LiquidLM results)")  # fmt: skip
     p.add_argument("--tokenizer", default=None, help="use this tokenizers JSON instead of training one")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from liquid_memory.hf.cache import liquid_layer
+from liquid_memory.hf.decode_step import decode_step, fast_decode_ready
 from liquid_memory.hf.errors import PatchError
 from liquid_memory.hf.global_cache import DEFAULT_BLOCK, SCORES, ImportanceBoard
 from liquid_memory.hf.hybrid import TINY, combine, liquid_part, window_part
@@ -122,17 +123,19 @@ class LiquidHybridAttention(nn.Module):
             return self.softmax_forward(hidden_states, position_embeddings, attention_mask), None
         b, t, _ = hidden_states.shape
         q, k, v = self._project(hidden_states, position_embeddings)
-        log_a = self.liquid.decay(hidden_states)
         layer = None
         if past_key_values is not None:
             layer = liquid_layer(past_key_values, self.layer_idx, self.window, self.global_cache)
+        if layer is not None and fast_decode_ready(self, layer, t):  # decode_step.py
+            valid = None if attention_mask is None else key_validity(attention_mask, b, self.window, q.device)
+            return self.o_proj(decode_step(self, q, k, v, hidden_states, layer, valid)), None
+        log_a = self.liquid.decay(hidden_states)
         state, seen_before = None, 0
         if layer is not None:
             state, seen_before = layer.state(), layer.cumulative_length
             k, packed = layer.update(k, torch.cat([v, log_a.to(v.dtype)], dim=-1))
-            v, log_a = packed[..., : self.head_dim], packed[..., self.head_dim :].float()
-            if q.dtype == torch.float64:
-                log_a = log_a.double()
+            # the decay in the state's precision (float64 runs: never rounded through float32)
+            v, log_a = packed[..., : self.head_dim], packed[..., self.head_dim :].to(log_a.dtype)
         length = k.shape[2]
         n_cached = length - t
         valid = key_validity(attention_mask, b, length, hidden_states.device)

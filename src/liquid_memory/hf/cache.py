@@ -43,6 +43,8 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         self.received: Tensor | None = None  # [B, Hkv, held, 2]: attention each held key received, queries
         self.sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # keys, values, absolute positions, ok
         self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
+        self.sinks_complete = False  # every row holds all its sinks (they never change after that)
+        self.sink_last = 0  # the largest absolute position of a stored sink (decode_step.fast_decode_ready)
 
     def sink_valid_seen(self, batch: int, device: torch.device) -> Tensor:
         return self.sink_seen if self.sink_seen is not None else torch.zeros(batch, dtype=torch.long, device=device)
@@ -57,6 +59,8 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
     def set_sinks(self, sinks: tuple[Tensor, ...], base: int, seen: Tensor) -> None:
         k, v, pos, ok = sinks
         self.sinks, self.sink_seen = (k.detach().clone(), v.detach().clone(), pos + base, ok.clone()), seen
+        self.sinks_complete = bool(ok.all()) and bool((seen >= ok.shape[1]).all())
+        self.sink_last = int(self.sinks[2].max()) if self.sinks[2].numel() else 0
 
     def update(self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
         """Append the new tokens; keep (a copy of) the last ``window - 1``; return cached + new."""

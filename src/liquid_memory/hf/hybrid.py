@@ -28,6 +28,8 @@ key is zero and decay one (the state does not change between them).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -56,27 +58,30 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
     b, h, t, d = q.shape
     hkv = k.shape[1]
     g = h // hkv
-    qg = q.view(b, hkv, g, t, d)
+    inplace = not (torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)))
+    qg = (q * scaling).contiguous().view(b, hkv, g, t, d)  # a block of a group's queries: rows of one matrix
     a_out, z_out, m_out = [], [], []
     for i0 in range(0, t, QUERY_BLOCK):
         i1 = min(t, i0 + QUERY_BLOCK)
         j1 = n_cached + i1
         j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
-        scores = torch.einsum("bkgtd,bksd->bkgts", qg[:, :, :, i0:i1], k[:, :, j0:j1]) * scaling
+        rows = qg[:, :, :, i0:i1].reshape(b, hkv, g * (i1 - i0), d)
+        keys, vals = k[:, :, j0:j1], v[:, :, j0:j1]
         qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
         kpos = torch.arange(j0, j1, device=q.device)[None, :]
         allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
-        vals = v[:, :, j0:j1]
         if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
             sk, sv, spos, sok = sinks
-            s_scores = torch.einsum("bkgtd,bknd->bkgtn", qg[:, :, :, i0:i1], sk) * scaling
             s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
-            scores, allowed = torch.cat([scores, s_scores], -1), torch.cat([allowed, s_allowed], -1)
-            vals = torch.cat([vals, sv], 2)
-        scores = scores.masked_fill(~allowed, float("-inf"))
+            keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
+            allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
+        # one [G·block, keys] score matrix per KV head; without autograd softmax'd in place (fewer allocations)
+        scores = torch.matmul(rows, keys.transpose(-1, -2)).view(b, hkv, g, i1 - i0, -1)
+        scores = scores.masked_fill_(~allowed, float("-inf")) if inplace else scores.masked_fill(~allowed, -math.inf)
         m = scores.amax(dim=-1, keepdim=True)
-        e = torch.exp(scores - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))
-        a_out.append(torch.einsum("bkgts,bksd->bkgtd", e, vals))
+        shift = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        e = scores.sub_(shift).exp_() if inplace else torch.exp(scores - shift)
+        a_out.append(torch.matmul(e.view(b, hkv, g * (i1 - i0), -1), vals).view(b, hkv, g, i1 - i0, d))
         z_out.append(e.sum(-1))
         m_out.append(m.squeeze(-1))
     return (
@@ -87,23 +92,24 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
 
 
 def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):
-    """Scan with ``G`` queries per KV-head step: ``phi_q`` ``[B, H, n, D]``, the rest ``[B, Hkv, n, D]``."""
+    """Scan with ``G`` query heads per KV head: ``phi_q`` ``[B, H, n, D]``, the rest ``[B, Hkv, n, D]``.
+
+    Each query head runs its KV head's recurrence (keys, values and decays repeated ``G`` times: the ``G``
+    copies of a state stay equal, the final state is read from the first); the same arithmetic as ``G``
+    sub-steps per token with zero key and unit decay, without their zero-filled buffers and transposes."""
     b, h, n, dim = phi_q.shape
     hkv = phi_k.shape[1]
     g = h // hkv
     if g == 1:
         return liquid_scan(phi_q, phi_k, vp, log_a, initial_state=state, output_final_state=True, backend=backend)
-    qq = phi_q.view(b, hkv, g, n, dim).transpose(2, 3).reshape(b, hkv, n * g, dim)
 
-    def spread(x: Tensor) -> Tensor:  # the key/value/decay at sub-step 0 of each group, zeros after
-        out = x.new_zeros((b, hkv, n, g, dim))
-        out[:, :, :, 0] = x
-        return out.view(b, hkv, n * g, dim)
+    def rep(x: Tensor | None) -> Tensor | None:
+        return None if x is None else x.repeat_interleave(g, dim=1)
 
     o, final = liquid_scan(
-        qq, spread(phi_k), spread(vp), spread(log_a), initial_state=state, output_final_state=True, backend=backend
+        phi_q, rep(phi_k), rep(vp), rep(log_a), initial_state=rep(state), output_final_state=True, backend=backend
     )
-    return o.view(b, hkv, n, g, dim).transpose(2, 3).reshape(b, h, n, dim), final
+    return o, final[:, ::g].contiguous()
 
 
 def _read(phi_q: Tensor, state: Tensor) -> Tensor:

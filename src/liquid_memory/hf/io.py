@@ -143,12 +143,18 @@ def _merge(modules: dict[str, Any], factors: dict[str, torch.Tensor], scale: flo
 
 def from_pretrained(
     path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None, global_cache: int | None = None,
+    weights: str = "fp32",
 ) -> tuple[Any, Any]:  # fmt: skip
     """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters.
 
-    ``global_cache``: exact-pair slots per layer and KV head (``None``: what ``DIR`` stores)."""
+    ``global_cache``: exact-pair slots per layer and KV head (``None``: what ``DIR`` stores). ``weights``: how the
+    base model's linear weights, LM head and embedding are held for serving — ``fp32`` (as trained), ``bf16`` or
+    ``int8`` (weight-only, per output channel; ``hf/weights.py``). The LoRA factors are merged before the
+    conversion; the liquid parameters stay fp32."""
     from liquid_memory.hf.smollm import load_base
+    from liquid_memory.hf.weights import check_format, convert_weights
 
+    check_format(weights)  # before the base model loads
     config = read_config(path)
     model, tokenizer = load_base(config["base_model"], cache_dir)
     if type(model).__name__ != config["architecture"]:
@@ -161,4 +167,4 @@ def from_pretrained(
                 cache_score=config.get("cache_score", "attention"),
                 per_query_mix=bool(config.get("per_query_mix", False)))  # fmt: skip
     load_liquid_into(model, path)
-    return model.eval(), tokenizer
+    return convert_weights(model, weights).eval(), tokenizer

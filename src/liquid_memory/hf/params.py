@@ -31,8 +31,14 @@ class FeatureMap(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``[B, heads, T, d]`` → ``[B, heads, T, 2d]`` (computed in x's dtype, fp32 or float64)."""
-        z = torch.einsum("bhtd,hde->bhte", x, self.weight.to(x.dtype))
-        return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
+        return feature_map(x, self.weight)
+
+
+def feature_map(x: Tensor, weight: Tensor) -> Tensor:
+    """``FeatureMap``'s function of ``x`` ``[B, heads, T, d]`` and ``weight`` ``[heads, d, d]`` (the decode step
+    calls it with plain tensors)."""
+    z = torch.matmul(x, weight.to(x.dtype))
+    return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
 
 
 def decay_bias(kv_heads: int, feature_dim: int, max_half_life: float | None) -> Tensor:
@@ -63,11 +69,16 @@ class LowRankDecay(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``[B, T, hidden]`` → ``log_a``: ``[B, kv_heads, T, feature_dim]`` (≤ 0, fp32 or float64)."""
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        x = x.to(acc)
-        pre = (x @ self.down.to(acc).T) @ self.up.to(acc).T + self.bias.to(acc)
-        log_a = -(nn.functional.softplus(pre) + DELTA_MIN)
-        return log_a.view(*x.shape[:2], self.kv_heads, self.feature_dim).transpose(1, 2)
+        return low_rank_log_decay(x, self.down, self.up, self.bias, self.kv_heads)
+
+
+def low_rank_log_decay(x: Tensor, down: Tensor, up: Tensor, bias: Tensor, kv_heads: int) -> Tensor:
+    """``LowRankDecay``'s function of ``x`` ``[B, T, hidden]`` and its parameters (plain tensors)."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = x.to(acc)
+    pre = torch.addmm(bias.to(acc), x.reshape(-1, x.shape[-1]) @ down.to(acc).T, up.to(acc).T)
+    log_a = -(nn.functional.softplus(pre) + DELTA_MIN)
+    return log_a.view(*x.shape[:2], kv_heads, -1).transpose(1, 2)
 
 
 class LiquidParams(nn.Module):

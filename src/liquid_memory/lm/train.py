@@ -35,9 +35,12 @@ LOG_NAME = "train_log.json"
 PLOT_NAME = "loss.png"
 
 
-# TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name), each with the value
-# that means "not passed to LiquidMemory" (LiquidMemory's own default applies)
-LIQUID_FLAGS: dict[str, Any] = {"output_gate": False, "out_norm_eps": None, "qk_norm": False}
+# TrainArgs fields that are LiquidMemory options (liquid_kwargs keys of the same name, except as LIQUID_KWARG_NAMES
+# says), each with the value that means "not passed to LiquidMemory" (LiquidMemory's own default applies; for
+# short_conv LiquidLM's: off)
+LIQUID_FLAGS: dict[str, Any] = {"output_gate": False, "out_norm_eps": None, "qk_norm": False, "memory_short_conv": 0}
+# memory_short_conv: LiquidMemory's own q/k/v convolution, apart from the model-level short_conv field
+LIQUID_KWARG_NAMES: dict[str, str] = {"memory_short_conv": "short_conv"}
 
 
 @dataclass
@@ -56,6 +59,7 @@ class TrainArgs:
     output_gate: bool = RECOMMENDED_LIQUID_KWARGS["output_gate"]
     out_norm_eps: float | None = RECOMMENDED_LIQUID_KWARGS["out_norm_eps"]
     qk_norm: bool = RECOMMENDED_LIQUID_KWARGS["qk_norm"]
+    memory_short_conv: int = 0
     backend: str | None = None
     vocab_size: int = 4096
     tokenizer: str | None = None
@@ -83,13 +87,14 @@ class TrainArgs:
         """The inverse of :meth:`liquid_kwargs`: the fields that build a model with these LiquidMemory options
         (the LiquidLM comparison, ``python -m benchmarks lm``, trains its named models through them). An option
         without a flag is a ``ValueError``."""
-        unknown = sorted(set(liquid_kwargs) - set(LIQUID_FLAGS))
+        unknown = sorted(set(liquid_kwargs) - {LIQUID_KWARG_NAMES.get(flag, flag) for flag in LIQUID_FLAGS})
         if unknown:
             raise ValueError(f"lm train has no flag for the LiquidMemory option(s) {unknown}")
-        return {flag: liquid_kwargs.get(flag, off) for flag, off in LIQUID_FLAGS.items()}
+        return {flag: liquid_kwargs.get(LIQUID_KWARG_NAMES.get(flag, flag), off) for flag, off in LIQUID_FLAGS.items()}
 
     def liquid_kwargs(self) -> dict[str, Any]:
-        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` / ``--qk-norm`` (``None`` eps =
+        """The LiquidMemory options of ``--output-gate`` / ``--out-norm-eps`` / ``--qk-norm`` /
+        ``--memory-short-conv`` (``None`` eps =
         LiquidMemory's default); ``{}`` for the other mixers, which have no LiquidMemory (their configs stay free
         of them)."""
         if self.out_norm_eps is not None and not self.out_norm_eps > 0:
@@ -97,7 +102,9 @@ class TrainArgs:
         if self.mixer != "liquid":
             return {}
         values = {flag: getattr(self, flag) for flag in LIQUID_FLAGS}
-        return {flag: value for flag, value in values.items() if value != LIQUID_FLAGS[flag]}
+        return {
+            LIQUID_KWARG_NAMES.get(flag, flag): value for flag, value in values.items() if value != LIQUID_FLAGS[flag]
+        }
 
     def model_config(self, vocab_size: int) -> LiquidLMConfig:
         try:

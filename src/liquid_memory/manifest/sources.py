@@ -7,7 +7,6 @@ Both list *every* entry the manifest's scope covers, including the ones a manife
 from __future__ import annotations
 
 import os
-import re
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liquid_memory.errors import (
+    LiquidMemoryError,
     ManifestFileMissing,
     ManifestInvalid,
     ManifestMissing,
@@ -22,11 +22,18 @@ from liquid_memory.errors import (
     ManifestSymlink,
 )
 from liquid_memory.manifest.format import MAX_MANIFEST_BYTES, PACKAGE
+from liquid_memory.manifest.record import (
+    InstalledRecord,
+    console_scripts,
+    dist_info_of,
+    installer_written,
+    parse_record,
+    pyc_source,
+    record_problems,
+)
 
 MANIFEST_NAME = "MANIFEST.md"
-# Written by the installer, not by the vendor: cannot be signed in advance (RECORD lists the manifest's hash).
-INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
-_PYC = re.compile(r"(?P<stem>[A-Za-z0-9_]+)\.cpython-\d+(\.opt-[12])?\.pyc")
+MAX_RECORD_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,6 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     return "file" if stat.S_IFMT(mode) == 0 else _kind(mode)
 
 
-def _installer_written(rel: str) -> bool:
-    parts = rel.split("/")
-    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in INSTALLER_FILES
-
-
 class DirSource:
     """A distribution on disk: a source checkout / development install (scope ``source``: the manifest's
     folder holds ``dist_public/``) or an installed release (scope ``wheel``: the manifest sits in the
@@ -64,6 +66,8 @@ class DirSource:
         self.scope = "source"
         self.label = str(manifest_dir)
         self.tops: set[str] = {"dist_public"}
+        self.rows: set[str] = set()
+        self.record = InstalledRecord()
 
     def manifest_bytes(self) -> bytes:
         path = self.manifest_dir / MANIFEST_NAME
@@ -86,7 +90,32 @@ class DirSource:
             if self.manifest_dir.name != PACKAGE:
                 raise ManifestInvalid(f"a wheel manifest must sit in a {PACKAGE}/ folder", reason="scope")
             self.root = self.manifest_dir.parent
+            self.rows = set(rows_paths)
             self.tops = {p.split("/", 1)[0] for p in rows_paths} | {PACKAGE}
+            dist_info = dist_info_of(rows_paths)
+            where = f"{dist_info or '<name>.dist-info'}/RECORD"
+            self.record = parse_record(self._read_optional(where, MAX_RECORD_BYTES) if dist_info else None, where)
+
+    def _read_optional(self, rel: str, limit: int) -> bytes | None:
+        """A file the installer wrote (not signed): its bytes, or None when absent, a link or too large."""
+        try:
+            data = self.open_bytes(rel)
+        except LiquidMemoryError:
+            return None
+        return data if len(data) <= limit else None
+
+    def installed_problems(self) -> list[tuple[str, LiquidMemoryError]]:
+        """An installed release (scope ``wheel``): what its RECORD says was installed beyond the signed rows."""
+        if self.scope != "wheel":
+            return []
+        dist_info = dist_info_of(sorted(self.rows))
+        entry_points = self._read_optional(f"{dist_info}/entry_points.txt", 1 << 20) if dist_info else None
+        scripts = console_scripts(entry_points or b"")
+
+        def exists(rel: str) -> bool:
+            return os.path.lexists(self.root / rel)
+
+        return record_problems(self.record, self.rows, self.tops, scripts, exists)
 
     def entries(self) -> Iterator[Entry]:
         """Every entry under the covered top-level names (links not followed), plus installer caches skipped."""
@@ -112,13 +141,9 @@ class DirSource:
         """Installer output of an installed wheel: RECORD & co., byte-code caches of listed modules."""
         if self.scope != "wheel" or not stat.S_ISREG(mode):
             return False
-        if rel == f"{PACKAGE}/{MANIFEST_NAME}" or _installer_written(rel):
+        if rel == f"{PACKAGE}/{MANIFEST_NAME}" or installer_written(rel):
             return True
-        parts = rel.split("/")
-        m = _PYC.fullmatch(parts[-1])
-        if len(parts) >= 3 and parts[-2] == "__pycache__" and m:
-            return (self.root / "/".join(parts[:-2]) / f"{m['stem']}.py").is_file()
-        return False
+        return pyc_source(rel) in self.rows
 
     def open_bytes(self, rel: str) -> bytes:
         """Read a listed file without following symlinks in any component; regular files only."""
@@ -180,7 +205,7 @@ class WheelSource:
             name = info.filename
             if name.endswith("/") or name == self.manifest_name:
                 continue
-            if self.scope == "wheel" and _installer_written(name):
+            if self.scope == "wheel" and installer_written(name):
                 continue
             if self.prefix:
                 if not name.startswith(self.prefix + "dist_public/"):

@@ -48,6 +48,7 @@ class Report:
     rows: tuple[Row, ...] = ()
     problems: list[LiquidMemoryError] = field(default_factory=list)
     development: bool = False  # the trust used (key or build) is the public development identity
+    pinned: bool = False  # trusted exactly one key the caller passed (``--vendor-key``), not this build's
 
     @property
     def ok(self) -> bool:
@@ -69,6 +70,7 @@ class Report:
             "vendor_key_id": c.get("kid"),
             "expires": c.get("expires"),
             "development_identity": self.development,
+            "trust": "vendor-key" if self.pinned else "build",
             "files": [{"path": r.path, "size": r.size, "sha256": r.sha256} for r in self.rows],
             "problems": [p.to_dict() for p in self.problems],
         }
@@ -87,12 +89,27 @@ def open_source(path: Path) -> Source:
     raise ManifestMissing(f"no MANIFEST.md at {path} (nor in its parent for a dist_public/ folder)")
 
 
-def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float) -> None:
+VENDOR_KEY_REMEDY = (
+    "to check a vendor's release from any environment, pass the vendor's published key: "
+    "liquid-memory verify PATH --vendor-key KEY (the line `lm-vendor public-key` prints, or a file holding it)"
+)
+
+
+def check_signature(manifest: Manifest, trusted: dict[str, bytes], now: float, *, pinned: bool = False,
+                    unknown_key_remedy: str | None = None) -> None:  # fmt: skip
+    """Signature by a trusted key, product, expiry. ``pinned``: ``trusted`` is the one key a reviewer passed."""
     kid = manifest.kid
     if kid not in trusted:
+        if pinned:
+            raise ManifestSignatureInvalid(
+                f"manifest signed by vendor key {kid}, but --vendor-key is key {', '.join(sorted(trusted))}",
+                reason="unknown-key",
+                remedy="this is not that vendor's release (or not its key): do not install it",
+            )
         raise ManifestSignatureInvalid(
-            f"manifest signed by vendor key {kid}, not trusted by this build", reason="unknown-key"
-        )
+            f"manifest signed by vendor key {kid}, not trusted by this build", reason="unknown-key",
+            remedy=unknown_key_remedy,
+        )  # fmt: skip
     if not verify_raw(trusted[kid], manifest.message(), manifest.signature):
         raise ManifestSignatureInvalid("manifest signature does not verify (edited or forged)", reason="bad-signature")
     if manifest.comment["product"] != PRODUCT:
@@ -125,12 +142,18 @@ def check_files(source: Source, rows: tuple[Row, ...], report: Report, scope: st
     """Compare entries with rows: missing, non-regular, odd spelling, wrong size or hash, extra."""
     listed = {r.path: r for r in rows}
     present = {}
+    reported: set[str] = set()
+    if isinstance(source, DirSource):  # an installed release: what its RECORD says pip wrote, wherever it went
+        for path, problem in source.installed_problems():
+            if path not in reported:
+                reported.add(path)
+                report.problems.append(problem)
     for entry in source.entries():
         present[entry.path] = entry
         problem = _entry_problem(entry.path, entry.kind, scope)
         if problem is not None:
             report.problems.append(problem)
-        elif entry.path not in listed:
+        elif entry.path not in listed and entry.path not in reported:
             report.problems.append(ManifestExtraFile(f"{entry.path} is not listed in the manifest", reason="extra"))
     if isinstance(source, WheelSource):
         for dup in source.duplicate_members():
@@ -208,15 +231,26 @@ def verify_path(
     trusted: dict[str, bytes] | None = None,
     expected_version: str | None = None,
     remember_sequence: bool = True,
+    vendor_key: tuple[str, bytes] | None = None,
+    unknown_key_remedy: str | None = None,
 ) -> Report:
-    """Verify a distribution; never raises for a bad distribution (problems go into the report)."""
-    report = Report(target=str(path), development=not is_release_build())
+    """Verify a distribution; never raises for a bad distribution (problems go into the report).
+
+    ``vendor_key`` (key id, public key; ``liquid-memory verify --vendor-key``) trusts exactly that key for
+    this one verification, whatever this build trusts, and remembers nothing; the development warning then
+    depends only on whether that key is the development identity. ``unknown_key_remedy`` replaces the remedy
+    of a manifest signed by a key this build does not trust (the CLI names ``--vendor-key`` there).
+    """
+    if vendor_key is not None:
+        trusted, remember_sequence = {vendor_key[0]: vendor_key[1]}, False
+    report = Report(target=str(path), development=vendor_key is None and not is_release_build(),
+                    pinned=vendor_key is not None)  # fmt: skip
     now = time.time() if now is None else now
     try:
         trusted = trusted_keys() if trusted is None else trusted
         source = open_source(Path(path))
         manifest = parse_manifest(source.manifest_bytes())
-        check_signature(manifest, trusted, now)
+        check_signature(manifest, trusted, now, pinned=vendor_key is not None, unknown_key_remedy=unknown_key_remedy)
         report.development = report.development or is_development_key(manifest.kid)
         report.manifest = manifest
         report.rows = signed_rows(manifest)

@@ -12,8 +12,9 @@ MIXERS = ("liquid", "liquidnet", "attention")
 # eps 1e-2, and L2-normalised q / k. Measured (benchmarks/results/lm/README.md, 3 paired seeds): 0.971x attention's
 # held-out perplexity with all three (benchmarks/results/lm/qkn), 1.030x with the gate and eps
 # (benchmarks/results/lm/seeds), 1.291x with LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself
-# stays "exactly what is passed to LiquidMemory" (default ``{}``), so every saved config and checkpoint keeps
-# computing what it computed.
+# stays "exactly what is passed to LiquidMemory" (default ``{}``) — except LiquidMemory's ``short_conv``, 0 in
+# LiquidLM unless named (the module's default became 4 after checkpoints were saved without it) — so every saved
+# config and checkpoint keeps computing what it computed.
 RECOMMENDED_LIQUID_KWARGS: dict[str, Any] = {"output_gate": True, "out_norm_eps": 1e-2, "qk_norm": True}
 
 
@@ -37,7 +38,9 @@ class LiquidLMConfig:
         conv_qkv: ``liquid`` mixer only: with ``short_conv``, one kernel per q / k / v stream instead of one on the
             shared mixer input (``models/qkv_conv.py``: the key stream can then carry the previous token alone).
         coupled_input, out_norm: LiquidMemory options (docs/architecture.md §2); ``liquid_kwargs`` passes any further
-            LiquidMemory keyword (e.g. ``decay_rank``) through unchanged; ``{}`` = LiquidMemory's own defaults.
+            LiquidMemory keyword (e.g. ``decay_rank``) through unchanged; ``{}`` = LiquidMemory's own defaults, except
+            its q/k/v short convolution, off in LiquidLM unless ``liquid_kwargs`` names ``short_conv`` (LiquidLM has
+            the convolutions above, and checkpoints saved before the module's default changed must load unchanged).
             ``RECOMMENDED_LIQUID_KWARGS`` is the measured best LiquidLM setting (``lm train``'s default).
         backend: ``liquid_scan`` backend for the ``liquid`` mixer (``None``: LM_BACKEND or the default).
         bias: biases in the mixer projections (the decay projection always has its bias).

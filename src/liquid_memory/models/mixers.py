@@ -29,7 +29,7 @@ class LiquidMixer(nn.Module):
         self.memory = LiquidMemory(
             config.d_model, config.n_heads, dropout=config.dropout, bias=config.bias, batch_first=True,
             coupled_input=config.coupled_input, out_norm=config.out_norm, backend=config.backend,
-            **config.liquid_kwargs,
+            **{"short_conv": 0, **config.liquid_kwargs},  # LiquidLM: off unless named (its own convs; checkpoints)
         )  # fmt: skip
 
     def reset_parameters(self, std: float) -> None:

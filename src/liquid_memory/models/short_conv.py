@@ -2,14 +2,16 @@
 
 flash-linear-attention's layers put such a convolution on q/k/v and Zoology's BaseConv shows why: a token's
 key can then carry its neighbour, which associative recall needs. LiquidMemory projects q/k/v itself, so the
-convolution sits on the mixer's input instead. Decode keeps the last ``kernel_size - 1`` inputs as state.
+convolution sits on the mixer's input instead. Decode keeps the last ``kernel_size - 1`` inputs as state. The op
+itself is ``nn.short_conv.causal_conv`` (also behind ``LiquidMemory(short_conv=K)``); only the init differs here.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from liquid_memory.nn.short_conv import causal_conv
 
 DEFAULT_KERNEL = 4  # flash-linear-attention's default short-convolution size (the benchmarks' conv variants)
 
@@ -31,11 +33,4 @@ class ShortConv(nn.Module):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, T, C]``, ``state`` ``[B, K-1, C]`` (previous inputs, oldest first) → ``(y, new_state)``."""
-        batch, length, channels = x.shape
-        if state is None:
-            state = x.new_zeros(batch, self.kernel_size - 1, channels)
-        elif state.shape != (batch, self.kernel_size - 1, channels):
-            raise ValueError(f"conv state must be {(batch, self.kernel_size - 1, channels)}, got {tuple(state.shape)}")
-        full = torch.cat([state.to(x.dtype), x], dim=1)  # [B, K-1+T, C]
-        y = F.conv1d(full.transpose(1, 2), self.weight.to(x.dtype), groups=channels).transpose(1, 2)
-        return y, full[:, full.shape[1] - (self.kernel_size - 1) :].detach()
+        return causal_conv(x, self.weight, state)

@@ -13,6 +13,7 @@ from liquid_memory.nn.implicit_attention import attention_weights
 from liquid_memory.nn.masks import SUPPORTED_MASKS, padding_to_bool
 from liquid_memory.nn.mha_inputs import attention_mode, to_batch_first
 from liquid_memory.nn.norm import HeadRMSNorm
+from liquid_memory.nn.short_conv import DEFAULT_SHORT_CONV, CausalShortConv
 from liquid_memory.ops.delta import delta_scan
 from liquid_memory.ops.dispatch import liquid_scan, liquid_scan_readout
 
@@ -27,7 +28,9 @@ class LiquidMemory(DecodeMixin, nn.Module):
                           decay_proj = W_δ (kdim → E), or U·V (kdim → r → E) with decay_rank=r
         S_t = diag(a_t) S_{t-1} + k_t v_t^T            o_t = S_t^T q_t / sqrt(d)
         y_t = out_proj(RMSNorm_per_head(o_t))                 (output_gate: ⊙ σ(W_g x^q_t) before out_proj)
-        (qk_norm: q_t ← q_t/‖q_t‖, k_t ← k_t/‖k_t‖ per head, right after the projections)
+        (short_conv=K: q_t ← SiLU(Σ_{j<K} w^q_j ⊙ q_{t-j}) per channel, right after the projections (causal, each
+         stream over its own sequence from zeros), likewise k_t and v_t; the decay keeps reading x^k_t)
+        (qk_norm: q_t ← q_t/‖q_t‖, k_t ← k_t/‖k_t‖ per head, after the projections and the short conv)
         (delta_rule: S_t = (I − β_t k_t k_tᵀ) diag(a_t) S_{t-1} + β_t k_t v_tᵀ,  β_t = σ(beta_proj(x^k_t)) per head)
 
     Which states a query reads depends on the call:
@@ -71,6 +74,15 @@ class LiquidMemory(DecodeMixin, nn.Module):
             Causal calls, ``prefill`` and ``step`` only (bidirectional / cross-attention and ``need_weights=True``
             raise ``NotImplementedError``); runs in PyTorch whatever ``backend`` says (no compiled kernel has it).
             Padded keys write nothing (``β = 0``, ``a = 1``). Off by default.
+        short_conv: ``0`` (off) or a kernel size ``K ≥ 2``: a causal depthwise convolution over time on each of the
+            projected q, k and v (one kernel per channel, no bias, ``qkv_conv.weight`` ``[3E, 1, K]``, uniform
+            ±1/sqrt(K) init), as flash-linear-attention's GLA / DeltaNet layers carry: a key can then hold the token
+            before it, which associative recall needs. Every mode: bidirectional convolves the one sequence causally
+            too; cross-attention convolves the query and the key/value streams apart; ``need_weights`` weights apply
+            to the convolved values. Decode state: also the last ``K - 1`` projected q/k/v rows. Padded positions
+            enter as zeros (a left-padded sequence gives the unpadded one's outputs; in cross-attention the mask
+            covers keys and values only).
+        short_conv_activation: ``"silu"`` (default, flash-linear-attention's) or ``None`` after the convolution.
 
     Shapes (``N`` batch, ``L`` target length, ``S`` source length, ``E`` embed_dim):
         query ``(L, E)`` unbatched, ``(L, N, E)`` or ``(N, L, E)`` with ``batch_first``; key ``(S, N, kdim)``,
@@ -109,6 +121,8 @@ class LiquidMemory(DecodeMixin, nn.Module):
         output_gate: bool = False,
         qk_norm: bool = False,
         delta_rule: bool = False,
+        short_conv: int = DEFAULT_SHORT_CONV,
+        short_conv_activation: str | None = "silu",
     ) -> None:
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
@@ -159,7 +173,16 @@ class LiquidMemory(DecodeMixin, nn.Module):
         if delta_rule:  # β's random draws leave the global RNG as it was: the other parameters init as without it
             with torch.random.fork_rng(devices=[]):
                 self.beta_proj = nn.Linear(self.kdim, num_heads, **factory)
+        if isinstance(short_conv, bool) or not isinstance(short_conv, int) or short_conv < 0 or short_conv == 1:
+            raise ValueError(f"short_conv is a kernel size >= 2 (or 0 = off), got {short_conv!r}")
+        self.short_conv = short_conv
+        self.qkv_conv = None
+        if short_conv:  # as β: its random draws leave the other parameters' init unchanged
+            with torch.random.fork_rng(devices=[]):
+                self.qkv_conv = CausalShortConv(3 * embed_dim, short_conv, short_conv_activation, **factory)
+        self._conv_window: Tensor | None = None
         self._state: Tensor | None = None
+        self._fp32_copies: dict[int, tuple[tuple[int, int], Tensor]] = {}  # see _fp32
         self._reset_parameters()
         # Any forward pre-hook makes PyTorch's fused TransformerEncoderLayer fast path step aside, which
         # would otherwise run softmax attention on our in_proj weights. This one also refuses nested input.
@@ -182,6 +205,9 @@ class LiquidMemory(DecodeMixin, nn.Module):
             with torch.random.fork_rng(devices=[]):
                 nn.init.normal_(self.beta_proj.weight, std=0.02)
             nn.init.zeros_(self.beta_proj.bias)
+        if self.qkv_conv is not None:
+            with torch.random.fork_rng(devices=[]):
+                self.qkv_conv.reset_parameters()
 
     @classmethod
     def from_mha(cls, mha: nn.MultiheadAttention, **kwargs) -> LiquidMemory:
@@ -229,7 +255,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
                 key_padding_mask = key_padding_mask.unsqueeze(0)
             padded = padding_to_bool(key_padding_mask, batch, source_len)
 
-        q, k, v, log_a = self._project(q_in, k_in, v_in, padded)
+        q, k, v, log_a, _ = self._project(q_in, k_in, v_in, padded, pad_queries=mode != "cross")
         weights = self._weights(q, k, log_a, mode, need_weights, average_attn_weights, unbatched)
         if mode == "causal":
             o, _ = self._scan_read(q, k, v, log_a, beta=self._beta(k_in, padded))
@@ -247,23 +273,34 @@ class LiquidMemory(DecodeMixin, nn.Module):
         return self.embed_dim, self.kdim, self.vdim
 
     def _project(
-        self, q_in: Tensor, k_in: Tensor, v_in: Tensor, padded: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self,
+        q_in: Tensor,
+        k_in: Tensor,
+        v_in: Tensor,
+        padded: Tensor | None,
+        conv_window: Tensor | None = None,
+        pad_queries: bool = True,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Heads-split ``q`` (unscaled: the read-out applies 1/sqrt(d)), ``k``, ``v`` and fp32 ``log_a``
-        ``[B, H, T, d]``, as views of ``[B, T, ·]`` projection buffers (the kernels read them in place).
+        ``[B, H, T, d]``, as views of ``[B, T, ·]`` projection buffers (the kernels read them in place), and the
+        short convolution's new window (``None`` without ``short_conv``).
 
         Self-attention with MHA's packed ``in_proj_weight`` takes one GEMM for q, k and v. The decay has its
-        own fp32 GEMM (full or rank ``r``) whatever the model dtype.
+        own fp32 GEMM (full or rank ``r``) whatever the model dtype. With ``short_conv`` the projections go through the
+        depthwise convolution (``CausalShortConv.convolve_qkv``: padded rows as zeros), continuing ``conv_window``.
         """
+        packed = None
         if q_in is k_in and k_in is v_in and self._qkv_same_embed_dim:
-            qkv = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
-            q, k, v = (self._heads(t) for t in qkv.chunk(3, dim=-1))
+            packed = F.linear(q_in, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = packed.chunk(3, dim=-1)
         else:
             w_q, w_k, w_v = self._projection_weights()
             b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
-            q = self._heads(F.linear(q_in, w_q, b_q))
-            k = self._heads(F.linear(k_in, w_k, b_k))
-            v = self._heads(F.linear(v_in, w_v, b_v))
+            q, k, v = F.linear(q_in, w_q, b_q), F.linear(k_in, w_k, b_k), F.linear(v_in, w_v, b_v)
+        window = None
+        if self.qkv_conv is not None:
+            q, k, v, window = self.qkv_conv.convolve_qkv(q, k, v, padded, conv_window, pad_queries, packed)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         if self.qk_norm:
             q, k = _unit_heads(q), _unit_heads(k)
         log_a = self._log_decay(k_in)
@@ -273,7 +310,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
             keep = (~padded)[:, None, :, None]
             k = k * keep.to(k.dtype)
             log_a = log_a * keep.to(log_a.dtype)
-        return q, k, v, log_a
+        return q, k, v, log_a, window
 
     def _projection_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         if self._qkv_same_embed_dim:
@@ -287,10 +324,23 @@ class LiquidMemory(DecodeMixin, nn.Module):
 
     def _decay_logits(self, x: Tensor) -> Tensor:
         """``W_δ x + b_δ`` in fp32 (``x`` fp32): the full matrix, or ``U (V x)`` without forming ``U·V``."""
-        proj = self.decay_proj
+        proj, f = self.decay_proj, self._fp32
         if self.decay_rank is None:
-            return F.linear(x, proj.weight.float(), proj.bias.float())
-        return F.linear(F.linear(x, proj.down.weight.float()), proj.up.weight.float(), proj.up.bias.float())
+            return F.linear(x, f(proj.weight), f(proj.bias))
+        return F.linear(F.linear(x, f(proj.down.weight)), f(proj.up.weight), f(proj.up.bias))
+
+    def _fp32(self, w: Tensor) -> Tensor:
+        """``w`` in fp32. For a bf16/fp16 layer without autograd the copy is kept until ``w`` changes (its
+        version counter): converting the decay weight on every decode step cost more than reading it (measured:
+        bf16 decode 1.2× fp32's with the per-step conversion)."""
+        if w.dtype == torch.float32 or (torch.is_grad_enabled() and w.requires_grad):
+            return w.float()
+        key = (w.data_ptr(), w._version)
+        cached = self._fp32_copies.get(id(w))
+        if cached is None or cached[0] != key:
+            cached = (key, w.detach().float())
+            self._fp32_copies[id(w)] = cached
+        return cached[1]
 
     def _heads(self, x: Tensor) -> Tensor:
         """``[B, T, E]`` (possibly a column slice of a wider buffer) → a ``[B, H, T, d]`` view, no copy: the
@@ -372,6 +422,11 @@ class LiquidMemory(DecodeMixin, nn.Module):
             f"decay_rank={self.decay_rank}, output_gate={self.gate_proj is not None}"
             + (", qk_norm=True" if self.qk_norm else "")
             + (", delta_rule=True" if self.delta_rule else "")
+            + (
+                f", short_conv={self.short_conv}, short_conv_activation={self.qkv_conv.activation}"
+                if self.short_conv
+                else ""
+            )
         )
 
 
