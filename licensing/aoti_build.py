@@ -11,7 +11,7 @@ model around this op.
 Length is exported as ``chunk * Dim`` (the wrapper pads to a multiple); batch and heads are dynamic;
 head dim and dtype are fixed per artifact. ``-march`` is pinned to a portable baseline (x86-64-v3 =
 AVX2/FMA/BMI2) instead of inductor's default ``-march=native``. The embedded shared objects are
-stripped. See DESIGN.md §8 for the pitfalls this avoids.
+stripped. docs/architecture.md ("The aoti backend") lists the pitfalls this avoids.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class ScanModule(torch.nn.Module):
     """Forward scan with a given initial state: ``(q, k, v, log_a, state0) -> (o, final_state)``."""
 
-    def forward(self, q, k, v, log_a, state0):  # noqa: D102 - shapes per DESIGN.md §2
+    def forward(self, q, k, v, log_a, state0):  # noqa: D102 - shapes of the liquid_scan contract
         o, final = torch.ops.liquid_memory.liquid_scan_fwd(q, k, v, log_a, state0, False, False)
         return o, final
 

@@ -153,7 +153,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets, each with the measured value and hit / miss."""
+    """The targets, each with the measured value and hit / miss."""
     out: dict[str, Any] = {}
     ppl = result.get("perplexity", {})
     ctx = "2048" if "2048" in ppl.get("original", {}) else next(iter(ppl.get("original", {"": 0})))

@@ -1,8 +1,9 @@
-"""README's measured section, generated from committed benchmark JSON (never typed by hand).
+"""The layer results page's tables, generated from committed benchmark JSON (never typed by hand).
 
-    python -m benchmarks.layer.readme_table benchmarks/results/layer/layer_*.json --update README.md
+    python -m benchmarks.layer.readme_table benchmarks/results/layer/layer_*.json \
+        --update benchmarks/results/layer/README.md
 
-rewrites the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in README.md.
+rewrites the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` of that page.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def update(readme: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", type=Path, help="layer benchmark JSON files, in the order to show")
-    parser.add_argument("--update", type=Path, help="README to rewrite between the bench markers")
+    parser.add_argument("--update", type=Path, help="page to rewrite between the bench markers")
     args = parser.parse_args(argv)
     text = render(args.json)
     if args.update:

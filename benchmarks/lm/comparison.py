@@ -39,7 +39,7 @@ BENCH_MODELS: dict[str, dict[str, Any]] = {
     "liquid-gate-eps": {"mixer": "liquid", "liquid_kwargs": _GATE_EPS},
     # MQAR's best recall configuration (q/k/v short convs + gate + eps; LiquidLM's conv init): its perplexity cost
     "liquid-qkvconv-gate-eps": {"mixer": "liquid", **_QKV_CONV, "liquid_kwargs": _GATE_EPS},
-    # + L2-normalised q / k (LiquidMemory's qk_norm, MQAR session 6), without and with the q/k/v convs
+    # + L2-normalised q / k (LiquidMemory's qk_norm, as in the MQAR -qkn spec), without and with the q/k/v convs
     "liquid-gate-eps-qkn": {"mixer": "liquid", "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
     "liquid-qkvconv-gate-eps-qkn": {"mixer": "liquid", **_QKV_CONV, "liquid_kwargs": {**_GATE_EPS, "qk_norm": True}},
     # + LiquidMemory's own q/k/v short conv (short_conv=4, after the projections), alone and beside the model-level ones
@@ -135,7 +135,7 @@ def training_throughput(
         model = LiquidLM(dataclasses.replace(config, max_seq_len=seq_len)).train()
         setups[mixer] = (model, build_optimizer(model, TrainArgs()))
     times: dict[str, list[float]] = {mixer: [] for mixer in configs}
-    for rep in range(repeats + 1):  # round 0 warms up (allocations, kernel selection) and is not counted
+    for rep in range(repeats + 1):  # the first pass warms up (allocations, kernel selection) and is not counted
         for mixer, (model, optimizer) in setups.items():
             t0 = time.perf_counter()
             logits, _ = model(ids[:, :-1])
@@ -287,7 +287,7 @@ def _write(out: Path, results: dict[str, Any], logs: dict[str, Any]) -> None:
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
-    """The issue's LM targets, evaluated on this run for each LiquidMemory model (only where both sides were
+    """The LM targets, evaluated on this run for each LiquidMemory model (only where both sides were
     measured); keys are suffixed with the model name when it is not plain ``liquid`` (e.g. ``liquid-conv``)."""
     runs = results["runs"]
     if "attention" not in runs:

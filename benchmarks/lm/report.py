@@ -40,7 +40,7 @@ def render_table(results: dict[str, Any]) -> str:
             else "—" for c in contexts
         ]  # fmt: skip
         lines.append(f"| {mixer} | " + " | ".join(cells) + " |")
-    lines += ["", "Targets (issue 10):", ""]
+    lines += ["", "Targets:", ""]
     for name, value in results.get("targets", {}).items():
         if isinstance(value, dict):
             verdict = "met" if value["met"] else "MISSED"

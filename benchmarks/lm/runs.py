@@ -22,8 +22,8 @@ from liquid_memory.models import LiquidLM, LiquidLMConfig
 _PRESENTATION_FIELDS = ("out_dir", "progress", "plot", "tokenizer", "resume", "stop_at")
 # TrainArgs fields that only build the model's LiquidMemory options: compared through the logged model config
 # (its liquid_kwargs / conv_qkv), which says what the run computed. Comparing the flags themselves would fill a
-# flag missing from an older log with today's default — and the defaults of output_gate / out_norm_eps changed in
-# session 5 (to the recommended setting), so every run logged before would have looked different and been retrained.
+# flag missing from an older log with today's default — and the defaults of output_gate / out_norm_eps changed on
+# 2026-11-30 (to the recommended setting), so every run logged before would have looked different and been retrained.
 _MODEL_OPTION_FIELDS = (*LIQUID_FLAGS, "conv_qkv")
 
 

@@ -91,7 +91,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-slow, one head",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
-        # Session 4: the read-out RMSNorm's eps 1e-2 instead of 1e-5 (bounds the gradient at near-zero read-outs,
+        # The read-out RMSNorm's eps 1e-2 instead of 1e-5 (bounds the gradient at near-zero read-outs,
         # the LM benchmark's gradient-spike fix: benchmarks/results/lm/grad_probe.txt); everything else as the spec
         # named before.
         ModelSpec("liquid-eps", "liquid", EPS, "LiquidMemory defaults, read-out norm eps 1e-2"),
@@ -116,7 +116,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-eps, one head",
             init="conv-uniform",
         ),  # fmt: skip
-        # Session 5: + LiquidMemory's sigmoid output gate on the read-out (σ(W_g x^q) ⊙ norm(o) before out_proj), the
+        # + LiquidMemory's sigmoid output gate on the read-out (σ(W_g x^q) ⊙ norm(o) before out_proj), the
         # LM benchmark's best setting with the eps (benchmarks/results/lm/seeds); otherwise each is the spec its note
         # names.
         ModelSpec(
@@ -140,7 +140,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-slow-eps + output gate",
             init="conv-uniform+slow-decay",
         ),  # fmt: skip
-        # Session 6: + L2-normalised q and k per head (LiquidMemory's qk_norm, as DeltaNet / Gated DeltaNet), aimed at
+        # + L2-normalised q and k per head (LiquidMemory's qk_norm, as DeltaNet / Gated DeltaNet), aimed at
         # the slow plateau escapes of seeds 1 and 3; otherwise the spec its note names.
         ModelSpec(
             "liquid-qkvconv-u-gate-eps-qkn",
@@ -149,7 +149,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "liquid-qkvconv-u-gate-eps + L2-normalised q, k per head (qk_norm)",
             init="conv-uniform",
         ),  # fmt: skip
-        # Session 7: + the gated delta rule (LiquidMemory's delta_rule, ops/delta.py; Gated DeltaNet's last ingredient).
+        # + the gated delta rule (LiquidMemory's delta_rule, ops/delta.py; Gated DeltaNet's last ingredient).
         ModelSpec(
             "liquid-qkvconv-u-gate-eps-qkn-delta",
             "liquid",

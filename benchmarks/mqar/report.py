@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.mqar.sweep import FORMAT, load_runs, relabel_heads, run_key, run_seeds
 
-TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the target setting, whatever heads/vocab
+TARGET_SETTING = "T256-kv16-d128-L2"  # prefix: the target setting, whatever heads/vocab
 TARGET_ACCURACY = 0.90
 TARGET_STEP_RATIO = 1.5
 

@@ -45,7 +45,7 @@ class Setting:
         return f"T{t.seq_len}-kv{t.num_kv_pairs}-d{s.d_model}-L{s.n_layers}-H{n_heads}-V{t.vocab_size}"
 
 
-# The target (sequence 256, 16 pairs, d_model 128, 2 layers) and a smaller grid around it.
+# The target setting (sequence 256, 16 pairs, d_model 128, 2 layers) and a smaller grid around it.
 TARGET = [(256, 16, 128)]
 SMALL = [(64, 4, 64)]
 GRID = [(64, 4, 64), (128, 8, 64), (256, 16, 64), (512, 32, 128), (512, 64, 256)]

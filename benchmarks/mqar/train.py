@@ -58,7 +58,8 @@ class TrainConfig:
 @dataclass
 class RunResult:
     """What one run measured; ``history`` rows are ``{step, accuracy, loss, train_loss, elapsed_s, grad_norm_max,
-    grad_norm_mean}`` (gradient norms before the clip, over the steps since the previous row; from session 4 on)."""
+    grad_norm_mean}`` (gradient norms before the clip, over the steps since the previous row;
+    recorded in runs from 2026-11-30 on)."""
 
     history: list[dict] = field(default_factory=list)
     steps_to: dict[str, int | None] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""A float64, token-by-token recomputation of the DESIGN.md §2 equations from a module's parameters.
+"""A float64, token-by-token recomputation of the layer's equations (docs/architecture.md §2) from its parameters.
 
 Independent of the module's own code paths (no liquid_scan, no chunking): what the tests trust.
 """

@@ -1,4 +1,4 @@
-"""LiquidMemory against a float64 token-by-token recomputation of DESIGN.md §2."""
+"""LiquidMemory against a float64 token-by-token recomputation of docs/architecture.md §2."""
 
 from __future__ import annotations
 

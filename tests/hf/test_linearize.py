@@ -175,8 +175,8 @@ def test_sinks_default_by_window_and_explicit_sinks_at_window_zero():
 
 
 def test_defaults_are_the_documented_smollm2_recipe():
-    """The defaults are the recipe README_INTEGRATION §8.3/§8.5 measured (53 of the 60 CPU-minutes): changing one
-    without a new measurement fails here."""
+    """The defaults are the recipe README_INTEGRATION §8.2 documents and the SmolLM2 results page measured (53 of the
+    60 CPU-minutes): changing one without a new measurement fails here."""
     got = LinearizeConfig()
     recipe = dict(window=64, sinks=4, seq_len=2048, max_train_tokens=32768, steps_per_layer=256, warmup_steps=8,
                   lr=1e-2, lora_steps=144, lora_seq_len=512, lora_lr=1e-3, lora_objective="distill",

@@ -1,4 +1,4 @@
-"""Issue 8 item 6: a torch.compile'd model re-checks the licence on every call (outside the graph)."""
+"""A torch.compile'd model re-checks the licence on every call (outside the graph)."""
 
 from __future__ import annotations
 

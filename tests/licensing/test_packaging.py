@@ -1,4 +1,4 @@
-"""Issue 8 item 9: the sdist holds everything a build needs, one version number, python_requires matches."""
+"""The sdist holds everything a build needs, one version number, python_requires matches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 items 3-5 in-process: scoped content keys, rollback of manifests, mandatory bound revocation."""
+"""In-process: scoped content keys, rollback of manifests, mandatory bound revocation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 8 item 8: small holes — key files that are not files, loose permissions, BOM/whitespace, the secret
+"""Small holes — key files that are not files, loose permissions, BOM/whitespace, the secret
 kept out of every generic view of a licence object, ``lm-vendor inspect`` on a vendor file whose key id lies."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""/health/readiness tells anonymous callers only whether a licence is valid (issue 8 item 8): the licence id
+"""/health/readiness tells anonymous callers only whether a licence is valid: the licence id
 and expiry are shown to callers presenting a configured API key, and to nobody when auth is off."""
 
 from __future__ import annotations

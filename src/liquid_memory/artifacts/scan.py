@@ -1,4 +1,4 @@
-"""The ``aoti`` backend entry point: input checks the packages do not do themselves (DESIGN.md §8)."""
+"""The ``aoti`` backend entry point: input checks the packages do not do themselves (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def format_table(rows: list[Row]) -> str:
 
 
 def target_checks(rows: list[Row], extras: dict | None = None) -> list[dict]:
-    """DESIGN.md §6 layer targets, each with the measured figure and whether it is met (None = not measured)."""
+    """The layer's performance targets, each with the measured figure and whether it is met (None = not measured)."""
     by_len = {r.seq_len: r for r in rows}
 
     def ratio(length: int, num: str, den: str) -> float | None:
@@ -130,7 +130,7 @@ def target_checks(rows: list[Row], extras: dict | None = None) -> list[dict]:
 
 
 def format_targets(checks: list[dict]) -> str:
-    lines = ["Targets (DESIGN.md §6):"]
+    lines = ["Targets:"]
     for check in checks:
         value = check["measured"]
         shown = "not measured" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))

@@ -47,23 +47,23 @@ def _add_train(tools: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--conv-qkv", action="store_true",
                    help="liquid mixer with --short-conv: one causal conv per q/k/v stream instead of one on the mixer "
-                        "input (what lets LiquidMemory learn MQAR recall; README: MQAR)")  # fmt: skip
+                        "input (what lets LiquidMemory learn MQAR recall; the MQAR results page)")  # fmt: skip
     p.add_argument("--ffn-dim", type=int, default=None, help="SwiGLU width (default 8/3 d_model)")
     for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--backend", default=None, help="liquid_scan backend for the liquid mixer (default: LM_BACKEND/cpp)")
     p.add_argument("--output-gate", action=argparse.BooleanOptionalAction, default=d.output_gate,
                    help="liquid mixer: gate the read-out by σ(W_g x) before out_proj (default on: with --out-norm-eps "
-                        "1e-2 1.03x attention's perplexity, 3 seeds, README: LiquidLM)")  # fmt: skip
+                        "1e-2 1.03x attention's perplexity, 3 seeds, LiquidLM results page)")  # fmt: skip
     p.add_argument("--out-norm-eps", type=float, default=d.out_norm_eps,
                    help=f"liquid mixer: eps of the per-head read-out RMSNorm (default {d.out_norm_eps:g}; "
                         "LiquidMemory's own default 1e-5 lets near-zero read-outs spike the gradient)")  # fmt: skip
     p.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=d.qk_norm,
                    help="liquid mixer: L2-normalise q and k per head (default on: with the gate and eps 0.97x "
-                        "attention's perplexity, 3 seeds; it also sped up MQAR recall; README: LiquidLM)")  # fmt: skip
+                        "attention's perplexity, 3 seeds; it also sped up MQAR recall; LiquidLM results)")  # fmt: skip
     p.add_argument("--memory-short-conv", type=int, default=d.memory_short_conv,
                    help="liquid mixer: LiquidMemory's own q/k/v short convolution after the projections, kernel K "
-                        "(default 0: off in LiquidLM; README: LiquidLM)")  # fmt: skip
+                        "(default 0: off in LiquidLM; LiquidLM results)")  # fmt: skip
     p.add_argument("--tokenizer", default=None, help="use this tokenizers JSON instead of training one")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")

@@ -25,7 +25,7 @@ class LinearizeConfig:
     max_half_life: float = 4096.0  # the decay's initial half-lives span 1…max_half_life tokens
     seq_len: int = 2048
     max_train_tokens: int = 32768  # stage-1 sequences: the first max_train_tokens // seq_len of the text
-    steps_per_layer: int = 256  # session 7: 96 -> 256 (README_INTEGRATION §8.5; ~53 of the 60 CPU-min budget)
+    steps_per_layer: int = 256  # 96 -> 256 on 2026-11-30 (benchmarks/results/smollm2/; ~53 of a 60 CPU-min budget)
     batch_size: int = 1
     lr: float = 1e-2
     warmup_steps: int = 8  # stage 1: linear warmup, then cosine decay to 0 over steps_per_layer

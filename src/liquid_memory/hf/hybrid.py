@@ -9,7 +9,8 @@ For query ``t`` (RoPE already applied to ``q``, ``k``; GQA: query head ``h`` rea
 
 one normaliser shared by both parts (as LoLCATs combines its sliding window with linear attention), with a
 learned per-head log-scale ``β_h`` that puts the liquid mass on the softmax mass's scale. The older part is
-the DESIGN.md §2 recurrence read with a delay of ``W`` tokens: ``S_j = diag(a_j) S_{j-1} + φ_k(k_j) [v_j, 1]^T``
+the liquid recurrence (docs/architecture.md §2) read with a delay of ``W`` tokens:
+``S_j = diag(a_j) S_{j-1} + φ_k(k_j) [v_j, 1]^T``
 and ``Σ_old w_ts [v_s, 1] = S_{t-W}^T φ_q(q_t)`` — the appended 1 carries the normaliser, so one
 ``liquid_scan`` gives numerator and denominator. ``W = 0`` (pure liquid): ``y_t = N_t / D_t`` with
 ``[N_t, D_t] = S_t^T φ_q(q_t)`` (the state includes token t; β cancels). ``W = 0`` with sinks: the same

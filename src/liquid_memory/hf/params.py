@@ -52,7 +52,7 @@ def decay_bias(kv_heads: int, feature_dim: int, max_half_life: float | None) -> 
 
 
 class LowRankDecay(nn.Module):
-    """``log a_t = -(softplus(W_up W_down x_t + b) + δ_min)`` per KV head and feature channel (DESIGN.md §2).
+    """``log a_t = -(softplus(W_up W_down x_t + b) + δ_min)`` per KV head and feature channel (docs/architecture.md §2).
 
     ``b`` comes from ``decay_bias`` (half-lives log-uniform 1…4096 tokens over each head's channels, or up to
     ``max_half_life``); the two factors start N(0, 0.02) so the initial decay is the multi-timescale bias.

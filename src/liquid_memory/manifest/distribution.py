@@ -1,4 +1,4 @@
-"""The distribution this process trusts, and the revocation list signed into it (DESIGN.md §4).
+"""The distribution this process trusts, and the revocation list signed into it (docs/architecture.md §6).
 
 Licence verification needs the distribution's revocation list; so a missing distribution, a deleted or
 swapped revocation list, a redirected ``LM_DIST_ROOT`` in a release install, an older release (rollback)

@@ -9,7 +9,7 @@ from typing import Any
 MIXERS = ("liquid", "liquidnet", "attention")
 
 # The LiquidMemory options ``lm train`` uses unless told otherwise: a sigmoid output gate and the read-out norm's
-# eps 1e-2, and L2-normalised q / k. Measured (README "LiquidLM", 3 paired seeds): 0.971x attention's
+# eps 1e-2, and L2-normalised q / k. Measured (benchmarks/results/lm/README.md, 3 paired seeds): 0.971x attention's
 # held-out perplexity with all three (benchmarks/results/lm/qkn), 1.030x with the gate and eps
 # (benchmarks/results/lm/seeds), 1.291x with LiquidMemory's own defaults. ``LiquidLMConfig.liquid_kwargs`` itself
 # stays "exactly what is passed to LiquidMemory" (default ``{}``) — except LiquidMemory's ``short_conv``, 0 in
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class LiquidLMConfig:
-    """Width, depth and mixer of a LiquidLM (the seed LiquidNet's block, DESIGN.md §9).
+    """Width, depth and mixer of a LiquidLM (the seed LiquidNet's block, docs/architecture.md §8).
 
     Args:
         vocab_size: tokens in the (tied) embedding.
@@ -37,7 +37,7 @@ class LiquidLMConfig:
             the last ``short_conv - 1`` inputs as state.
         conv_qkv: ``liquid`` mixer only: with ``short_conv``, one kernel per q / k / v stream instead of one on the
             shared mixer input (``models/qkv_conv.py``: the key stream can then carry the previous token alone).
-        coupled_input, out_norm: LiquidMemory options (DESIGN.md §2); ``liquid_kwargs`` passes any further
+        coupled_input, out_norm: LiquidMemory options (docs/architecture.md §2); ``liquid_kwargs`` passes any further
             LiquidMemory keyword (e.g. ``decay_rank``) through unchanged; ``{}`` = LiquidMemory's own defaults, except
             its q/k/v short convolution, off in LiquidLM unless ``liquid_kwargs`` names ``short_conv`` (LiquidLM has
             the convolutions above, and checkpoints saved before the module's default changed must load unchanged).

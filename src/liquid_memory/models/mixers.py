@@ -22,7 +22,7 @@ from liquid_memory.nn import LiquidMemory
 
 
 class LiquidMixer(nn.Module):
-    """LiquidMemory (DESIGN.md §2), causal; decode through its public ``set_state`` / ``prefill`` / ``step``."""
+    """LiquidMemory (docs/architecture.md §2), causal; decodes through its ``set_state`` / ``prefill`` / ``step``."""
 
     def __init__(self, config: LiquidLMConfig) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""The liquid decay projection ``W_δ`` (full or rank ``r``) and its multi-timescale initialisation (DESIGN.md §2)."""
+"""The liquid decay projection ``W_δ`` (full or rank ``r``) and its multi-timescale init (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
             ``nn.MultiheadAttention``. ``dropout`` applies to ``o_t`` in training mode.
         add_bias_kv, add_zero_attn: not supported by a recurrence; ``True`` raises ``NotImplementedError``.
         coupled_input: scale keys by ``(1 - a_t)`` (an exponential moving average). Off by default: it
-            starves the long-memory channels (DESIGN.md §2).
+            starves the long-memory channels (docs/architecture.md §2).
         out_norm: per-head RMSNorm (weight ``out_norm.weight`` of shape ``[embed_dim]``).
         out_norm_eps: the norm's eps, on the scale of ``o/sqrt(d)``. A larger eps (1e-2) bounds the gradient
             the norm gives read-outs near zero (the first tokens, whose state holds almost nothing): it reduces,
@@ -384,7 +384,7 @@ class LiquidMemory(DecodeMixin, nn.Module):
         )  # fmt: skip
 
     def _mix(self, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, mode: str) -> Tensor:
-        """``o`` ``[B, H, L, d]`` for the three read-out modes (DESIGN.md §2)."""
+        """``o`` ``[B, H, L, d]`` for the three read-out modes (docs/architecture.md §2)."""
         if mode == "cross":
             _, state = self._scan(k, k, v, log_a, output_final_state=True)
             return torch.einsum("bhld,bhde->bhle", q.float(), state).to(q.dtype)

@@ -1,4 +1,4 @@
-"""Per-head RMSNorm on the mixer output: keeps every head's read-out on one scale (DESIGN.md §2)."""
+"""Per-head RMSNorm on the mixer output: keeps every head's read-out on one scale (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``liquid_scan`` / ``liquid_step``: the one entry point every caller uses, and the backend choice.
 
-Backends (DESIGN.md §3): ``naive`` and ``chunked`` (alias ``reference``) are pure PyTorch and usable
+Backends (docs/architecture.md §4): ``naive`` and ``chunked`` (alias ``reference``) are pure PyTorch and usable
 without a licence when explicitly chosen; ``cpp``, ``aoti`` and ``triton`` are compiled and run only after
 ``liquid_memory.licensing.require_feature("kernel")`` succeeds. The choice comes from the ``backend``
 argument, else ``LM_BACKEND``, else the fastest compiled backend for the device (``cpp`` on CPU —
@@ -91,7 +91,8 @@ def liquid_scan(
     backend: str | None = None,
     precision_safe: bool | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The DESIGN.md §2 kernel boundary: ``S_t = diag(exp(log_a_t)) S_{t-1} + k_t v_t^T``, ``o_t = S_t^T q_t``.
+    """The kernel boundary (docs/architecture.md §3):
+    ``S_t = diag(exp(log_a_t)) S_{t-1} + k_t v_t^T``, ``o_t = S_t^T q_t``.
 
     ``q, k, v``: ``[B, H, T, d]`` fp32/bf16/fp16; ``log_a``: ``[B, H, T, d]`` fp32, ≤ 0. Returns ``o`` in
     the input dtype (accumulated in fp32) and, if asked, the final state ``[B, H, d, d]`` fp32.

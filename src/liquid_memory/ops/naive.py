@@ -1,4 +1,4 @@
-"""The sequential oracle for ``liquid_scan``: one token at a time, exactly the DESIGN.md §2 recurrence.
+"""The sequential oracle for ``liquid_scan``: one token at a time, exactly the recurrence of docs/architecture.md §3.
 
 Slow on purpose. Every fast backend is tested against this function (in float64 where it matters).
 """

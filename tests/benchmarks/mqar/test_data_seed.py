@@ -1,4 +1,4 @@
-"""Session 6: ``data_seed`` sets the batches and held-out sets apart from the init seed; by default it is the seed."""
+"""``data_seed`` sets the batches and held-out sets apart from the init seed; by default it is the seed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Session 7: the -qkn-delta spec is its -qkn parent plus LiquidMemory's delta_rule, and nothing else (the delta rule
+"""The -qkn-delta spec is its -qkn parent plus LiquidMemory's delta_rule, and nothing else (the delta rule
 itself against its oracle, a float64 recomputation and decode: tests/core/test_delta_rule.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Session 5: the -gate specs are their parents plus LiquidMemory's output gate, and nothing else."""
+"""The -gate specs are their parents plus LiquidMemory's output gate, and nothing else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Session 4: setting labels name the head count a run really had; eps specs build the eps; gradient norms logged."""
+"""Setting labels name the head count a run really had; eps specs build the eps; gradient norms logged."""
 
 from __future__ import annotations
 

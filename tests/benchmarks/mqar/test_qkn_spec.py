@@ -1,4 +1,4 @@
-"""Session 6: the -qkn spec is its parent plus LiquidMemory's qk_norm, and nothing else. (LiquidLM with these options
+"""The -qkn spec is its parent plus LiquidMemory's qk_norm, and nothing else. (LiquidLM with these options
 against the float64 recomputation and decode == parallel forward: tests/models/test_model.py VARIANTS.)"""
 
 from __future__ import annotations

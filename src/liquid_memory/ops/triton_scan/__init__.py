@@ -1,4 +1,4 @@
-"""The ``triton`` backend of ``liquid_scan`` (DESIGN.md §2 kernel boundary, §3): GPU kernels written in Triton.
+"""The ``triton`` backend of ``liquid_scan`` (docs/architecture.md §3 and §4): GPU kernels written in Triton.
 
 Chunked forward and backward (autograd-capable) and a one-token decode step, all with fp32 state and
 fp32 accumulation; bf16/fp16/fp32 in, output in the input dtype. On a machine without a GPU the kernels

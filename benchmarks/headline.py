@@ -1,0 +1,217 @@
+"""README's headline table, generated from the committed result JSON (never typed by hand).
+
+    python -m benchmarks.headline                  # print the table
+    python -m benchmarks.headline --update README.md
+
+rewrites the text between ``<!-- headline:start -->`` and ``<!-- headline:end -->``. One row per target the
+project states, hit or miss, each read from the file its results page describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+MQAR_BEST = "liquid-qkvconv-u-gate-eps-qkn"  # the best recall configuration measured (mqar/README.md)
+MQAR_PLAIN = "plain-liquid-sc4"  # LiquidMemory with its defaults as the only mixer of a plain stack
+MQAR_HEADS = "-H2-"  # its two-head runs (the one-head runs are a variant of their own on the MQAR page)
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    measured: str
+    target: str
+    met: bool
+    page: str
+
+
+def _load(relative: str) -> dict[str, Any]:
+    return json.loads((RESULTS / relative).read_text(encoding="utf-8"))
+
+
+def _layer_targets() -> dict[str, tuple[float, bool]]:
+    """Every float32 layer run's targets, first measured value per target (files in name order)."""
+    found: dict[str, tuple[float, bool]] = {}
+    for path in sorted((RESULTS / "layer").glob("layer_*_float32_*.json")):
+        for check in json.loads(path.read_text(encoding="utf-8"))["targets"]:
+            if check["measured"] is not None and check["target"] not in found:
+                found[check["target"]] = (check["measured"], check["met"])
+    return found
+
+
+def _layer_rows() -> list[Row]:
+    t = _layer_targets()
+    page = "benchmarks/results/layer/README.md"
+
+    def row(figure: str, key: str, shown: str, target: str) -> Row:
+        value, met = t[key]
+        return Row(figure, shown.format(value), target, met, page)
+
+    return [
+        row("Layer forward vs SDPA, T=8192 (fp32)", "forward vs SDPA at 8192 >= 2.5x", "{:.2f}×", "≥ 2.5×"),
+        row("Layer forward vs SDPA, T=32768", "forward vs SDPA at 32768 >= 8x", "{:.2f}×", "≥ 8×"),
+        row("Layer forward+backward vs SDPA, T=8192", "forward+backward vs SDPA at 8192 >= 2.5x", "{:.2f}×", "≥ 2.5×"),
+        row(
+            "Layer forward / its own projection GEMMs, T=8192",
+            "forward / its projection GEMMs at 8192 <= 1.10x",
+            "{:.2f}×",
+            "≤ 1.10×",
+        ),
+        row(
+            "Layer forward peak extra memory, T=131072",
+            "131072 completes with peak extra memory < 4 GB",
+            "{:.0f} MB",
+            "< 4 GB",
+        ),
+        row(
+            "Decode step at 128K context / at 1K", "step() at 128K context <= 1.1x its time at 1K", "{:.2f}×", "≤ 1.1×"
+        ),
+    ]
+
+
+def _lm_rows() -> list[Row]:
+    page = "benchmarks/results/lm/README.md"
+    qkn = _load("lm/qkn/lm_bench.json")["targets"]["ppl_ratio_liquid_over_attention[liquid-gate-eps-qkn]"]
+    speed = _load("lm/speed_recommended/lm_bench.json")["targets"]
+    train = speed["train_speed_ratio_at_2048[liquid-gate-eps-qkn]"]
+    flat = speed["liquid_decode_flat[liquid-gate-eps-qkn]"]
+    seeds = len(qkn["seeds"])
+    return [
+        Row(
+            f"LiquidLM perplexity / attention's ({seeds} seeds, `lm train` default)",
+            f"{qkn['value']:.3f}×",
+            "≤ 1.10×",
+            qkn["met"],
+            page,
+        ),
+        Row(
+            "LiquidLM training throughput / attention's, sequence 2048",
+            f"{train['value']:.2f}×",
+            "≥ 1×",
+            train["met"],
+            page,
+        ),
+        Row(
+            "LiquidLM decode time per token, context 8192 / 256",
+            f"{flat['value']:.2f}×",
+            "≤ 1.2× (flat)",
+            flat["met"],
+            page,
+        ),
+    ]
+
+
+def _mqar_row() -> Row:
+    from benchmarks.mqar.report import annotate, merge
+
+    doc = annotate(merge(sorted((RESULTS / "mqar").glob("*.json"))))
+    runs = [v for v in doc["target"]["verdicts"]
+            if v["model"] == MQAR_BEST and MQAR_HEADS in v["setting"] and v["decided"]]  # fmt: skip
+    met = sorted(v["seed"] for v in runs if v["target_met"])
+    return Row(
+        "MQAR recall in LiquidLM (T=256, 16 pairs): 0.90 within 1.5× attention's steps",
+        f"{len(met)} of {len(runs)} seeds (`{MQAR_BEST}`: seeds {', '.join(map(str, met))})",
+        "every seed",
+        len(runs) > 0 and len(met) == len(runs),
+        "benchmarks/results/mqar/README.md",
+    )
+
+
+def _mqar_plain_row() -> Row:
+    """The module as a user swaps it in (no LiquidLM around it), with its default short convolution."""
+    from benchmarks.mqar.report import annotate, merge
+
+    doc = annotate(merge(sorted((RESULTS / "mqar").glob("plain_*.json"))))
+    runs = [r for r in doc["runs"] if r["model"] == MQAR_PLAIN]
+    ratios = sorted(r["steps_ratio_vs_attention"] for r in runs if r["steps_ratio_vs_attention"] is not None)
+    met = [x for x in ratios if x <= 1.5]
+    shown = f"{len(met)} of {len(runs)} seeds ({ratios[0]:.2f}–{ratios[-1]:.2f}×)" if ratios else f"0 of {len(runs)}"
+    return Row(
+        "MQAR recall, the module alone (T=128, 8 pairs, `short_conv=4`): 0.90 within 1.5× attention's steps",
+        shown,
+        "every seed",
+        len(runs) > 0 and len(met) == len(runs),
+        "benchmarks/results/mqar/README.md",
+    )
+
+
+def _smollm2_rows() -> list[Row]:
+    page = "benchmarks/results/smollm2/README.md"
+    result = _load("smollm2/hf_smollm2.json")
+    t = result["targets"]
+    state = result["decode"]["hybrid_liquid"]["32768"]["state_bytes"] / 2**20
+    decode = t["decode_time_32768_over_1024"]
+    return [
+        Row(
+            "SmolLM2-135M hybrid (window 64): perplexity / original's at 2048",
+            f"{t['hybrid_after_ppl_ratio_at_2048']['value']:.3f}×",
+            "≤ 1.15×",
+            t["hybrid_after_ppl_ratio_at_2048"]["hit"],
+            page,
+        ),
+        Row(
+            "SmolLM2 hybrid decode time, 32K / 1K context",
+            f"{decode['value']:.2f}× ({state:.1f} MiB state)",
+            "≤ 1.1×",
+            decode["hit"] and t["decode_state_constant"]["hit"],
+            page,
+        ),
+        Row(
+            "SmolLM2 hybrid greedy agreement with the original",
+            f"{t['hybrid_greedy_agreement']['value']:.1%}",
+            "≥ 50 %",
+            t["hybrid_greedy_agreement"]["hit"],
+            page,
+        ),
+        Row(
+            "SmolLM2 pure liquid (window 0): perplexity / original's at 2048",
+            f"{t['pure_after_ppl_ratio_at_2048']['value']:.2f}×",
+            "≤ 1.5×",
+            t["pure_after_ppl_ratio_at_2048"]["hit"],
+            page,
+        ),
+    ]
+
+
+def rows() -> list[Row]:
+    return [*_layer_rows(), *_lm_rows(), _mqar_plain_row(), _mqar_row(), *_smollm2_rows()]
+
+
+def render() -> str:
+    lines = ["| figure | measured | target | | results |", "|---|---|---|---|---|"]
+    for r in rows():
+        verdict = "met" if r.met else "**missed**"
+        lines.append(f"| {r.figure} | {r.measured} | {r.target} | {verdict} | [{r.page.split('/')[2]}]({r.page}) |")
+    return "\n".join(lines) + "\n"
+
+
+def update(readme: Path, text: str) -> None:
+    content = readme.read_text(encoding="utf-8")
+    if START not in content or END not in content:
+        raise SystemExit(f"{readme} has no {START} ... {END} block to replace")
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--update", type=Path, help="README to rewrite between the headline markers")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.update:
+        update(args.update, text)
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
