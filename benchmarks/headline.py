@@ -180,8 +180,39 @@ def _smollm2_rows() -> list[Row]:
     ]
 
 
+def _long_context_rows() -> list[Row]:
+    """Pass-key retrieval of the hybrid against the original's, and the int8 hybrid's decode against llama.cpp's."""
+    rows = _load("smollm2/retrieval/summary.json")["rows"]
+
+    def passkey(name: str) -> list[float]:
+        return list(rows[name]["summary"]["tasks"]["passkey"]["hit_rate"].values())
+
+    hybrid, original = passkey("hybrid"), passkey("original")
+
+    def span(rates: list[float]) -> str:
+        return f"{min(rates):.0%}" if min(rates) == max(rates) else f"{min(rates):.0%}–{max(rates):.0%}"
+
+    serving = _load("smollm2/serving/serve_1thread_8k.json")["targets"]["hybrid_int8_over_llama_cpp_decode_8192"]
+    return [
+        Row(
+            "SmolLM2 hybrid: pass key found at 1K–8K tokens",
+            f"{span(hybrid)} at every length (original: {span(original)})",
+            "the original's rate",
+            min(h >= o for h, o in zip(hybrid, original, strict=True)),
+            "benchmarks/results/smollm2/retrieval/README.md",
+        ),
+        Row(
+            "SmolLM2 hybrid, int8 weights: decode time / llama.cpp's (same GGUF), 8K context, 1 thread",
+            f"{serving['cpu']:.2f}×",
+            "< 1×",
+            serving["hit_cpu"],
+            "benchmarks/results/smollm2/serving/README.md",
+        ),
+    ]
+
+
 def rows() -> list[Row]:
-    return [*_layer_rows(), *_lm_rows(), _mqar_plain_row(), _mqar_row(), *_smollm2_rows()]
+    return [*_layer_rows(), *_lm_rows(), _mqar_plain_row(), _mqar_row(), *_smollm2_rows(), *_long_context_rows()]
 
 
 def render() -> str:
