@@ -34,11 +34,13 @@ def run_benchmark(
     decay_rank: int | None = None,
     extras: bool = False,
     short_conv: int = DEFAULT_SHORT_CONV,
+    show_targets: bool = False,
 ) -> dict:
     """Measure LiquidMemory against its projection GEMMs, nn.MultiheadAttention and an SDPA layer; print, save
     JSON + PNG. ``extras``: also the same-run memory bandwidth and decode vs weight-read time (fp32 and bf16
     weights), the ``decay_rank`` sweep and whole-model ``torch.compile`` vs eager (fp32 runs). ``short_conv``: the
     layer's q/k/v short convolution (its floor stays the projection GEMMs, so the ratio includes the convolution).
+    ``show_targets``: also print the project's performance targets against this run (the JSON always has them).
 
     Returns ``{"rows": [...], "targets": [...], "extras": {...}, "json": path, "plot": path}``.
     """
@@ -58,7 +60,8 @@ def run_benchmark(
     if echo:
         print(title)
         print(format_table(rows))
-        print(format_targets(checks))
+        if show_targets:
+            print(format_targets(checks))
         if measured:
             print(json.dumps(measured, indent=1, default=str))
     if out_dir is not None:

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument("--extras", action="store_true", help="also bandwidth/decode, decay_rank sweep, compile")
     bench.add_argument(
+        "--targets", action="store_true",
+        help="also print the project's performance targets against this run (always in the JSON)",
+    )  # fmt: skip
+    bench.add_argument(
         "--mixer", action="store_true",
         help="run the mixer-only liquid_scan benchmark (backends vs a same-run SGEMM rate); further options "
         "(--backends, --no-backward, --threads, --budget-s, ...) are passed on to it",
@@ -86,7 +90,7 @@ def _run_layer(args: argparse.Namespace) -> int:
         args.embed_dim, args.heads, args.batch, lengths, args.dtype, args.device,
         out_dir=args.out_dir, time_budget_s=args.time_budget, memory_budget_gb=args.memory_budget_gb,
         backward=not args.no_backward, decode=not args.no_decode, backend=args.backend,
-        decay_rank=args.decay_rank, extras=args.extras,
+        decay_rank=args.decay_rank, extras=args.extras, show_targets=args.targets,
         **({} if args.short_conv is None else {"short_conv": args.short_conv}),
     )  # fmt: skip
     return 0
