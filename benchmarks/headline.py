@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.output import replace_between_markers
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
@@ -223,22 +225,13 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-def update(readme: Path, text: str) -> None:
-    content = readme.read_text(encoding="utf-8")
-    if START not in content or END not in content:
-        raise SystemExit(f"{readme} has no {START} ... {END} block to replace")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update", type=Path, help="README to rewrite between the headline markers")
     args = parser.parse_args(argv)
     text = render()
     if args.update:
-        update(args.update, text)
+        replace_between_markers(args.update, START, END, text)
     else:
         print(text, end="")
     return 0

@@ -1,4 +1,5 @@
-"""What every benchmark writes besides its JSON: a plain-text table and a PNG (grouped bars), in one place."""
+"""What every benchmark writes besides its JSON: a plain-text table, a PNG (grouped bars) and generated blocks of
+results pages, in one place."""
 
 from __future__ import annotations
 
@@ -45,3 +46,13 @@ def write_bar_png(path: Path, groups: dict[str, dict[str, float]], ylabel: str, 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def replace_between_markers(page: Path, start: str, end: str, text: str) -> None:
+    """Rewrite the text between the ``start`` and ``end`` marker lines of ``page`` (the markers stay)."""
+    content = page.read_text(encoding="utf-8")
+    if start not in content or end not in content:
+        raise SystemExit(f"{page} has no {start} ... {end} block to replace")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")

@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from benchmarks.output import replace_between_markers
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 COLUMNS = [  # header, key, kind
     ("T", "seq_len", "int"),
@@ -133,15 +135,6 @@ def render(paths: list[Path]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def update(readme: Path, text: str) -> None:
-    content = readme.read_text(encoding="utf-8")
-    if START not in content or END not in content:
-        raise SystemExit(f"{readme} has no {START} ... {END} block to replace")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", type=Path, help="layer benchmark JSON files, in the order to show")
@@ -149,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = render(args.json)
     if args.update:
-        update(args.update, text)
+        replace_between_markers(args.update, START, END, text)
     else:
         print(text, end="")
     return 0
