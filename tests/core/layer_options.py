@@ -4,7 +4,8 @@ compared against to prove the reference really applies the option."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -86,12 +87,20 @@ def _ungated(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
     return reference_layer(LiquidMemory(32, 4, batch_first=True), x, x, x, mode)[0]
 
 
-def _not_normalised(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
-    module.qk_norm = False
+@contextmanager
+def _temporarily(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name = value`` for the block, then the old value back (a submodule keeps its place)."""
+    before = getattr(owner, name)
+    setattr(owner, name, value)
     try:
-        return reference_layer(module, x, x, x, mode)[0]
+        yield
     finally:
-        module.qk_norm = True
+        setattr(owner, name, before)
+
+
+def _not_normalised(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
+    with _temporarily(module, "qk_norm", False):
+        return reference_layer(module, x, x, x, mode)[0]
 
 
 def _default_eps(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
@@ -99,20 +108,13 @@ def _default_eps(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
 
 
 def _without_conv(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
-    conv = module.qkv_conv
-    module.qkv_conv = None
-    try:
+    with _temporarily(module, "qkv_conv", None):
         return reference_layer(module, x, x, x, mode)[0]
-    finally:
-        module.qkv_conv = conv
 
 
 def _with_silu(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
-    module.qkv_conv.activation = "silu"
-    try:
+    with _temporarily(module.qkv_conv, "activation", "silu"):
         return reference_layer(module, x, x, x, mode)[0]
-    finally:
-        module.qkv_conv.activation = None
 
 
 def _without_delta(module: LiquidMemory, x: Tensor, mode: str) -> Tensor:
