@@ -15,36 +15,15 @@ import torch
 from liquid_memory.hf import LiquidHybridCache, patch_model
 from liquid_memory.hf.global_cache import boundary
 from tests.hf.hf_models import perturb_liquid, tiny_model
-from tests.hf.test_reference import _mask4d, _rotate
+from tests.hf.test_reference import _mask4d, features
 from tests.numerics import rel_err
-
-
-def _features(attn, hidden, cos, sin):
-    b, t, _ = hidden.shape
-    h, hkv, d = attn.num_heads, attn.num_kv_heads, attn.head_dim
-    lp = attn.liquid
-
-    def proj(lin, heads):
-        y = hidden @ lin.weight.T + (lin.bias if lin.bias is not None else 0)
-        return y.view(b, t, heads, d).transpose(1, 2)
-
-    q, k, v = proj(attn.q_proj, h), proj(attn.k_proj, hkv), proj(attn.v_proj, hkv)
-    q, k = _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None])
-
-    def phi(x, weight):
-        z = torch.einsum("bhtd,hde->bhte", x, weight)
-        return torch.cat([torch.softmax(z, -1), torch.softmax(-z, -1)], -1)
-
-    pre = hidden @ lp.decay.down.T @ lp.decay.up.T + lp.decay.bias
-    a = torch.exp(-(torch.nn.functional.softplus(pre) + 1e-6)).view(b, t, hkv, 2 * d).transpose(1, 2)
-    return q, k, v, phi(q, lp.feature_q.weight), phi(k, lp.feature_k.weight), a
 
 
 def reference(attn, hidden, cos, sin, valid, read_liquid=True):
     b, t, _ = hidden.shape
     h, hkv, d, w = attn.num_heads, attn.num_kv_heads, attn.head_dim, attn.window
     c, n = attn.cache_block, attn.global_cache
-    q, k, v, fq, fk, a = _features(attn, hidden, cos, sin)
+    q, k, v, fq, fk, a = features(attn, hidden, cos, sin)
     out = torch.zeros(b, h, t, d, dtype=torch.float64)
     for bi in range(b):
         real = [s for s in range(t) if valid[bi, s]]

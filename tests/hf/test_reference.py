@@ -21,16 +21,10 @@ def _rotate(x, cos, sin):
     return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 
-def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
-    """Documented math in float64, loops over batch, query head, query and key."""
+def features(attn: LiquidHybridAttention, hidden, cos, sin):
+    """``q, k, v`` (projected, RoPE on q and k), their feature maps ``fq, fk`` and the per-token decays ``a``."""
     b, t, _ = hidden.shape
-    h, hkv, d, w = attn.num_heads, attn.num_kv_heads, attn.head_dim, attn.window
-    # sinks: the first attn.sinks real (non-padded) keys of each sequence, written as a plain count
-    sink = torch.zeros(b, t, dtype=torch.bool)
-    for bi in range(b):
-        real = [s for s in range(t) if valid[bi, s]]
-        for s in real[: attn.sinks]:
-            sink[bi, s] = True
+    h, hkv, d = attn.num_heads, attn.num_kv_heads, attn.head_dim
     lp = attn.liquid
 
     def proj(lin, heads):
@@ -44,9 +38,23 @@ def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
         z = torch.einsum("bhtd,hde->bhte", x, weight)
         return torch.cat([torch.softmax(z, -1), torch.softmax(-z, -1)], -1)
 
-    fq, fk = phi(q, lp.feature_q.weight), phi(k, lp.feature_k.weight)
     pre = hidden @ lp.decay.down.T @ lp.decay.up.T + lp.decay.bias
     a = torch.exp(-(torch.nn.functional.softplus(pre) + 1e-6)).view(b, t, hkv, 2 * d).transpose(1, 2)
+    return q, k, v, phi(q, lp.feature_q.weight), phi(k, lp.feature_k.weight), a
+
+
+def reference(attn: LiquidHybridAttention, hidden, cos, sin, valid):
+    """Documented math in float64, loops over batch, query head, query and key."""
+    b, t, _ = hidden.shape
+    h, hkv, d, w = attn.num_heads, attn.num_kv_heads, attn.head_dim, attn.window
+    # sinks: the first attn.sinks real (non-padded) keys of each sequence, written as a plain count
+    sink = torch.zeros(b, t, dtype=torch.bool)
+    for bi in range(b):
+        real = [s for s in range(t) if valid[bi, s]]
+        for s in real[: attn.sinks]:
+            sink[bi, s] = True
+    lp = attn.liquid
+    q, k, v, fq, fk, a = features(attn, hidden, cos, sin)
     out = torch.zeros(b, h, t, d, dtype=torch.float64)
     for bi in range(b):
         for hi in range(h):
