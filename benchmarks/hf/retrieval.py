@@ -8,11 +8,11 @@ the prefill (bytes) and its decode time per token.
 
 A row is ``NAME=SOURCE[:key=value,...]``: SOURCE is ``original`` or a linearized DIR (``from_pretrained``);
 keys: ``mode`` (``hybrid``, or ``window`` — the exact memories only, the liquid state switched off),
-``global_cache`` (slots per layer and KV head), ``cache_block``, ``cache_score`` (``attention`` or ``recall``),
-``weights`` (``fp32``, ``bf16`` or ``int8``: how the base weights are held, ``hf/weights.py``; the only setting the
-original takes). Each row writes ``OUT/NAME.json`` (every case: prompt tokens, depth, answer, hit, timings) and
-``OUT/NAME.png`` (a depth × length heat map per task); ``--report`` combines every row JSON in OUT into
-``OUT/summary.json`` and prints the table.
+``global_cache`` (slots per layer and KV head), ``cache_block``, ``cache_score`` (``attention``, ``recall`` or
+``prompt``), ``weights`` (``fp32``, ``bf16`` or ``int8``: how the base weights are held, ``hf/weights.py``; the
+only setting the original takes). Each row writes ``OUT/NAME.json`` (every case: prompt tokens, depth, answer,
+hit, timings) and ``OUT/NAME.png`` (a depth × length heat map per task); ``--report`` combines every row JSON
+in OUT into ``OUT/summary.json`` and prints the table.
 """
 
 from __future__ import annotations
@@ -124,12 +124,25 @@ def run_row(model: Any, tokenizer: Any, cases: list[Case], builder: PromptBuilde
 
 
 def heldout_perplexity(model: Any, tokenizer: Any, contexts: list[int], max_tokens: int) -> dict[str, float]:
-    """Held-out essay perplexity per context (``hf-quality``'s measure: non-overlapping windows)."""
+    """Held-out essay perplexity per context (``hf-quality``'s measure: non-overlapping windows).
+
+    A ``"prompt"``-scored cache is chosen by a call's last queries, so in a one-call window every earlier
+    position would read keys chosen with knowledge of later text; such a row is scored with the streaming
+    ``"attention"`` score instead (what its decode steps use), so no prediction sees the future."""
     from benchmarks.hf.quality import perplexity
+    from liquid_memory.hf.patch import patched_layers, set_memory
     from liquid_memory.hf.smollm import essay_token_ids
 
     ids = essay_token_ids(tokenizer, "heldout")
-    return {str(c): perplexity(model, ids, c, max_tokens)["ppl"] for c in contexts}
+    layers = patched_layers(model)
+    prompt = bool(layers) and layers[0].cache_score == "prompt"
+    if prompt:
+        set_memory(model, cache_score="attention")
+    try:
+        return {str(c): perplexity(model, ids, c, max_tokens)["ppl"] for c in contexts}
+    finally:
+        if prompt:
+            set_memory(model, cache_score="prompt")
 
 
 def machine() -> dict[str, Any]:

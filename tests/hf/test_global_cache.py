@@ -13,23 +13,47 @@ import pytest
 import torch
 
 from liquid_memory.hf import LiquidHybridCache, patch_model
-from liquid_memory.hf.global_cache import boundary
+from liquid_memory.hf.global_cache import OBSERVED, POOL, boundary
 from tests.hf.hf_models import perturb_liquid, tiny_model
 from tests.hf.test_reference import _mask4d, features
 from tests.numerics import rel_err
 
 
-def reference(attn, hidden, cos, sin, valid, read_liquid=True):
+def prompt_reference(attn, q, k, bi, g, real, liquid, first, observed):
+    """The ``"prompt"`` score of every key of a prefill call of ``first`` tokens: the softmax of each of its last
+    ``observed`` real queries and of the group's heads over the real non-sink keys it may see, averaged, times
+    the number of keys the latest of them sees, then the largest within ±POOL//2 positions."""
+    group = attn.num_heads // attn.num_kv_heads
+    queries = [i for i in range(max(first - observed, 0), first) if real[i]]
+    raw, count = {}, 0
+    for i in queries:
+        seen = [s for s in range(i + 1) if liquid[s]]
+        count = max(count, len(seen))
+        for hi in range(g * group, (g + 1) * group) if seen else ():  # a query that sees no key counts, gives 0
+            weights = torch.softmax(torch.stack([q[bi, hi, i] @ k[bi, g, s] * attn.scaling for s in seen]), 0)
+            for s, p in zip(seen, weights, strict=True):
+                raw[s] = raw.get(s, 0.0) + float(p)
+    raw = {s: p / (len(queries) * group) * count for s, p in raw.items()}
+    half = POOL // 2
+    return {x: max(raw.get(y, 0.0) for y in range(max(x - half, 0), min(x + half + 1, first))) for x in range(first)}
+
+
+def reference(attn, hidden, cos, sin, valid, read_liquid=True, first=None, observed=None):
+    """``first``: the length of the prefill call (the rest decoded one token per call; ``None``: one call);
+    ``observed``: its last queries that choose a ``"prompt"`` cache."""
     b, t, _ = hidden.shape
     h, hkv, d, w = attn.num_heads, attn.num_kv_heads, attn.head_dim, attn.window
     c, n = attn.cache_block, attn.global_cache
     q, k, v, fq, fk, a = features(attn, hidden, cos, sin)
+    first = t if first is None else first
     out = torch.zeros(b, h, t, d, dtype=torch.float64)
     for bi in range(b):
         real = [s for s in range(t) if valid[bi, s]]
         sinks = set(real[: attn.sinks])
         liquid = [bool(valid[bi, s]) and s not in sinks for s in range(t)]
         for g in range(hkv):
+            if attn.cache_score == "prompt":
+                chosen = prompt_reference(attn, q, k, bi, g, valid[bi].tolist(), liquid, first, observed)
 
             def state(p, cached, bi=bi, g=g, liquid=liquid):
                 s_mat = torch.zeros(2 * d, d + 1, dtype=torch.float64)
@@ -54,6 +78,8 @@ def reference(attn, hidden, cos, sin, valid, read_liquid=True):
                             read = fk[bi, g, x] @ s_mat
                             recalled = read[:d] / read[d] if read[d] > 1e-30 else torch.zeros(d).double()
                             scores[x] = float(((v[bi, g, x] - recalled) ** 2).sum())
+                        elif attn.cache_score == "prompt" and ti < first:  # chosen by the call's last queries
+                            scores[x] = kept_score[x] if x in kept_score else chosen[x]
                         else:  # mean attention probability received while a window key
                             total, count = received.get(x, (0.0, 0))
                             scores[x] = kept_score[x] if x in kept_score else total / max(count, 1)
@@ -85,7 +111,8 @@ def reference(attn, hidden, cos, sin, valid, read_liquid=True):
 CASES = [  # (window, block, slots, sinks, score)
     (3, 1, 2, 0, "recall"), (3, 3, 2, 0, "recall"), (2, 4, 3, 2, "recall"), (4, 2, 1, 1, "recall"),
     (0, 3, 2, 0, "recall"), (3, 1, 2, 0, "attention"), (3, 3, 2, 0, "attention"), (2, 4, 3, 2, "attention"),
-    (4, 2, 1, 1, "attention"), (0, 3, 2, 0, "attention"),
+    (4, 2, 1, 1, "attention"), (0, 3, 2, 0, "attention"), (3, 1, 2, 0, "prompt"), (3, 3, 2, 0, "prompt"),
+    (2, 4, 3, 2, "prompt"), (4, 2, 1, 1, "prompt"), (0, 3, 2, 0, "prompt"),
 ]  # fmt: skip
 
 
@@ -106,7 +133,7 @@ def test_global_cache_matches_float64_reference(window, block, slots, sinks, sco
         valid[1, -3:] = False
     cos, sin = model.model.rotary_emb(hidden, position_ids=torch.arange(t)[None].expand(b, t))
     got = attn(hidden, position_embeddings=(cos, sin), attention_mask=_mask4d(valid))[0]
-    want = reference(attn, hidden, cos, sin, valid)
+    want = reference(attn, hidden, cos, sin, valid, observed=OBSERVED)
     rows = valid[:, :, None].expand_as(got)
     assert rel_err(got[rows], want[rows]) < 1e-10
 
@@ -257,3 +284,60 @@ def test_attention_scores_are_shared_down_the_layers():
     for own0, own1, got1 in zip(alone[:per_layer], alone[per_layer:], together[per_layer:], strict=True):
         assert torch.allclose(got1, torch.maximum(own1, own0.amax(1, keepdim=True)))
     assert any(not torch.equal(a, b) for a, b in zip(alone[per_layer:], together[per_layer:], strict=True))
+
+
+def test_prompt_cache_is_chosen_by_the_last_queries_of_the_call(monkeypatch):
+    """Fewer observed queries than the call has: only the last ``OBSERVED`` rank the keys."""
+    import liquid_memory.hf.three_memories as tm
+
+    monkeypatch.setattr(tm, "OBSERVED", 5)
+    model = tiny_model("llama", dtype=torch.float64)
+    patch_model(model, window=3, backend="naive", sinks=1, global_cache=3, cache_block=2, cache_score="prompt")
+    perturb_liquid(model)
+    attn = model.model.layers[1].self_attn
+    hidden = torch.randn(2, 23, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    valid = torch.ones(2, 23, dtype=torch.bool)
+    valid[1, :5] = False
+    cos, sin = model.model.rotary_emb(hidden, position_ids=torch.arange(23)[None].expand(2, 23))
+    got = attn(hidden, position_embeddings=(cos, sin), attention_mask=_mask4d(valid))[0]
+    want = reference(attn, hidden, cos, sin, valid, observed=5)
+    assert rel_err(got[valid], want[valid]) < 1e-10
+    assert rel_err(got[valid], reference(attn, hidden, cos, sin, valid, observed=32)[valid]) > 1e-6
+
+
+@pytest.mark.parametrize("first", [9, 16])
+def test_prompt_cache_prefill_then_decode_matches_float64_reference(first):
+    """The prefill call chooses the cache by its last queries; each decode step after it ranks the keys that
+    leave the window by the attention they received (the ``"attention"`` score)."""
+    model = tiny_model("qwen2", dtype=torch.float64)
+    patch_model(model, window=3, backend="naive", sinks=2, global_cache=2, cache_block=2, cache_score="prompt")
+    perturb_liquid(model)
+    attn = model.model.layers[0].self_attn
+    b, t = 2, 27
+    hidden = torch.randn(b, t, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    valid = torch.ones(b, t, dtype=torch.bool)
+    valid[1, :3] = False
+    cos, sin = model.model.rotary_emb(hidden, position_ids=torch.arange(t)[None].expand(b, t))
+    cache = LiquidHybridCache(model)
+    outs = [attn(hidden[:, :first], position_embeddings=(cos[:, :first], sin[:, :first]),
+                 attention_mask=_mask4d(valid[:, :first]), past_key_values=cache)[0]]  # fmt: skip
+    for i in range(first, t):
+        outs.append(attn(hidden[:, i : i + 1], position_embeddings=(cos[:, i : i + 1], sin[:, i : i + 1]),
+                         attention_mask=valid[:, None, None, : i + 1], past_key_values=cache)[0])  # fmt: skip
+    got = torch.cat(outs, 1)
+    want = reference(attn, hidden, cos, sin, valid, first=first, observed=32)
+    assert rel_err(got[valid], want[valid]) < 1e-10
+
+
+def test_prompt_cache_decode_state_is_constant():
+    model = tiny_model("llama")
+    patch_model(model, window=4, backend="naive", sinks=2, global_cache=3, cache_block=5, cache_score="prompt")
+    ids = torch.randint(3, 61, (1, 160), generator=torch.Generator().manual_seed(10))
+    cache = LiquidHybridCache(model)
+    sizes = []
+    with torch.no_grad():
+        model(ids[:, :60], past_key_values=cache, use_cache=True)
+        for i in range(60, 160):
+            model(ids[:, i : i + 1], past_key_values=cache, use_cache=True)
+            sizes.append(cache.nbytes())
+    assert max(sizes[:50]) == max(sizes[50:]) and min(sizes) > 0

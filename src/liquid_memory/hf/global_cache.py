@@ -15,7 +15,7 @@ Per layer, batch row and KV head (GQA: the ``G`` query heads of a group share it
   (``W`` to ``W + C - 1`` of them). ``C = 1`` is the plain hybrid's window (``P(t) = t - W + 1``).
 - **Departure.** When the boundary moves from ``P`` to ``P + C``, the block ``B = [P, P + C)`` leaves the
   window. The candidates are the cache ``G(P)`` plus the block's valid non-sink keys; ``G(P + C)`` = the
-  ``N`` candidates with the highest score (ties: the earlier candidate). Two scores (``cache_score``):
+  ``N`` candidates with the highest score (ties: the earlier candidate). Three scores (``cache_score``):
 
   - ``"attention"`` — how much attention the key received while it was a window key: the mean attention
     probability over the queries that saw it and the ``G`` query heads of its group (``p_ts`` below, the
@@ -30,6 +30,21 @@ Per layer, batch row and KV head (GQA: the ``G`` query heads of a group share it
         [n_x, d_x] = S^T φ_k(k_x)          r_x = n_x / d_x  (0 when d_x = 0)          e_x = ‖v_x - r_x‖²
 
     recomputed for every candidate at every departure (the best-recalled are evicted).
+  - ``"prompt"`` — chosen by the question. Neither score above can know which old token a later question will
+    ask for, and a small model's upper layers rarely attend to a fact while it is local (measured on SmolLM2:
+    both keep filler). A prompt usually ends with its question, so in a prefill call (more than one token) the
+    call's last ``n = min(OBSERVED, T)`` queries rank every candidate — the call's real non-sink keys and the
+    held cache — by the attention they give it (SnapKV's observation window, Li et al. 2024)::
+
+        c_x = K · mean_{t ∈ last n real queries, heads of the group} softmax_{s ≤ t}(s_ts)[x]
+
+    (``K`` = the number of candidates the latest of them sees, so 1 is a uniform share), then
+    ``score_x = max_{|y - x| ≤ POOL // 2} c_y``: a fact's neighbouring tokens (the other digits of a key, the
+    rest of its sentence) are kept with it. The departures of that call rank by ``score``; one-token calls
+    (decode) rank the keys that leave the window by ``"attention"``, and a cached pair keeps the score it
+    entered with. So, unlike the two streaming scores, the cache a prefill call builds depends on where the
+    call ends: its earlier queries read pairs chosen with the question in view (none later than themselves),
+    and a prompt prefilled in one call is not the same as the same tokens decoded one by one.
 
   Every candidate not kept enters the state with the decay it would have had there since its own position::
 
@@ -49,9 +64,9 @@ Per layer, batch row and KV head (GQA: the ``G`` query heads of a group share it
 The state update of a departure runs through ``liquid_scan`` (the licensed kernels, or the reference
 backend when chosen): one step decays the state by the block, the following add the evicted keys. Decode and
 prefill run the same departures on the same blocks, so they agree to rounding (tested against a float64
-recomputation of the formulas above). The decode state holds at most ``W + C - 1`` window keys (with the
-attention each received so far), ``N`` slots (key, value, decay since its position, position, score) and the
-state: its size never depends on the context.
+recomputation of the formulas above; for ``"prompt"``, given where each call ends). The decode state holds at
+most ``W + C - 1`` window keys (with the attention each received so far), ``N`` slots (key, value, decay since
+its position, position, score) and the state: its size never depends on the context.
 """
 
 from __future__ import annotations
@@ -65,7 +80,9 @@ from liquid_memory.hf.hybrid import TINY, pad_values
 from liquid_memory.ops.dispatch import liquid_scan
 
 DEFAULT_BLOCK = 64  # departure granularity C: one selection per C tokens (window = W … W + C - 1 keys)
-SCORES = ("attention", "recall")
+SCORES = ("attention", "recall", "prompt")
+OBSERVED = 32  # "prompt" score: the last queries of a prefill call that choose the cache
+POOL = 7  # "prompt" score: a key's score is the largest within ±3 positions (keeps a fact's neighbouring tokens)
 
 
 @dataclass
@@ -121,6 +138,39 @@ def boundary(t: Tensor | int, window: int, block: int, origin: Tensor | int = 0)
     if isinstance(t, int) and isinstance(origin, int):
         return origin + block * (max(t - origin - window + 1, 0) // block)
     return origin + block * torch.div((t - origin - window + 1).clamp_min(0), block, rounding_mode="floor")
+
+
+def prompt_scores(q: Tensor, qpos: Tensor, qvalid: Tensor, keys: Tensor, kpos: Tensor, kvalid: Tensor,
+                  slots: Slots, scaling: float, pool: int = POOL) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The ``"prompt"`` score of a prefill call's keys and of the held cache: ``([B, Hkv, L], [B, Hkv, N])``.
+
+    ``q`` ``[B, H, n, d]``: the call's last ``n`` queries (absolute positions ``qpos``, ``qvalid`` ``[B, n]`` real
+    ones); ``keys`` ``[B, Hkv, L, d]`` at ``kpos`` with ``kvalid`` ``[B, L]`` (the candidates: real non-sink
+    keys). Each query's softmax over every candidate it may see (the call's keys up to its position and the
+    cache), averaged over the queries and the ``G`` heads of the group, times the number of candidates (1 = a
+    uniform share), then max-pooled over ``pool`` neighbouring key positions."""
+    b, h, n, d = q.shape
+    hkv = keys.shape[1]
+    qg = q.view(b, hkv, h // hkv, n, d)
+    s_keys = torch.einsum("bkgtd,bksd->bkgts", qg, keys) * scaling
+    s_keys = s_keys.masked_fill(~((kpos[None, :] <= qpos[:, None])[None, None, None] & kvalid[:, None, None, None]),
+                                float("-inf"))  # fmt: skip
+    s_slots = torch.einsum("bkgtd,bkmd->bkgtm", qg, slots.keys.to(q.dtype)) * scaling
+    s_slots = s_slots.masked_fill(~slots.ok[:, :, None, None, :], float("-inf"))
+    scores = torch.cat([s_keys, s_slots], -1)
+    m = scores.amax(-1, keepdim=True)
+    p = torch.exp(scores - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))
+    p = p / p.sum(-1, keepdim=True).clamp_min(TINY)
+    weight = qvalid[:, None, None, :, None].to(p.dtype)
+    mean = (p * weight).sum((2, 3)) / (weight.sum((2, 3)) * qg.shape[2]).clamp_min(1.0)
+    count = torch.isfinite(scores).any(3).sum(-1, keepdim=True).amax(2)  # candidates the queries see
+    mean = mean * count.to(mean.dtype)
+    length = keys.shape[2]
+    on_keys = mean[..., :length]
+    if pool > 1:
+        on_keys = torch.nn.functional.max_pool1d(on_keys.reshape(b * hkv, 1, length), pool, 1, pool // 2)
+        on_keys = on_keys.view(b, hkv, length) * kvalid[:, None, :]
+    return on_keys, mean[..., length:]
 
 
 def recall_error(phi_k: Tensor, values: Tensor, state: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from liquid_memory.hf.global_cache import ImportanceBoard, Slots, boundary, depart
+from liquid_memory.hf.global_cache import OBSERVED, ImportanceBoard, Slots, boundary, depart, prompt_scores
 from liquid_memory.hf.hybrid import TINY, combine
 
 
@@ -92,6 +92,12 @@ def forward_blocks(
     log_a = torch.where(liquid_valid[:, None, :, None], log_a, 0.0)
     positions = torch.arange(base, base + length, device=dev)
     steps = torch.arange(block, device=dev)
+    chosen = None  # "prompt": the call's last queries rank its keys and the cache (a prefill call only)
+    if score == "prompt" and t > 1:
+        n_obs = min(OBSERVED, t)
+        chosen, held = prompt_scores(q[:, :, t - n_obs :], positions[length - n_obs :], valid[:, length - n_obs :], k,
+                                     positions, liquid_valid, slots, scaling)  # fmt: skip
+        slots = Slots(*slots.tensors()[:-1], torch.where(slots.ok, held, slots.score))
     outs, i = [], 0
     while i < t:
         now = base + n_cached + i
@@ -108,13 +114,16 @@ def forward_blocks(
 
             seen = rows(received)
             attention = seen[..., 0] / seen[..., 1].clamp_min(1.0) * max(window, 1)
+            if chosen is not None:
+                attention = chosen.gather(2, safe[:, None, :].expand(b, hkv, block))
             if board is not None and board.covers(b, base, length):  # the same token's score in the layers below
                 below = board.values.gather(1, safe)
                 board.values.scatter_(1, safe, torch.maximum(below, attention.amax(1) * moving[:, None]))
                 attention = torch.maximum(attention, below[:, None, :])
             piece = (rows(k), rows(v), rows(log_a) * moving[:, None, None, None], positions[safe],
                      ok[:, None].expand(b, hkv, block), attention)  # fmt: skip
-            state, slots = depart(state, slots, piece, feature_k, backend, score)
+            ranking = "recall" if score == "recall" else "attention"  # "prompt" ranks by its own "attention" here
+            state, slots = depart(state, slots, piece, feature_k, backend, ranking)
             first = first + block * moving
         end = min(t, int((first + block + window - 1).min()) - base - n_cached)
         j0, j1 = int(first.min()) - base, n_cached + end

@@ -110,3 +110,29 @@ def test_table_puts_the_original_first_marks_unmeasured_cells_and_states_the_lon
     original, hybrid = (line.split(" | ") for line in lines[2:])
     assert original[1:4] == ["20.00 (1.000×)", "100", "50"] and original[4] == "300.0 (8K)"
     assert hybrid[1:4] == ["25.00 (1.250×)", "0", "–"] and hybrid[4] == "6.0 (1K)"
+
+
+def test_a_prompt_scored_row_is_scored_for_perplexity_without_seeing_the_future(monkeypatch):
+    """A ``"prompt"`` cache is chosen by a call's last queries; held-out perplexity (one call per window) must use
+    the streaming score, and the row keeps its own score afterwards."""
+    import torch
+
+    import benchmarks.hf.quality as quality
+    import liquid_memory.hf.smollm as smollm
+    from benchmarks.hf.retrieval import heldout_perplexity
+    from liquid_memory.hf import patch_model
+    from tests.hf.hf_models import tiny_model
+
+    model = tiny_model("llama")
+    patch_model(model, window=4, backend="naive", global_cache=2, cache_score="prompt")
+    seen = []
+
+    def recording(model, ids, context, max_tokens):
+        seen.append({layer.self_attn.cache_score for layer in model.model.layers})
+        return {"ppl": 1.0}
+
+    monkeypatch.setattr(quality, "perplexity", recording)
+    monkeypatch.setattr(smollm, "essay_token_ids", lambda tokenizer, split: torch.arange(64))
+    assert heldout_perplexity(model, None, [16, 32], 64) == {"16": 1.0, "32": 1.0}
+    assert seen == [{"attention"}, {"attention"}]
+    assert {layer.self_attn.cache_score for layer in model.model.layers} == {"prompt"}
