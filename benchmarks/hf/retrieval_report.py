@@ -38,13 +38,41 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"tasks": by_task, "per_length": dict(per_length)}
 
 
+SAME_PROMPTS = "original, same prompts"  # the original on exactly the prompts of the rows with fewer per cell
+
+
+def _prompt_key(case: dict[str, Any]) -> tuple:
+    return case["task"], case["length"], case["depth"], tuple(case["facts"]), case["question"], case["answer"]
+
+
+def same_prompts(original: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The original's summary over only the prompts every row with fewer prompts per cell also answered (the
+    fair reference for them), or ``None`` when no row has fewer."""
+    fewer = [r for r in others if r["per_cell"] < original["per_cell"]]
+    if not fewer:
+        return None
+    asked = set.intersection(*({_prompt_key(c) for c in r["cases"]} for r in fewer))
+    cases = [c for c in original["cases"] if _prompt_key(c) in asked]
+    if not cases:
+        return None
+    return {**original, "name": SAME_PROMPTS, "per_cell": min(r["per_cell"] for r in fewer),
+            "summary": {**summarise(cases), "perplexity": original["summary"].get("perplexity", {})}}  # fmt: skip
+
+
 def write_summary(out: Path) -> dict[str, Any]:
-    """Every row JSON in ``out`` → ``summary.json`` (name → model description + summary)."""
-    rows = {}
+    """Every row JSON in ``out`` → ``summary.json`` (name → model description + summary), with the original also
+    summarised over the prompts of the rows measured with fewer prompts per cell (``SAME_PROMPTS``)."""
+    loaded = []
     for path in sorted(out.glob("*.json")):
         if path.name == SUMMARY_NAME:
             continue
-        row = json.loads(path.read_text(encoding="utf-8"))
+        loaded.append(json.loads(path.read_text(encoding="utf-8")))
+    original = next((r for r in loaded if r["name"] == "original"), None)
+    if original is not None:
+        fair = same_prompts(original, [r for r in loaded if r is not original])
+        loaded += [fair] if fair else []
+    rows = {}
+    for row in loaded:
         rows[row["name"]] = {"model": row["model"], "date": row["date"], "machine": row["machine"],
                              "seed": row["seed"], "per_cell": row["per_cell"], "summary": row["summary"]}  # fmt: skip
     summary = {"rows": rows}
@@ -67,7 +95,9 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
     head += [f"{t} {length // 1024}K" for t in tasks for length in lengths]
     head += ["state MiB (longest)", f"decode ms {lengths[0] // 1024}K", "decode ms (longest)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in sorted(rows.items(), key=lambda item: (item[0] != "original", item[0])):  # the reference first
+    references = ("original", SAME_PROMPTS)  # first, in this order
+    order = sorted(rows, key=lambda n: (references.index(n) if n in references else len(references), n))
+    for name, r in ((n, rows[n]) for n in order):
         s = r["summary"]
         cells = [name]
         for c in contexts:

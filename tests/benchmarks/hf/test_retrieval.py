@@ -136,3 +136,31 @@ def test_a_prompt_scored_row_is_scored_for_perplexity_without_seeing_the_future(
     assert heldout_perplexity(model, None, [16, 32], 64) == {"16": 1.0, "32": 1.0}
     assert seen == [{"attention"}, {"attention"}]
     assert {layer.self_attn.cache_score for layer in model.model.layers} == {"prompt"}
+
+
+def _case(depth: float, answer: str, hit: bool) -> dict:
+    return {"task": "passkey", "length": 1024, "depth": depth, "facts": [f"key {answer}"], "question": "q?",
+            "answer": answer, "hit": hit, "distractor": False, "decode_ms": 1.0, "state_bytes": 10,
+            "prompt_tokens": 1000, "prefill_s": 1.0}  # fmt: skip
+
+
+def test_rows_with_fewer_prompts_per_cell_are_compared_with_the_original_on_the_same_prompts(tmp_path):
+    import json
+
+    from benchmarks.hf.retrieval_report import SAME_PROMPTS, summarise, write_summary
+
+    def row(name, per_cell, cases):
+        return {"name": name, "model": {}, "date": "d", "machine": {}, "seed": 0, "per_cell": per_cell,
+                "cases": cases, "summary": {**summarise(cases), "perplexity": {"512": 20.0}}}  # fmt: skip
+
+    original = [_case(0.1, "11111", True), _case(0.1, "22222", False), _case(0.5, "33333", False),
+                _case(0.5, "44444", False)]  # fmt: skip
+    linear = [_case(0.1, "11111", True), _case(0.5, "33333", True)]
+    for r in (row("original", 2, original), row("hybrid", 1, linear)):
+        (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
+    rows = write_summary(tmp_path)["rows"]
+    assert rows["original"]["summary"]["tasks"]["passkey"]["hit_rate"]["1024"] == 0.25
+    assert rows[SAME_PROMPTS]["summary"]["tasks"]["passkey"]["hit_rate"]["1024"] == 0.5  # hit 11111, missed 33333
+    assert rows[SAME_PROMPTS]["summary"]["tasks"]["passkey"]["n"]["1024"] == 2
+    names = [line.split(" | ")[0].lstrip("| ") for line in table_lines({"rows": rows})[2:]]
+    assert names == ["original", SAME_PROMPTS, "hybrid"]
