@@ -222,15 +222,16 @@ def test_decode_state_is_constant_in_context_length():
     assert max(sizes[:90]) == max(sizes[90:]), "the decode state grew with the context"
 
 
-def test_global_cache_is_saved_and_loaded_with_the_model(tmp_path):
+@pytest.mark.parametrize("score", ["attention", "prompt"])
+def test_global_cache_is_saved_and_loaded_with_the_model(tmp_path, score):
     from liquid_memory.hf.io import base_fingerprint, load_liquid_into, read_config, save_liquid
 
     model = tiny_model("llama")
     fingerprint = base_fingerprint(model)
-    patch_model(model, window=4, backend="naive", sinks=2, global_cache=5, cache_block=8)
+    patch_model(model, window=4, backend="naive", sinks=2, global_cache=5, cache_block=8, cache_score=score)
     save_liquid(model, tmp_path, base_model="tiny", base_sha256=fingerprint)
     config = read_config(tmp_path)
-    assert (config["global_cache"], config["cache_block"], config["cache_score"]) == (5, 8, "attention")
+    assert (config["global_cache"], config["cache_block"], config["cache_score"]) == (5, 8, score)
     fresh = tiny_model("llama")
     patch_model(fresh, window=config["window"], backend="naive", sinks=config["sinks"],
                 global_cache=config["global_cache"], cache_block=config["cache_block"],
