@@ -46,12 +46,12 @@ def _prompt_key(case: dict[str, Any]) -> tuple:
 
 
 def same_prompts(original: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The original's summary over only the prompts every row with fewer prompts per cell also answered (the
-    fair reference for them), or ``None`` when no row has fewer."""
+    """The original's summary over only the prompts the rows with fewer prompts per cell answered (they all draw
+    the first prompts of each cell: the fair reference for them), or ``None`` when no row has fewer."""
     fewer = [r for r in others if r["per_cell"] < original["per_cell"]]
     if not fewer:
         return None
-    asked = set.intersection(*({_prompt_key(c) for c in r["cases"]} for r in fewer))
+    asked = set.union(*({_prompt_key(c) for c in r["cases"]} for r in fewer))
     cases = [c for c in original["cases"] if _prompt_key(c) in asked]
     if not cases:
         return None
