@@ -98,3 +98,12 @@ def test_from_pretrained_with_int8_weights(tmp_path):
         assert rel_err(loaded(ids, use_cache=False).logits, model(ids, use_cache=False).logits) < 3e-2
     with pytest.raises(PatchError, match="unknown weight format"):
         from_pretrained(tmp_path / "lin", weights="int3")
+
+
+def test_from_pretrained_takes_the_global_cache_and_its_score(tmp_path):
+    _saved(tmp_path)
+    loaded, _ = from_pretrained(tmp_path / "lin", backend="chunked", global_cache=8, cache_score="prompt")
+    layers = [layer.self_attn for layer in loaded.model.layers]
+    assert {(a.global_cache, a.cache_score) for a in layers} == {(8, "prompt")}
+    with pytest.raises(ValueError, match="cache_score"):
+        from_pretrained(tmp_path / "lin", backend="chunked", global_cache=8, cache_score="loudest")

@@ -143,14 +143,15 @@ def _merge(modules: dict[str, Any], factors: dict[str, torch.Tensor], scale: flo
 
 def from_pretrained(
     path: str | Path, *, backend: str | None = None, cache_dir: Path | None = None, global_cache: int | None = None,
-    weights: str = "fp32",
+    cache_score: str | None = None, weights: str = "fp32",
 ) -> tuple[Any, Any]:  # fmt: skip
     """``(model, tokenizer)`` of a linearized model: the base model, patched, with the stored parameters.
 
-    ``global_cache``: exact-pair slots per layer and KV head (``None``: what ``DIR`` stores). ``weights``: how the
-    base model's linear weights, LM head and embedding are held for serving — ``fp32`` (as trained), ``bf16`` or
-    ``int8`` (weight-only, per output channel; ``hf/weights.py``). The LoRA factors are merged before the
-    conversion; the liquid parameters stay fp32."""
+    ``global_cache``: exact-pair slots per layer and KV head, ``cache_score``: how they are chosen
+    (``global_cache.SCORES``; ``None``: what ``DIR`` stores — for questions about a long prompt, ``"prompt"``).
+    ``weights``: how the base model's linear weights, LM head and embedding are held for serving — ``fp32`` (as
+    trained), ``bf16`` or ``int8`` (weight-only, per output channel; ``hf/weights.py``). The LoRA factors are merged
+    before the conversion; the liquid parameters stay fp32."""
     from liquid_memory.hf.smollm import load_base
     from liquid_memory.hf.weights import check_format, convert_weights
 
@@ -164,7 +165,7 @@ def from_pretrained(
     slots = int(config.get("global_cache", 0)) if global_cache is None else global_cache
     patch_model(model, window=int(config["window"]), backend=backend, sinks=int(config.get("sinks", 0)),
                 global_cache=slots, cache_block=int(config.get("cache_block", DEFAULT_BLOCK)),
-                cache_score=config.get("cache_score", "attention"),
+                cache_score=config.get("cache_score", "attention") if cache_score is None else cache_score,
                 per_query_mix=bool(config.get("per_query_mix", False)))  # fmt: skip
     load_liquid_into(model, path)
     return convert_weights(model, weights).eval(), tokenizer
