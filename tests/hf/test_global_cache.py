@@ -78,7 +78,7 @@ def reference(attn, hidden, cos, sin, valid, read_liquid=True, first=None, obser
                             read = fk[bi, g, x] @ s_mat
                             recalled = read[:d] / read[d] if read[d] > 1e-30 else torch.zeros(d).double()
                             scores[x] = float(((v[bi, g, x] - recalled) ** 2).sum())
-                        elif attn.cache_score == "prompt" and ti < first:  # chosen by the call's last queries
+                        elif attn.cache_score == "prompt" and x < first:  # scored by the prefill's last queries
                             scores[x] = kept_score[x] if x in kept_score else chosen[x]
                         else:  # mean attention probability received while a window key
                             total, count = received.get(x, (0.0, 0))

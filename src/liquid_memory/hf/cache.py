@@ -40,7 +40,7 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         self.global_cache = global_cache
         self.slots: Any = None  # global_cache.Slots once the first block has left the window
         self.bounds: tuple[Tensor, Tensor] | None = None  # per row: first real key, boundary (absolute)
-        self.received: Tensor | None = None  # [B, Hkv, held, 2]: attention each held key received, queries
+        self.received: Tensor | None = None  # [B, Hkv, held, 3]: attention received, queries, prompt score
         self.sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # keys, values, absolute positions, ok
         self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
         self.sinks_complete = False  # every row holds all its sinks (they never change after that)

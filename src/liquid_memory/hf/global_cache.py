@@ -41,10 +41,12 @@ Per layer, batch row and KV head (GQA: the ``G`` query heads of a group share it
     (``K`` = the number of candidates the latest of them sees, so 1 is a uniform share), then
     ``score_x = max_{|y - x| ≤ POOL // 2} c_y``: a fact's neighbouring tokens (the other digits of a key, the
     rest of its sentence) are kept with it. The departures of that call rank by ``score``; one-token calls
-    (decode) rank the keys that leave the window by ``"attention"``, and a cached pair keeps the score it
-    entered with. So, unlike the two streaming scores, the cache a prefill call builds depends on where the
-    call ends: its earlier queries read pairs chosen with the question in view (none later than themselves),
-    and a prompt prefilled in one call is not the same as the same tokens decoded one by one.
+    (decode) rank the keys that leave the window by ``"attention"``, except keys a prompt call scored (those
+    still in its window when it ended: the end of a document, just before its question), which keep that
+    score; a cached pair keeps the score it entered with. So, unlike the two streaming scores, the cache a
+    prefill call builds depends on where the call ends: its earlier queries read pairs chosen with the question
+    in view (none later than themselves), and a prompt prefilled in one call is not the same as the same tokens
+    decoded one by one.
 
   Every candidate not kept enters the state with the decay it would have had there since its own position::
 

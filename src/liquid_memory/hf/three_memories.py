@@ -48,6 +48,13 @@ def exact_part(
     return win, e[..., :length], allowed[..., :length]
 
 
+def _unscored(like: Tensor, b: int, hkv: int, n: int) -> Tensor:
+    """``received`` of ``n`` new keys: no attention yet, no queries, no ``"prompt"`` score (-1)."""
+    fresh = like.new_zeros((b, hkv, n, 3))
+    fresh[..., 2] = -1.0
+    return fresh
+
+
 def read_state(phi_q: Tensor, state: Tensor) -> Tensor:
     """``S^T φ_q`` for every query head of each group: ``[B, H, n, D]`` against ``[B, Hkv, D, D]``."""
     b, h, n, dim = phi_q.shape
@@ -66,13 +73,13 @@ def forward_blocks(
     """The three-memory hybrid for one call: ``(y [B, H, T, d], state, slots, (origin, first), received)``.
 
     ``q``: the ``T`` new queries ``[B, H, T, d]``; ``k``, ``v`` ``[B, Hkv, L, d]`` and ``log_a`` ``[B, Hkv, L, D]``:
-    the held keys followed by the new ones, ``k[..., 0, :]`` at absolute position ``base``. ``valid``: real
-    tokens ``[B, L]``; ``liquid_valid``: real non-sink tokens (the candidates of the cache and the state);
-    ``sinks`` as ``sinks.gather_sinks`` makes them (positions relative to ``k``); ``beta``: ``[H]`` or
-    ``[B, H, T]``. ``bounds``: per row, the absolute position of its first real key (``-1``: none yet) and
-    its boundary; ``received``: ``[B, Hkv, L_held, 2]`` attention summed over the queries that saw each held
-    key and their count — both as the previous call returned them (``None`` at the start). ``board``: the
-    model's ``ImportanceBoard`` (started by the caller for this call's keys when it is the first layer). The
+    the held keys followed by the new ones, ``k[..., 0, :]`` at absolute position ``base``. ``valid``: real tokens
+    ``[B, L]``; ``liquid_valid``: real non-sink tokens (the candidates of the cache and the state); ``sinks`` as
+    ``sinks.gather_sinks`` makes them (positions relative to ``k``); ``beta``: ``[H]`` or ``[B, H, T]``. ``bounds``:
+    per row, the absolute position of its first real key (``-1``: none yet) and its boundary; ``received``: ``[B,
+    Hkv, L_held, 3]`` attention summed over the queries that saw each held key, their count and the key's
+    ``"prompt"`` score (``-1``: none) — both as the previous call returned them (``None`` at the start). ``board``:
+    the model's ``ImportanceBoard`` (started by the caller for this call's keys when it is the first layer). The
     caller keeps the keys (and ``received``) from absolute position ``first.min()`` on."""
     b, h, t, d = q.shape
     hkv, length = k.shape[1], k.shape[2]
@@ -83,8 +90,8 @@ def forward_blocks(
         slots = Slots.empty(k, n_slots, dim, q.dtype)
     if bounds is None:
         bounds = (torch.full((b,), -1, device=dev), torch.full((b,), base, device=dev))
-    prev = received if received is not None else q.new_zeros((b, hkv, n_cached, 2))
-    received = torch.cat([prev, q.new_zeros((b, hkv, length - prev.shape[2], 2))], 2)
+    prev = received if received is not None else _unscored(q, b, hkv, n_cached)
+    received = torch.cat([prev, _unscored(q, b, hkv, length - prev.shape[2])], 2)
     origin, first = bounds
     here = torch.where(valid.any(1), valid.to(torch.int8).argmax(1) + base, -1)
     origin = torch.where(origin >= 0, origin, here)
@@ -98,6 +105,7 @@ def forward_blocks(
         chosen, held = prompt_scores(q[:, :, t - n_obs :], positions[length - n_obs :], valid[:, length - n_obs :], k,
                                      positions, liquid_valid, slots, scaling)  # fmt: skip
         slots = Slots(*slots.tensors()[:-1], torch.where(slots.ok, held, slots.score))
+        received[..., 2] = chosen  # a key still in the window keeps its score until it leaves, in a later call
     outs, i = [], 0
     while i < t:
         now = base + n_cached + i
@@ -114,8 +122,7 @@ def forward_blocks(
 
             seen = rows(received)
             attention = seen[..., 0] / seen[..., 1].clamp_min(1.0) * max(window, 1)
-            if chosen is not None:
-                attention = chosen.gather(2, safe[:, None, :].expand(b, hkv, block))
+            attention = torch.where(seen[..., 2] >= 0, seen[..., 2], attention)  # scored by a prompt: that score
             if board is not None and board.covers(b, base, length):  # the same token's score in the layers below
                 below = board.values.gather(1, safe)
                 board.values.scatter_(1, safe, torch.maximum(below, attention.amax(1) * moving[:, None]))
