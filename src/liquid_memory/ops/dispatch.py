@@ -187,6 +187,22 @@ def liquid_step(
     return _compiled_step(name)(q_t, k_t, v_t, log_a_t, state)
 
 
+def hybrid_decode_kernel(backend: str | None, *, device_type: str = "cpu") -> Callable[..., Tensor] | None:
+    """The compiled one-token hybrid attention step (``ops/cpp.py``'s ``cpp_hybrid_decode``), licence checked,
+    when ``backend`` resolves to ``cpp`` on a CPU; ``None`` otherwise and under ``torch.compile`` — the caller then
+    runs its reference (``hf/decode_step.py``'s ``decode_core``, through ``liquid_step``)."""
+    if device_type != "cpu" or torch.compiler.is_compiling():
+        return None
+    if resolve_backend(backend, device_type=device_type) != "cpp":
+        return None
+    from liquid_memory.ops.cpp import cpp_available, cpp_hybrid_decode
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    _require_licence()
+    return cpp_hybrid_decode
+
+
 def _triton():
     """The Triton kernels are source code: release wheels leave them out (a GPU release would ship them compiled
     and encrypted like the C++ library), so their absence is a clear error, not an ImportError."""
