@@ -63,3 +63,9 @@ def test_opcheck_hybrid_decode(sinks):
             r(b, hkv, 2 * d, 2 * d).abs(), valid, r(h, d, d), r(hkv, d, d), r(rank, hid), r(hkv * 2 * d, rank),
             r(hkv * 2 * d), r(h), d**-0.5, 1e-6)  # fmt: skip
     torch.library.opcheck(torch.ops.liquid_memory.hybrid_decode_, args)
+
+
+def test_opcheck_scan_forward_grouped():
+    q, k, v, la, s0 = _inputs(torch.float32, grad=False)
+    q6 = torch.cat([q, q.flip(2), q * 0.5], 1)  # 6 query heads on 2 KV heads
+    torch.library.opcheck(torch.ops.liquid_memory.liquid_scan_fwd_grouped, (q6, k, v, la, s0, False))

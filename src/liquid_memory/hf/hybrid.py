@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor
 
-from liquid_memory.ops.dispatch import liquid_scan, liquid_step
+from liquid_memory.ops.dispatch import grouped_scan_kernel, liquid_scan, liquid_step
 
 QUERY_BLOCK = 128  # window part: queries per block (scores are [block, block + W - 1], not [T, T])
 TINY = 1e-30  # floor of the liquid denominator inside ln(): only rows with no older key ever reach it
@@ -94,14 +94,19 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
 def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):
     """Scan with ``G`` query heads per KV head: ``phi_q`` ``[B, H, n, D]``, the rest ``[B, Hkv, n, D]``.
 
-    Each query head runs its KV head's recurrence (keys, values and decays repeated ``G`` times: the ``G``
-    copies of a state stay equal, the final state is read from the first); the same arithmetic as ``G``
-    sub-steps per token with zero key and unit decay, without their zero-filled buffers and transposes."""
+    Inference on the ``cpp`` backend: one op runs each KV head's recurrence once for its ``G`` queries
+    (``grouped_scan_kernel``). Otherwise, and as that op's reference: each query head runs its KV head's recurrence
+    (keys, values and decays repeated ``G`` times: the ``G`` copies of a state stay equal, the final state is read
+    from the first); the same arithmetic as ``G`` sub-steps per token with zero key and unit decay, without their
+    zero-filled buffers and transposes."""
     b, h, n, dim = phi_q.shape
     hkv = phi_k.shape[1]
     g = h // hkv
     if g == 1:
         return liquid_scan(phi_q, phi_k, vp, log_a, initial_state=state, output_final_state=True, backend=backend)
+    kernel = grouped_scan_kernel(backend, device_type=phi_q.device.type)
+    if kernel is not None and phi_q.dtype in (torch.float32, torch.bfloat16) and phi_k.dtype == phi_q.dtype:
+        return kernel(phi_q, phi_k, vp, log_a, initial_state=state)  # each KV head's recurrence once
 
     def rep(x: Tensor | None) -> Tensor | None:
         return None if x is None else x.repeat_interleave(g, dim=1)

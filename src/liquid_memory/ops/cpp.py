@@ -16,6 +16,9 @@ buffer — and are read in place; outputs take ``[B, T, H, d]`` memory when ``q`
   times its weight, or a scale) applied to each output row before it is stored
 - ``liquid_step_(q_t, k_t, v_t, log_a_t, state!) -> o_t``: one decode step, **updates ``state`` in place**
   (declared as a mutation in the schema, so torch.compile and functionalization handle it).
+- ``liquid_scan_fwd_grouped(q, k, v, log_a, initial_state?, precision_safe) -> (o, final_state)``: inference only,
+  ``G = H / Hkv`` query heads per KV head (``q`` ``[B, H, T, d]``, the rest ``[B, Hkv, T, d]``): each KV head's
+  recurrence is computed once for its ``G`` queries instead of once per query head.
 - ``hybrid_decode_(q, k, v, hidden, held_keys!, held_packed!, sink_keys?, sink_values?, state!, valid?, feature_q,
   feature_k, down, up, bias, beta, scaling, delta_min) -> y``: the linearized hybrid's whole one-token attention
   step once its window is full (``hf/decode_step.py``'s ``decode_core`` is its reference), fp32, no autograd;
@@ -119,6 +122,11 @@ def _register_python_side() -> None:
     @torch.library.register_fake(f"{_OPS}::liquid_step_")
     def _step_fake(q, k, v, log_a, state):
         return torch.empty_like(q)
+
+    @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd_grouped")
+    def _fwd_grouped_fake(q, k, v, log_a, initial_state, precision_safe):
+        b, hkv, _, d = k.shape
+        return empty_in_layout(q, q.dtype), q.new_empty((b, hkv, d, d), dtype=torch.float32)
 
     @torch.library.register_fake(f"{_OPS}::hybrid_decode_")
     def _hybrid_decode_fake(q, k, v, hidden, held_keys, held_packed, sink_keys, sink_values, state, valid, *rest):
@@ -237,6 +245,17 @@ def cpp_liquid_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, stat
     ops = _require()
     o_t = ops.liquid_step_(q_t, k_t, v_t, log_a_t, state)
     return o_t, state
+
+
+def cpp_liquid_scan_grouped(
+    q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, *, initial_state: Tensor | None = None,
+    precision_safe: bool | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Causal scan, ``G = H / Hkv`` query heads per KV head: ``(o [B, H, T, d], final state [B, Hkv, d, d])``.
+    No autograd (inference: the linearized hybrid's prefill)."""
+    ops = _require()
+    safe = resolve_precision_safe(precision_safe, q.shape[2])
+    return ops.liquid_scan_fwd_grouped(q, k, v, log_a, initial_state, safe)
 
 
 def cpp_hybrid_decode(
