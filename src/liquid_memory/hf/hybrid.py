@@ -135,10 +135,10 @@ def liquid_part(phi_q, phi_k, v, log_a, valid, n_cached, window, state, backend)
     """
     b, h, t, dim = phi_q.shape
     hkv, length = phi_k.shape[1], phi_k.shape[2]
-    keep = valid[:, None, :, None]
-    phi_k = torch.where(keep, phi_k, 0.0)
-    vp = torch.where(keep, pad_values(v, dim), 0.0)
-    log_a = torch.where(keep, log_a, 0.0)
+    vp = pad_values(v, dim)
+    if torch.compiler.is_compiling() or not bool(valid.all()):  # eager without padding: nothing to zero
+        keep = valid[:, None, :, None]
+        phi_k, vp, log_a = torch.where(keep, phi_k, 0.0), torch.where(keep, vp, 0.0), torch.where(keep, log_a, 0.0)
     acc = torch.float64 if phi_q.dtype == torch.float64 else torch.float32
     if state is None:
         state = phi_q.new_zeros((b, hkv, dim, dim), dtype=acc)
