@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "hybrid_decode.h"
 #include "liquid_scan.h"
 
 #if defined(__linux__)
@@ -142,6 +143,13 @@ TORCH_LIBRARY(liquid_memory, m) {
       "liquid_scan_fwd_normed(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor? initial_state, bool reverse, "
       "bool precision_safe, Tensor? norm_weight, float eps, float out_scale) -> (Tensor, Tensor)");
   m.def("liquid_step_(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor(a!) state) -> Tensor");
+  m.def(
+      "liquid_scan_fwd_grouped(Tensor q, Tensor k, Tensor v, Tensor log_a, Tensor? initial_state, "
+      "bool precision_safe) -> (Tensor, Tensor)");
+  m.def(
+      "hybrid_decode_(Tensor q, Tensor k, Tensor v, Tensor hidden, Tensor(a!) held_keys, Tensor(b!) held_packed, "
+      "Tensor? sink_keys, Tensor? sink_values, Tensor(c!) state, Tensor? valid, Tensor feature_q, Tensor feature_k, "
+      "Tensor down, Tensor up, Tensor bias, Tensor beta, float scaling, float delta_min) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(liquid_memory, CPU, m) {
@@ -149,6 +157,8 @@ TORCH_LIBRARY_IMPL(liquid_memory, CPU, m) {
   m.impl("liquid_scan_bwd", &lm::liquid_scan_bwd);
   m.impl("liquid_scan_fwd_normed", &lm::liquid_scan_fwd_normed);
   m.impl("liquid_step_", &lm::liquid_step_);
+  m.impl("hybrid_decode_", &lm::hybrid_decode_);
+  m.impl("liquid_scan_fwd_grouped", &lm::liquid_scan_fwd_grouped);
 }
 
 extern "C" PyObject* PyInit__C(void) {

@@ -78,9 +78,12 @@ struct Workspace {
 
   explicit Workspace(int dp_);
   void prepare(int L, bool full);
+  void prepare_queries(int L);
   void intra_offdiag(int I);
   void intra_diag(int I);
   void chunk_forward(int L, float* S, float* comp, bool precision_safe, bool outputs);
+  void chunk_outputs(int L, const float* S);
+  void chunk_state(int L, float* S, float* comp, bool precision_safe);
 };
 
 std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -102,6 +105,13 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_normed(const at::Tensor& q, c
                                                           bool reverse, bool precision_safe,
                                                           const std::optional<at::Tensor>& norm_weight, double eps,
                                                           double out_scale);
+
+// Forward only (inference), G = H / Hkv query heads per KV head: q [B, H, T, d]; k, v, log_a [B, Hkv, T, d];
+// initial_state [B, Hkv, d, d]. Query head h reads KV head h / G. Returns (o [B, H, T, d], final [B, Hkv, d, d]).
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_grouped(const at::Tensor& q, const at::Tensor& k,
+                                                           const at::Tensor& v, const at::Tensor& log_a,
+                                                           const std::optional<at::Tensor>& initial_state,
+                                                           bool precision_safe);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> liquid_scan_bwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_a,

@@ -54,6 +54,15 @@ void Workspace::prepare(int L, bool full) {
     }
   }
   if (!full) return;
+  prepare_queries(L);
+  for (int j = 0; j < L; ++j)  // Ke = k * exp(rl), KeT = Ke^T
+    for (int c = 0; c < dp; c += VL) st(Ke.data() + j * dp + c, ld(k_ + j * dp + c) * ld(dec.Erl.data() + j * dp + c));
+  transpose(Ke.data(), L, dp, dp, KeT.data(), CH);
+}
+
+// The query side of prepare (after it, for the chunk's decays): another query on the same keys needs only this.
+void Workspace::prepare_queries(int L) {
+  const int nb = dec.nb;
   for (int I = 0; I < nb; ++I) {
     const int s = I * BS, e = std::min(L, s + BS);
     const float* er = dec.er.data() + I * dp;
@@ -69,9 +78,6 @@ void Workspace::prepare(int L, bool full) {
       }
     }
   }
-  for (int j = 0; j < L; ++j)  // Ke = k * exp(rl), KeT = Ke^T
-    for (int c = 0; c < dp; c += VL) st(Ke.data() + j * dp + c, ld(k_ + j * dp + c) * ld(dec.Erl.data() + j * dp + c));
-  transpose(Ke.data(), L, dp, dp, KeT.data(), CH);
 }
 
 // Off-diagonal sub-block part of the intra-chunk matrix for rows of block I:
@@ -131,17 +137,24 @@ void Workspace::intra_diag(int I) {
 // One chunk: O = (qe * er) S + A V;  S <- diag(egL) S + K~^T V.
 void Workspace::chunk_forward(int L, float* S, float* comp, bool precision_safe, bool outputs) {
   prepare(L, outputs);
-  if (outputs) {
-    const int nb = dec.nb;
-    gemm(L, dp, dp, Qt.data(), dp, 1, S, dp, o_, dp, false);  // inter-chunk term
-    for (int I = 0; I < nb; ++I) {
-      const int s = I * BS, e = std::min(L, s + BS);
-      intra_offdiag(I);
-      intra_diag(I);
-      gemm(e - s, dp, e, A.data() + s * CH, CH, 1, v_, dp, o_ + s * dp, dp, true);
-    }
+  if (outputs) chunk_outputs(L, S);
+  chunk_state(L, S, comp, precision_safe);
+}
+
+// O = (qe * er) S + A V for the bound query rows (S: the state before the chunk).
+void Workspace::chunk_outputs(int L, const float* S) {
+  const int nb = dec.nb;
+  gemm(L, dp, dp, Qt.data(), dp, 1, S, dp, o_, dp, false);  // inter-chunk term
+  for (int I = 0; I < nb; ++I) {
+    const int s = I * BS, e = std::min(L, s + BS);
+    intra_offdiag(I);
+    intra_diag(I);
+    gemm(e - s, dp, e, A.data() + s * CH, CH, 1, v_, dp, o_ + s * dp, dp, true);
   }
-  // U = K~^T V ; S <- diag(egL) S + U
+}
+
+// U = K~^T V ; S <- diag(egL) S + U
+void Workspace::chunk_state(int L, float* S, float* comp, bool precision_safe) {
   gemm(dp, dp, L, Kt.data(), 1, dp, v_, dp, U.data(), dp, false);
   state_update(S, comp, dec.egL.data(), U.data(), dp, precision_safe);
 }
@@ -210,6 +223,81 @@ static void fwd_impl(const ScanArgs& a, const T* q, const T* k, const T* v, cons
     if (ws.dec.positive) positive = true;
   });
   TORCH_CHECK(!positive, "liquid_scan (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
+}
+
+// Grouped queries: G = H / Hkv query heads read each KV head's recurrence. The keys' side of a chunk (decays,
+// K~, the state update) is computed once per KV head; only the query side runs per query head.
+template <typename T>
+static void fwd_grouped_impl(int64_t B, int64_t H, int64_t Hkv, int64_t T_len, int d, bool precision_safe,
+                             const T* q, const T* k, const T* v, const float* la, const float* init, T* o,
+                             float* final_state, const Rows& rq, const Rows& rk, const Rows& rv, const Rows& rl,
+                             const Rows& ro) {
+  const int dp = round_up8(d);
+  const int64_t G = H / Hkv, slabs = B * Hkv;
+  std::atomic<bool> positive{false};
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(slabs, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    DenormalGuard guard;
+    Workspace ws(dp);
+    std::vector<float> S(dp * dp), comp(dp * dp);
+    for (int64_t bk = next++; bk < slabs; bk = next++) {
+      const int64_t b = bk / Hkv, hk = bk % Hkv;
+      load_state(init ? init + bk * d * d : nullptr, d, dp, S.data());
+      std::fill(comp.begin(), comp.end(), 0.0f);
+      for (int64_t t0 = 0; t0 < T_len; t0 += CH) {
+        const int L = static_cast<int>(std::min<int64_t>(CH, T_len - t0));
+        ws.k_ = bind_rows(k + rk.off(bk), T_len, t0, L, d, dp, false, ws.K.data(), rk.sT);
+        ws.v_ = bind_rows(v + rv.off(bk), T_len, t0, L, d, dp, false, ws.V.data(), rv.sT);
+        ws.la_ = bind_rows(la + rl.off(bk), T_len, t0, L, d, dp, false, ws.LA.data(), rl.sT);
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t bh = b * H + hk * G + g;
+          ws.q_ = bind_rows(q + rq.off(bh), T_len, t0, L, d, dp, false, ws.Q.data(), rq.sT);
+          ws.o_ = out_rows(o + ro.off(bh), t0, d, dp, false, ws.O.data(), ro.sT);
+          if (g == 0)
+            ws.prepare(L, true);
+          else
+            ws.prepare_queries(L);
+          ws.chunk_outputs(L, S.data());
+          finish_rows(ws.o_, T_len, t0, L, d, dp, false, o + ro.off(bh), ro.sT);
+        }
+        ws.chunk_state(L, S.data(), comp.data(), precision_safe);
+      }
+      store_state(S.data(), comp.data(), d, dp, final_state + bk * d * d);
+    }
+    if (ws.dec.positive) positive = true;
+  });
+  TORCH_CHECK(!positive, "liquid_scan (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
+}
+
+std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_grouped(const at::Tensor& q, const at::Tensor& k,
+                                                           const at::Tensor& v, const at::Tensor& log_a,
+                                                           const std::optional<at::Tensor>& initial_state,
+                                                           bool precision_safe) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4, "liquid_scan_fwd_grouped (cpp): q, k must be 4-D");
+  TORCH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, "liquid_scan_fwd_grouped (cpp): query heads ",
+              q.size(1), " not a multiple of KV heads ", k.size(1));
+  // the KV heads' shapes and dtypes are those of a plain scan over k (q's head count aside)
+  ScanArgs a = check_scan_args(k, k, v, log_a, initial_state, false, precision_safe);
+  TORCH_CHECK(q.size(0) == a.B && q.size(2) == a.T && q.size(3) == a.d && q.scalar_type() == k.scalar_type(),
+              "liquid_scan_fwd_grouped (cpp): q must be [B, H, T, d] like k (dtype too), got ", q.sizes());
+  TORCH_CHECK(q.device().is_cpu(), "liquid_scan_fwd_grouped (cpp): tensors must be on CPU");
+  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
+  auto lac = channel_contiguous(log_a.to(at::kFloat));
+  at::Tensor init;
+  if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
+  auto o = empty_in_layout(q, q.scalar_type());
+  advise_huge_pages(o);
+  auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
+  const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
+  LM_DISPATCH(q.scalar_type(), [&](auto tag) {
+    using scalar_t = decltype(tag);
+    fwd_grouped_impl<scalar_t>(a.B, q.size(1), a.H, a.T, a.d, precision_safe, qc.data_ptr<scalar_t>(),
+                               kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(), lac.data_ptr<float>(), initp,
+                               o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc), rows_of(kc), rows_of(vc),
+                               rows_of(lac), rows_of(o));
+  });
+  return {o, fs};
 }
 
 // The one host path of both forward ops: lay the inputs out by channel, allocate o (q's layout) and the final

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--long-engines", default="hybrid,hybrid-int8", help="engines measured at --long-context too")
     p.add_argument("--batches", default="1,4,16")
     p.add_argument("--batch-context", type=int, default=4096)
+    p.add_argument("--repeats", type=int, default=1, help="speed part: runs per engine and context (own process "
+                   "each, engine order rotating); a row holds each figure's median, the JSON every run")  # fmt: skip
     p.add_argument("--steps", type=int, default=16, help="timed decode steps per run")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
@@ -116,17 +118,37 @@ def run_speed(args: argparse.Namespace, names: list[str], out: dict[str, dict[st
     if args.long_context:
         plan.append((args.long_context, [n for n in args.long_engines.split(",") if n in names]))
     out.update({n: {} for n in names})
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for i, (context, engines) in enumerate(plan):
-        order = engines[i % len(engines) :] + engines[: i % len(engines)]  # rotate who runs first
-        for name in order:
-            spec = {**engine_spec(name, args), "context": context, "batch": 1, "steps": args.steps,
-                    "warmup": args.warmup}  # fmt: skip
-            out[name][str(context)] = row = run_worker(spec)
-            row["bytes_per_token"] = bytes_per_token(row)
-            print(f"{name:14s} {context:6d}: prefill {row['prefill_tokens_per_s']:7.1f} tok/s, decode "
-                  f"{row['decode_ms_per_step']:7.1f} ms ({row['decode_cpu_ms_per_step']:.1f} CPU ms), "
-                  f"{row['bytes_per_token'] / 1e6:.0f} MB/token", flush=True)  # fmt: skip
-            save()
+        for r in range(args.repeats):
+            turn = (i + r) % len(engines)
+            for name in engines[turn:] + engines[:turn]:  # rotate who runs first
+                spec = {**engine_spec(name, args), "context": context, "batch": 1, "steps": args.steps,
+                        "warmup": args.warmup}  # fmt: skip
+                runs.setdefault((name, context), []).append(run_worker(spec))
+                out[name][str(context)] = row = median_row(runs[(name, context)])
+                row["bytes_per_token"] = bytes_per_token(row)
+                last = runs[(name, context)][-1]
+                print(f"{name:14s} {context:6d}: prefill {last['prefill_tokens_per_s']:7.1f} tok/s, decode "
+                      f"{last['decode_ms_per_step']:7.1f} ms ({last['decode_cpu_ms_per_step']:.1f} CPU ms), "
+                      f"{row['bytes_per_token'] / 1e6:.0f} MB/token", flush=True)  # fmt: skip
+                save()
+
+
+TIMED = ("prefill_tokens_per_s", "prefill_tokens_per_cpu_s", "decode_ms_per_step", "decode_cpu_ms_per_step",
+         "decode_tokens_per_s")  # fmt: skip
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated runs of an engine at a context: the median of each timed figure (``TIMED``), the rest
+    from the first run; with more than one run, ``runs`` keeps every run's timed figures."""
+    import statistics
+
+    row = dict(runs[0])
+    if len(runs) > 1:
+        row.update({key: statistics.median(run[key] for run in runs) for key in TIMED})
+        row["runs"] = [{key: run[key] for key in TIMED} for run in runs]
+    return row
 
 
 def run_batches(args: argparse.Namespace, names: list[str], out: dict[str, dict[str, Any]], save) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.hf.llama_cpp_text import parse_perf, parse_system_info
-from benchmarks.hf.serve import add_arguments, bytes_per_token, engine_spec, targets
+from benchmarks.hf.serve import add_arguments, bytes_per_token, engine_spec, median_row, targets
 from benchmarks.hf.serve_report import format_rows, plot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "llama_cpp_stderr.txt"
@@ -54,6 +54,14 @@ def _row(decode_ms, prefill, weight=100e6, cache=10e6):
     return {"decode_ms_per_step": decode_ms, "decode_cpu_ms_per_step": decode_ms / 2, "prefill_tokens_per_s": prefill,
             "prefill_tokens_per_cpu_s": prefill * 2, "weight_bytes": weight, "cache_bytes": cache,
             "bytes_per_token": weight + cache, "peak_rss_bytes": 2**30}  # fmt: skip
+
+
+def test_repeated_runs_give_the_median_of_each_timed_figure():
+    runs = [{**_row(d, p), "decode_tokens_per_s": 1e3 / d} for d, p in ((80, 250), (70, 300), (90, 200))]
+    row = median_row(runs)
+    assert (row["decode_ms_per_step"], row["decode_cpu_ms_per_step"], row["prefill_tokens_per_s"]) == (80, 40, 250)
+    assert row["weight_bytes"] == 100e6 and [r["decode_ms_per_step"] for r in row["runs"]] == [80, 70, 90]
+    assert "runs" not in median_row(runs[:1]) and median_row(runs[:1])["decode_ms_per_step"] == 80
 
 
 def test_bytes_per_token_shares_weights_across_the_batch():

@@ -44,3 +44,28 @@ def test_opcheck_step(dtype):
     torch.library.opcheck(
         torch.ops.liquid_memory.liquid_step_, (q[:, :, 0], k[:, :, 0], v[:, :, 0], la[:, :, 0], state)
     )
+
+
+@pytest.mark.parametrize("sinks", [0, 2])
+def test_opcheck_hybrid_decode(sinks):
+    """The hybrid's one-token step: three in-place tensors (window keys, [v | log a], state) declared in the schema."""
+    g = torch.Generator().manual_seed(sinks)
+    b, h, hkv, d, w, hid, rank = 2, 4, 2, 8, 5, 16, 4
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    sink = (r(b, hkv, sinks, d), r(b, hkv, sinks, d)) if sinks else (None, None)
+    valid = torch.ones(b, w, dtype=torch.bool)
+    valid[0, 0] = False
+    args = (r(b, h, 1, d), r(b, hkv, 1, d), r(b, hkv, 1, d), r(b, 1, hid), r(b, hkv, w - 1, d),
+            torch.cat([r(b, hkv, w - 1, d), -r(b, hkv, w - 1, 2 * d).abs()], -1), *sink,
+            r(b, hkv, 2 * d, 2 * d).abs(), valid, r(h, d, d), r(hkv, d, d), r(rank, hid), r(hkv * 2 * d, rank),
+            r(hkv * 2 * d), r(h), d**-0.5, 1e-6)  # fmt: skip
+    torch.library.opcheck(torch.ops.liquid_memory.hybrid_decode_, args)
+
+
+def test_opcheck_scan_forward_grouped():
+    q, k, v, la, s0 = _inputs(torch.float32, grad=False)
+    q6 = torch.cat([q, q.flip(2), q * 0.5], 1)  # 6 query heads on 2 KV heads
+    torch.library.opcheck(torch.ops.liquid_memory.liquid_scan_fwd_grouped, (q6, k, v, la, s0, False))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import liquid_memory.hf.attention as attention
+import liquid_memory.hf.decode_step as decode_step
 from liquid_memory.hf import LiquidHybridCache, patch_model, set_mode
 from tests.hf.hf_models import perturb_liquid, tiny_model
 from tests.numerics import rel_err
@@ -59,16 +60,67 @@ def test_fast_decode_equals_general_path_float64(window, sinks, padded, per_quer
 
 
 def test_fast_decode_float32_cpp_backend_matches_reference(monkeypatch, licensed):
-    """The licensed C++ step (it updates the state in place) and the reference step give the same logits."""
+    """The licensed C++ step (one op per layer, updating the window and state in place) and the reference step
+    give the same logits."""
     model = patch_model(tiny_model("qwen2"), window=4, sinks=2)
     perturb_liquid(model)
     ids = torch.randint(3, 61, (1, 14), generator=torch.Generator().manual_seed(12))
     mask = torch.ones_like(ids)
+    compiled = []
+    real = decode_step.hybrid_decode_kernel
+
+    def kernel(*args, **kwargs):
+        found = real(*args, **kwargs)
+        compiled.append(found is not None)
+        return found
+
+    monkeypatch.setattr(decode_step, "hybrid_decode_kernel", kernel)
     got, _, steps = _decode(model, ids, mask, 5, True, monkeypatch)
+    assert compiled == [True] * steps  # every fast step (per layer) ran the op
     for layer in model.model.layers:
         layer.self_attn.backend = "reference"
     want, _, _ = _decode(model, ids, mask, 5, True, monkeypatch)
     assert steps > 0 and rel_err(got, want) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("d", "sinks", "padded", "per_row_beta"), [(8, 2, False, False), (12, 0, True, False), (64, 4, True, True)]
+)
+def test_compiled_step_equals_decode_core_float64(d, sinks, padded, per_row_beta, licensed):
+    """The C++ op (fp32, in place) against ``decode_core`` in float64 on the same inputs: output, shifted window
+    (with the new key's decay) and state. ``d=12``: not a multiple of the SIMD width; ``d=64``: SmolLM2's."""
+    from liquid_memory.nn.decay import DELTA_MIN
+    from liquid_memory.ops.cpp import cpp_hybrid_decode
+
+    gen = torch.Generator().manual_seed(d)
+    b, h, hkv, w, hid, rank = 2, 6, 2, 5, 24, 4
+
+    def r(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+
+    q, k, v, hidden = r(b, h, 1, d), r(b, hkv, 1, d), r(b, hkv, 1, d), r(b, 1, hid)
+    keys, packed = r(b, hkv, w - 1, d), torch.cat([r(b, hkv, w - 1, d), -r(b, hkv, w - 1, 2 * d).abs()], -1)
+    sink_k, sink_v = (r(b, hkv, sinks, d), r(b, hkv, sinks, d)) if sinks else (None, None)
+    state = r(b, hkv, 2 * d, 2 * d).abs()
+    valid = None
+    if padded:
+        valid = torch.ones(b, w, dtype=torch.bool)
+        valid[0, :2] = False  # row 0: the key leaving the window is padding (no state update, no decay)
+    params = (r(h, d, d, scale=d**-0.25), r(hkv, d, d, scale=d**-0.25), r(rank, hid, scale=0.3),
+              r(hkv * 2 * d, rank, scale=0.3), r(hkv * 2 * d))  # fmt: skip
+    beta = r(b, h, 1) if per_row_beta else r(h)
+    want = decode_step.decode_core(q, k, v, hidden, keys, packed, sink_k, sink_v, state, valid, *params, beta,
+                                   d**-0.5, "naive")  # fmt: skip
+
+    def f32(x):
+        return None if x is None else x.float().contiguous()
+
+    keys32, packed32, state32 = f32(keys), f32(packed), f32(state)
+    y = cpp_hybrid_decode(f32(q), f32(k), f32(v), f32(hidden), keys32, packed32, f32(sink_k), f32(sink_v), state32,
+                          valid, *(f32(p) for p in params), f32(beta).reshape(-1), d**-0.5, DELTA_MIN)  # fmt: skip
+    assert rel_err(y, want[0]) < 1e-5
+    assert rel_err(keys32, want[1]) < 1e-6 and rel_err(packed32, want[2]) < 1e-5
+    assert rel_err(state32, want[3]) < 1e-5
 
 
 @pytest.mark.parametrize(("mode", "slots"), [("hybrid", 0), ("window", 0), ("hybrid", 4), ("softmax", 0)])

@@ -150,3 +150,37 @@ def test_combine_takes_one_beta_per_head_or_per_query():
     per_query[1, 2, 3] += 2.0
     diff = (combine(win, lin, per_query, d) - want).abs().sum(-1)
     assert diff[1, 2, 3] > 1e-3 and diff.sum() == diff[1, 2, 3]
+
+
+def test_prefill_grouped_scan_matches_repeated_heads(monkeypatch, licensed):
+    """Inference prefill on the cpp backend runs one grouped scan per layer (each KV head's recurrence once); with
+    it switched off (the KV heads repeated for every query head, the reference) logits and cached states agree."""
+    import liquid_memory.hf.hybrid as hybrid
+    from liquid_memory.hf import LiquidHybridCache
+
+    model = patch_model(tiny_model("llama"), window=4, sinks=2)
+    perturb_liquid(model)
+    ids = torch.randint(3, 61, (2, 40), generator=torch.Generator().manual_seed(21))
+    mask = torch.ones_like(ids)
+    mask[0, :7] = 0
+
+    def prefill():
+        cache = LiquidHybridCache(model)
+        with torch.no_grad():
+            out = model(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
+                        past_key_values=cache, use_cache=True)  # fmt: skip
+        return out.logits, torch.stack([layer.state() for layer in cache.layers])
+
+    real, used = hybrid.grouped_scan_kernel, []
+
+    def kernel(*args, **kwargs):
+        found = real(*args, **kwargs)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(hybrid, "grouped_scan_kernel", kernel)
+    got, got_states = prefill()
+    assert used == [True] * len(model.model.layers)
+    monkeypatch.setattr(hybrid, "grouped_scan_kernel", lambda *args, **kwargs: None)
+    want, want_states = prefill()
+    assert rel_err(got, want) < 1e-5 and rel_err(got_states, want_states) < 1e-5

@@ -18,6 +18,11 @@ group read their KV head's keys, values and state in one batched matmul (no loop
 tests compare it with the general path (float64) and with full recomputation. (``torch.compile`` of this
 function was measured slower than eager on SmolLM2 — 134 vs 124 ms/token CPU time, 1 thread, after 5.6 min
 of compiling on a busy machine — so it stays eager.)
+
+``decode_core`` is also the reference of the compiled step (``ops/dispatch.py``'s ``hybrid_decode_kernel``, the
+C++ op ``hybrid_decode_`` in ``csrc/hybrid_decode.cpp``): with the ``cpp`` backend, fp32 tensors and no autograd,
+``decode_step`` runs the whole step — decay, feature maps, scores, state read, state update, window shift — as
+one op per layer (≈ 70 tensor ops and their Python calls before), updating the cache's window and state in place.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from torch import Tensor
 
 from liquid_memory.hf.hybrid import TINY
 from liquid_memory.hf.params import feature_map, low_rank_log_decay
-from liquid_memory.ops.dispatch import liquid_step
+from liquid_memory.nn.decay import DELTA_MIN
+from liquid_memory.ops.dispatch import hybrid_decode_kernel, liquid_step
 
 
 def fast_decode_ready(attn: Any, layer: Any, t: int) -> bool:
@@ -115,14 +121,40 @@ def _column(d: int, like: Tensor) -> Tensor:
 
 
 def decode_step(attn: Any, q: Tensor, k: Tensor, v: Tensor, hidden: Tensor, layer: Any, valid: Tensor | None) -> Tensor:
-    """Run ``decode_core`` for ``attn`` (a ``LiquidHybridAttention``) and advance ``layer`` by one token."""
+    """Run the step for ``attn`` (a ``LiquidHybridAttention``) and advance ``layer`` by one token: the compiled op
+    when ``_compiled_step`` allows it, else ``decode_core``."""
     params = attn.liquid
     sinks = layer.sinks if attn.sinks else (None, None)
+    beta = attn.mix_scale(hidden)
+    state = layer.state()
+    kernel = _compiled_step(attn, q, layer, state, sinks[0])
+    if kernel is not None:
+        if not layer.keys.is_contiguous() or not layer.values.is_contiguous():  # the op shifts them in place
+            layer.keys, layer.values = layer.keys.contiguous(), layer.values.contiguous()
+        y = kernel(
+            q, k, v, hidden, layer.keys, layer.values, sinks[0], sinks[1], state, valid, params.feature_q.weight,
+            params.feature_k.weight, params.decay.down, params.decay.up, params.decay.bias, beta.reshape(-1),
+            attn.scaling, DELTA_MIN,
+        )  # fmt: skip
+        layer.cumulative_length += 1
+        return y
     y, layer.keys, layer.values, state = decode_core(
-        q, k, v, hidden, layer.keys, layer.values, sinks[0], sinks[1], layer.state(), valid,
+        q, k, v, hidden, layer.keys, layer.values, sinks[0], sinks[1], state, valid,
         params.feature_q.weight, params.feature_k.weight, params.decay.down, params.decay.up, params.decay.bias,
-        attn.mix_scale(hidden), attn.scaling, attn.backend,
+        beta, attn.scaling, attn.backend,
     )  # fmt: skip
     layer.cumulative_length += 1
     layer.set_state(state)
     return y
+
+
+def _compiled_step(attn: Any, q: Tensor, layer: Any, state: Tensor, sink_keys: Tensor | None) -> Any:
+    """The compiled op (``hybrid_decode_kernel``) when it applies: fp32 queries, window, sinks and state, a
+    contiguous state, no autograd (the op has no backward); ``None`` otherwise."""
+    if torch.is_grad_enabled() or q.dtype != torch.float32 or q.device.type != "cpu":
+        return None
+    if layer.keys.dtype != torch.float32 or state.dtype != torch.float32 or not state.is_contiguous():
+        return None
+    if sink_keys is not None and sink_keys.dtype != torch.float32:
+        return None
+    return hybrid_decode_kernel(attn.backend, device_type=q.device.type)

@@ -16,6 +16,13 @@ buffer — and are read in place; outputs take ``[B, T, H, d]`` memory when ``q`
   times its weight, or a scale) applied to each output row before it is stored
 - ``liquid_step_(q_t, k_t, v_t, log_a_t, state!) -> o_t``: one decode step, **updates ``state`` in place**
   (declared as a mutation in the schema, so torch.compile and functionalization handle it).
+- ``liquid_scan_fwd_grouped(q, k, v, log_a, initial_state?, precision_safe) -> (o, final_state)``: inference only,
+  ``G = H / Hkv`` query heads per KV head (``q`` ``[B, H, T, d]``, the rest ``[B, Hkv, T, d]``): each KV head's
+  recurrence is computed once for its ``G`` queries instead of once per query head.
+- ``hybrid_decode_(q, k, v, hidden, held_keys!, held_packed!, sink_keys?, sink_values?, state!, valid?, feature_q,
+  feature_k, down, up, bias, beta, scaling, delta_min) -> y``: the linearized hybrid's whole one-token attention
+  step once its window is full (``hf/decode_step.py``'s ``decode_core`` is its reference), fp32, no autograd;
+  the held window and the state are updated in place.
 
 ``precision_safe=True`` changes exactly one thing: the inter-chunk state recurrence
 ``S ← diag(exp(g_chunk)) S + K̃ᵀV`` (and, in backward, the state-gradient recurrence
@@ -115,6 +122,16 @@ def _register_python_side() -> None:
     @torch.library.register_fake(f"{_OPS}::liquid_step_")
     def _step_fake(q, k, v, log_a, state):
         return torch.empty_like(q)
+
+    @torch.library.register_fake(f"{_OPS}::liquid_scan_fwd_grouped")
+    def _fwd_grouped_fake(q, k, v, log_a, initial_state, precision_safe):
+        b, hkv, _, d = k.shape
+        return empty_in_layout(q, q.dtype), q.new_empty((b, hkv, d, d), dtype=torch.float32)
+
+    @torch.library.register_fake(f"{_OPS}::hybrid_decode_")
+    def _hybrid_decode_fake(q, k, v, hidden, held_keys, held_packed, sink_keys, sink_values, state, valid, *rest):
+        b, h, _, d = q.shape
+        return q.new_empty((b, 1, h * d))
 
     torch.library.register_autograd(
         f"{_OPS}::liquid_scan_fwd",
@@ -228,3 +245,31 @@ def cpp_liquid_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, log_a_t: Tensor, stat
     ops = _require()
     o_t = ops.liquid_step_(q_t, k_t, v_t, log_a_t, state)
     return o_t, state
+
+
+def cpp_liquid_scan_grouped(
+    q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, *, initial_state: Tensor | None = None,
+    precision_safe: bool | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Causal scan, ``G = H / Hkv`` query heads per KV head: ``(o [B, H, T, d], final state [B, Hkv, d, d])``.
+    No autograd (inference: the linearized hybrid's prefill)."""
+    ops = _require()
+    safe = resolve_precision_safe(precision_safe, q.shape[2])
+    return ops.liquid_scan_fwd_grouped(q, k, v, log_a, initial_state, safe)
+
+
+def cpp_hybrid_decode(
+    q: Tensor, k: Tensor, v: Tensor, hidden: Tensor, held_keys: Tensor, held_packed: Tensor,
+    sink_keys: Tensor | None, sink_values: Tensor | None, state: Tensor, valid: Tensor | None,
+    feature_q: Tensor, feature_k: Tensor, down: Tensor, up: Tensor, bias: Tensor, beta: Tensor,
+    scaling: float, delta_min: float,
+) -> Tensor:  # fmt: skip
+    """The hybrid's one-token attention step in one op (``hf/decode_step.py``): ``y [B, 1, H·d]``.
+
+    fp32 throughout; ``held_keys`` ``[B, Hkv, W-1, d]``, ``held_packed`` ``[B, Hkv, W-1, 3d]`` and ``state``
+    ``[B, Hkv, 2d, 2d]`` (contiguous) are **updated in place**: the window moves by one, key 0 enters the state."""
+    ops = _require()
+    return ops.hybrid_decode_(
+        q, k, v, hidden, held_keys, held_packed, sink_keys, sink_values, state, valid, feature_q, feature_k, down,
+        up, bias, beta, float(scaling), float(delta_min),
+    )  # fmt: skip

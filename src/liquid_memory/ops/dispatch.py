@@ -187,6 +187,41 @@ def liquid_step(
     return _compiled_step(name)(q_t, k_t, v_t, log_a_t, state)
 
 
+def grouped_scan_kernel(
+    backend: str | None, *, device_type: str = "cpu"
+) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """The compiled causal scan with ``G`` query heads per KV head (``ops/cpp.py``'s ``cpp_liquid_scan_grouped``:
+    each KV head's recurrence once), licence checked, when ``backend`` resolves to ``cpp`` on a CPU and no autograd
+    is needed; ``None`` otherwise and under ``torch.compile`` — the caller then repeats the KV heads ``G`` times
+    and runs ``liquid_scan`` (the reference: ``hf/hybrid.py``'s ``_grouped_scan``)."""
+    if device_type != "cpu" or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return None
+    if resolve_backend(backend, device_type=device_type) != "cpp":
+        return None
+    from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan_grouped
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    _require_licence()
+    return cpp_liquid_scan_grouped
+
+
+def hybrid_decode_kernel(backend: str | None, *, device_type: str = "cpu") -> Callable[..., Tensor] | None:
+    """The compiled one-token hybrid attention step (``ops/cpp.py``'s ``cpp_hybrid_decode``), licence checked,
+    when ``backend`` resolves to ``cpp`` on a CPU; ``None`` otherwise and under ``torch.compile`` — the caller then
+    runs its reference (``hf/decode_step.py``'s ``decode_core``, through ``liquid_step``)."""
+    if device_type != "cpu" or torch.compiler.is_compiling():
+        return None
+    if resolve_backend(backend, device_type=device_type) != "cpp":
+        return None
+    from liquid_memory.ops.cpp import cpp_available, cpp_hybrid_decode
+
+    if not cpp_available():
+        raise BackendUnavailable(_NOT_BUILT)
+    _require_licence()
+    return cpp_hybrid_decode
+
+
 def _triton():
     """The Triton kernels are source code: release wheels leave them out (a GPU release would ship them compiled
     and encrypted like the C++ library), so their absence is a clear error, not an ImportError."""
