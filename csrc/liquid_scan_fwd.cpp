@@ -270,6 +270,24 @@ static void fwd_grouped_impl(int64_t B, int64_t H, int64_t Hkv, int64_t T_len, i
   TORCH_CHECK(!positive, "liquid_scan (cpp): log_a must be <= 0 (decays in (0, 1]); got a positive value");
 }
 
+// What both forward ops' host paths need: the inputs laid out by channel, o (q's layout, q's heads) and the
+// final state [B, KV heads, d, d] in fp32.
+struct ForwardBuffers {
+  at::Tensor qc, kc, vc, lac, init, o, fs;
+  const float* initp() const { return init.defined() ? init.data_ptr<float>() : nullptr; }
+};
+
+static ForwardBuffers prepare_forward(const ScanArgs& a, const at::Tensor& q, const at::Tensor& k,
+                                      const at::Tensor& v, const at::Tensor& log_a,
+                                      const std::optional<at::Tensor>& initial_state) {
+  ForwardBuffers f{channel_contiguous(q), channel_contiguous(k), channel_contiguous(v),
+                   channel_contiguous(log_a.to(at::kFloat)), at::Tensor(), empty_in_layout(q, q.scalar_type()),
+                   at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat))};
+  if (initial_state.has_value()) f.init = initial_state->to(at::kFloat).contiguous();
+  advise_huge_pages(f.o);
+  return f;
+}
+
 std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_grouped(const at::Tensor& q, const at::Tensor& k,
                                                            const at::Tensor& v, const at::Tensor& log_a,
                                                            const std::optional<at::Tensor>& initial_state,
@@ -282,45 +300,30 @@ std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd_grouped(const at::Tensor& q, 
   TORCH_CHECK(q.size(0) == a.B && q.size(2) == a.T && q.size(3) == a.d && q.scalar_type() == k.scalar_type(),
               "liquid_scan_fwd_grouped (cpp): q must be [B, H, T, d] like k (dtype too), got ", q.sizes());
   TORCH_CHECK(q.device().is_cpu(), "liquid_scan_fwd_grouped (cpp): tensors must be on CPU");
-  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
-  auto lac = channel_contiguous(log_a.to(at::kFloat));
-  at::Tensor init;
-  if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
-  auto o = empty_in_layout(q, q.scalar_type());
-  advise_huge_pages(o);
-  auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
-  const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
+  ForwardBuffers f = prepare_forward(a, q, k, v, log_a, initial_state);
   LM_DISPATCH(q.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
-    fwd_grouped_impl<scalar_t>(a.B, q.size(1), a.H, a.T, a.d, precision_safe, qc.data_ptr<scalar_t>(),
-                               kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(), lac.data_ptr<float>(), initp,
-                               o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc), rows_of(kc), rows_of(vc),
-                               rows_of(lac), rows_of(o));
+    fwd_grouped_impl<scalar_t>(a.B, q.size(1), a.H, a.T, a.d, precision_safe, f.qc.data_ptr<scalar_t>(),
+                               f.kc.data_ptr<scalar_t>(), f.vc.data_ptr<scalar_t>(), f.lac.data_ptr<float>(),
+                               f.initp(), f.o.data_ptr<scalar_t>(), f.fs.data_ptr<float>(), rows_of(f.qc),
+                               rows_of(f.kc), rows_of(f.vc), rows_of(f.lac), rows_of(f.o));
   });
-  return {o, fs};
+  return {f.o, f.fs};
 }
 
-// The one host path of both forward ops: lay the inputs out by channel, allocate o (q's layout) and the final
-// state, run the kernel; `ep` optionally fuses the read-out normalisation (inference).
+// The plain forward op's host path; `ep` optionally fuses the read-out normalisation (inference).
 static std::tuple<at::Tensor, at::Tensor> run_forward(const ScanArgs& a, const at::Tensor& q, const at::Tensor& k,
                                                       const at::Tensor& v, const at::Tensor& log_a,
                                                       const std::optional<at::Tensor>& initial_state,
                                                       const Epilogue& ep) {
-  auto qc = channel_contiguous(q), kc = channel_contiguous(k), vc = channel_contiguous(v);
-  auto lac = channel_contiguous(log_a.to(at::kFloat));
-  at::Tensor init;
-  if (initial_state.has_value()) init = initial_state->to(at::kFloat).contiguous();
-  auto o = empty_in_layout(q, q.scalar_type());
-  advise_huge_pages(o);
-  auto fs = at::empty({a.B, a.H, a.d, a.d}, q.options().dtype(at::kFloat));
-  const float* initp = init.defined() ? init.data_ptr<float>() : nullptr;
+  ForwardBuffers f = prepare_forward(a, q, k, v, log_a, initial_state);
   LM_DISPATCH(q.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
-    fwd_impl<scalar_t>(a, qc.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
-                       lac.data_ptr<float>(), initp, o.data_ptr<scalar_t>(), fs.data_ptr<float>(), rows_of(qc),
-                       rows_of(kc), rows_of(vc), rows_of(lac), rows_of(o), ep);
+    fwd_impl<scalar_t>(a, f.qc.data_ptr<scalar_t>(), f.kc.data_ptr<scalar_t>(), f.vc.data_ptr<scalar_t>(),
+                       f.lac.data_ptr<float>(), f.initp(), f.o.data_ptr<scalar_t>(), f.fs.data_ptr<float>(),
+                       rows_of(f.qc), rows_of(f.kc), rows_of(f.vc), rows_of(f.lac), rows_of(f.o), ep);
   });
-  return {o, fs};
+  return {f.o, f.fs};
 }
 
 std::tuple<at::Tensor, at::Tensor> liquid_scan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

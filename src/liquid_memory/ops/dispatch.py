@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -194,32 +195,31 @@ def grouped_scan_kernel(
     each KV head's recurrence once), licence checked, when ``backend`` resolves to ``cpp`` on a CPU and no autograd
     is needed; ``None`` otherwise and under ``torch.compile`` — the caller then repeats the KV heads ``G`` times
     and runs ``liquid_scan`` (the reference: ``hf/hybrid.py``'s ``_grouped_scan``)."""
-    if device_type != "cpu" or torch.is_grad_enabled() or torch.compiler.is_compiling():
+    if torch.is_grad_enabled():
         return None
-    if resolve_backend(backend, device_type=device_type) != "cpp":
-        return None
-    from liquid_memory.ops.cpp import cpp_available, cpp_liquid_scan_grouped
-
-    if not cpp_available():
-        raise BackendUnavailable(_NOT_BUILT)
-    _require_licence()
-    return cpp_liquid_scan_grouped
+    return _licensed_cpp_op("cpp_liquid_scan_grouped", backend, device_type)
 
 
 def hybrid_decode_kernel(backend: str | None, *, device_type: str = "cpu") -> Callable[..., Tensor] | None:
     """The compiled one-token hybrid attention step (``ops/cpp.py``'s ``cpp_hybrid_decode``), licence checked,
     when ``backend`` resolves to ``cpp`` on a CPU; ``None`` otherwise and under ``torch.compile`` — the caller then
     runs its reference (``hf/decode_step.py``'s ``decode_core``, through ``liquid_step``)."""
+    return _licensed_cpp_op("cpp_hybrid_decode", backend, device_type)
+
+
+def _licensed_cpp_op(name: str, backend: str | None, device_type: str) -> Callable[..., Any] | None:
+    """``ops/cpp.py``'s ``name`` when ``backend`` resolves to ``cpp`` on a CPU outside ``torch.compile`` (the
+    extension built and the licence valid, else a typed error); ``None`` otherwise."""
     if device_type != "cpu" or torch.compiler.is_compiling():
         return None
     if resolve_backend(backend, device_type=device_type) != "cpp":
         return None
-    from liquid_memory.ops.cpp import cpp_available, cpp_hybrid_decode
+    from liquid_memory.ops import cpp
 
-    if not cpp_available():
+    if not cpp.cpp_available():
         raise BackendUnavailable(_NOT_BUILT)
     _require_licence()
-    return cpp_hybrid_decode
+    return getattr(cpp, name)
 
 
 def _triton():
