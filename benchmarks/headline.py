@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.output import replace_between_markers
+from benchmarks.output import print_or_update
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -275,11 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update", type=Path, help="README to rewrite between the headline markers")
     args = parser.parse_args(argv)
-    text = render()
-    if args.update:
-        replace_between_markers(args.update, START, END, text)
-    else:
-        print(text, end="")
+    print_or_update(render(), args.update, START, END)
     return 0
 
 

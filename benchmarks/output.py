@@ -56,3 +56,11 @@ def replace_between_markers(page: Path, start: str, end: str, text: str) -> None
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     page.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
+
+
+def print_or_update(text: str, page: Path | None, start: str, end: str) -> None:
+    """A generated block's one output: printed, or written between the ``start`` and ``end`` markers of ``page``."""
+    if page:
+        replace_between_markers(page, start, end, text)
+    else:
+        print(text, end="")

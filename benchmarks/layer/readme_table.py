@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.output import replace_between_markers
+from benchmarks.output import print_or_update
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 COLUMNS = [  # header, key, kind
@@ -140,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("json", nargs="+", type=Path, help="layer benchmark JSON files, in the order to show")
     parser.add_argument("--update", type=Path, help="page to rewrite between the bench markers")
     args = parser.parse_args(argv)
-    text = render(args.json)
-    if args.update:
-        replace_between_markers(args.update, START, END, text)
-    else:
-        print(text, end="")
+    print_or_update(render(args.json), args.update, START, END)
     return 0
 
 
