@@ -99,8 +99,7 @@ def forward_blocks(
     log_a = torch.where(liquid_valid[:, None, :, None], log_a, 0.0)
     positions = torch.arange(base, base + length, device=dev)
     steps = torch.arange(block, device=dev)
-    chosen = None  # "prompt": the call's last queries rank its keys and the cache (a prefill call only)
-    if score == "prompt" and t > 1:
+    if score == "prompt" and t > 1:  # the call's last queries rank its keys and the cache (a prefill call only)
         n_obs = min(OBSERVED, t)
         chosen, held = prompt_scores(q[:, :, t - n_obs :], positions[length - n_obs :], valid[:, length - n_obs :], k,
                                      positions, liquid_valid, slots, scaling)  # fmt: skip
