@@ -151,7 +151,7 @@ def decode_step(attn: Any, q: Tensor, k: Tensor, v: Tensor, hidden: Tensor, laye
 def _compiled_step(attn: Any, q: Tensor, layer: Any, state: Tensor, sink_keys: Tensor | None) -> Any:
     """The compiled op (``hybrid_decode_kernel``) when it applies: fp32 queries, window, sinks and state, a
     contiguous state, no autograd (the op has no backward); ``None`` otherwise."""
-    if torch.is_grad_enabled() or q.dtype != torch.float32 or q.device.type != "cpu":
+    if torch.is_grad_enabled() or q.dtype != torch.float32:
         return None
     if layer.keys.dtype != torch.float32 or state.dtype != torch.float32 or not state.is_contiguous():
         return None
