@@ -90,14 +90,20 @@ def conv_stream(conv, x: Tensor, stream: int, padded: Tensor | None) -> Tensor:
     if padded is not None:
         x = x.masked_fill(padded[..., None], 0.0)
     width = x.shape[-1]
-    w = conv.weight.double()[stream * width : (stream + 1) * width, 0]  # [E, K]; tap K-1 multiplies the current row
+    y = causal_depthwise(x, conv.weight.double()[stream * width : (stream + 1) * width, 0])
+    return y * torch.sigmoid(y) if conv.activation == "silu" else y
+
+
+def causal_depthwise(x: Tensor, w: Tensor) -> Tensor:
+    """``y_t = Σ_j w[:, K-1-j] x_{t-j}`` per channel (``x`` ``[B, T, C]``, ``w`` ``[C, K]``: tap K-1 multiplies the
+    current row), one explicit loop per output token and tap."""
     kernel = w.shape[1]
     y = torch.zeros_like(x)
     for t in range(x.shape[1]):
         for j in range(kernel):
             if t - j >= 0:
                 y[:, t] += w[:, kernel - 1 - j] * x[:, t - j]
-    return y * torch.sigmoid(y) if conv.activation == "silu" else y
+    return y
 
 
 def reference_weights(module, query: Tensor, key: Tensor, mode: str) -> Tensor:

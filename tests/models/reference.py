@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.core.layer_reference import reference_layer
+from tests.core.layer_reference import causal_depthwise, reference_layer
 
 
 def rmsnorm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -20,14 +20,7 @@ def rmsnorm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
 
 
 def short_conv(x: Tensor, conv) -> Tensor:
-    w = conv.weight.double()[:, 0]  # [C, K]; tap K-1 multiplies the current input
-    kernel = w.shape[1]
-    out = torch.zeros_like(x)
-    for t in range(x.shape[1]):
-        for j in range(kernel):
-            if t - j >= 0:
-                out[:, t] += w[:, kernel - 1 - j] * x[:, t - j]
-    return out
+    return causal_depthwise(x, conv.weight.double()[:, 0])
 
 
 def liquidnet(x: Tensor, mixer) -> Tensor:
