@@ -113,3 +113,27 @@ def test_verify_warns_loudly_about_the_development_identity(capsys):
     assert "DEVELOPMENT" in captured.out and "WARNING" in captured.err
     assert main(["verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["development_identity"] is True
+
+
+def test_unchanged_key_file_is_read_once_and_any_change_is_seen(tmp_path, monkeypatch, trusted_vendor):
+    """Every check stats the key file; it is read again only after it changed: a new key, a removed file and a
+    FIFO in its place take effect at the next check."""
+    path = tmp_path / "k"
+    path.write_text(make_licence(trusted_vendor))
+    path.chmod(0o600)
+    monkeypatch.setenv("LM_PRIVATE_KEY_FILE", str(path))
+    reads = []
+    real = gate._read_key_file
+    monkeypatch.setattr(gate, "_read_key_file", lambda p: reads.append(p) or real(p))
+    for _ in range(3):
+        assert require_feature("kernel").licensee == "Acme Test"
+    assert len(reads) == 1
+    path.write_text(make_licence(trusted_vendor, licensee="Other Co"))
+    assert require_feature("kernel").licensee == "Other Co" and len(reads) == 2
+    path.unlink()
+    with pytest.raises(E.LicenseMissing):
+        require_feature("kernel")
+    os.mkfifo(path)
+    with pytest.raises(E.LicenseMissing) as info:
+        require_feature("kernel")
+    assert info.value.reason == "not-regular-file"

@@ -1,4 +1,8 @@
-"""The licence gate: find the key, verify it once per process, re-check its dates on every use."""
+"""The licence gate: find the key, verify it once per process, re-check its dates on every use.
+
+A key file is looked at on every check: one ``stat`` — its identity, size, mode and change times — and it is read
+again only when those changed (a serving step checks the licence for each of its ~240 kernel calls; re-reading the
+file every time measured 8 ms of a 37 ms decode step)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ MAX_KEY_FILE_BYTES = 1 << 20  # whitespace around a key is ignored, but not with
 _warned_paths: set[str] = set()
 _lock = threading.Lock()
 _cache: dict[str, Licence] = {}
+_by_file: dict[tuple[object, ...], Licence] = {}  # key-file signature -> the licence verified from its text
 
 
 def _read_key_file(path: str) -> str:
@@ -107,8 +112,31 @@ def verify_licence_text(text: str, *, now: float | None = None, version: str = _
     return lic
 
 
+def _key_file_signature() -> tuple[object, ...] | None:
+    """``(path, device, inode, size, mode, mtime, ctime)`` of the key file when the key comes from one (a regular
+    file), else ``None``; any write, rename onto the path, or chmod changes it."""
+    text = os.environ.get(KEY_ENV)
+    path = os.environ.get(KEY_FILE_ENV)
+    if (text is not None and clean_key_text(text)) or not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read_licence_text raises the typed error
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def current_licence() -> Licence:
     """The verified licence of this process (cached per key value; dates re-checked every call)."""
+    signature = _key_file_signature()
+    if signature is not None:
+        with _lock:
+            lic = _by_file.get(signature)
+        if lic is not None:
+            lic.check_time()
+            return lic
     text = read_licence_text()
     digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
     with _lock:
@@ -120,6 +148,10 @@ def current_licence() -> Licence:
             _cache[digest] = lic
     else:
         lic.check_time()
+    if signature is not None:  # taken before the read: a file changed since has another signature, so is re-read
+        with _lock:
+            _by_file.clear()
+            _by_file[signature] = lic
     return lic
 
 
@@ -134,3 +166,4 @@ def reset_cache() -> None:
     """Forget the verified licence (tests; a long-running process after a key rotation)."""
     with _lock:
         _cache.clear()
+        _by_file.clear()
