@@ -23,6 +23,19 @@ MAX_KEY_FILE_BYTES = 1 << 20  # whitespace around a key is ignored, but not with
 _warned_paths: set[str] = set()
 _lock = threading.Lock()
 _cache: dict[str, Licence] = {}
+# Every kernel call passes the gate (a decode step: hundreds per token), so the key file is re-read and re-hashed
+# only when it changed: keyed by path and the file's identity, size, mode and change times (a rewrite, rename or
+# chmod changes them). The licence itself is still re-checked against its dates on every call.
+_file_memo: dict[str, tuple[tuple[int, ...], str, str]] = {}  # path -> (stat signature, text, digest)
+_text_memo: tuple[str, str] | None = None  # the last LM_PRIVATE_KEY value and its digest
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def _read_key_file(path: str) -> str:
@@ -62,15 +75,40 @@ class KeyFilePermissionWarning(UserWarning):
 
 def read_licence_text() -> str:
     """The licence key from ``LM_PRIVATE_KEY`` or the file named by ``LM_PRIVATE_KEY_FILE``."""
+    return _licence_text_and_digest()[0]
+
+
+def _licence_text_and_digest() -> tuple[str, str]:
+    """``(key text, its SHA-256)``: from the environment, or the key file (re-read only when its stat changed)."""
+    global _text_memo
     text = os.environ.get(KEY_ENV)
     if text is not None and clean_key_text(text):
-        return text
+        memo = _text_memo
+        if memo is None or memo[0] != text:
+            memo = _text_memo = (text, _digest(text))
+        return memo
     path = os.environ.get(KEY_FILE_ENV)
     if path:
-        return _read_key_file(path)
+        return _key_file_text_and_digest(path)
     if text is not None:
-        return text  # set but blank: let the parser say "empty"
+        return text, _digest(text)  # set but blank: let the parser say "empty"
     raise LicenseMissing("no licence key: neither LM_PRIVATE_KEY nor LM_PRIVATE_KEY_FILE is set")
+
+
+def _key_file_text_and_digest(path: str) -> tuple[str, str]:
+    try:
+        signature = _signature(os.stat(path))
+    except OSError:
+        signature = None  # let _read_key_file raise its typed error
+    memo = _file_memo.get(path)
+    if signature is not None and memo is not None and memo[0] == signature:
+        return memo[1], memo[2]
+    text = _read_key_file(path)
+    if signature is not None:
+        with _lock:
+            _file_memo.clear()
+            _file_memo[path] = (signature, text, _digest(text))
+    return text, _digest(text)
 
 
 def extra_revocation_list() -> Path | None:
@@ -109,8 +147,7 @@ def verify_licence_text(text: str, *, now: float | None = None, version: str = _
 
 def current_licence() -> Licence:
     """The verified licence of this process (cached per key value; dates re-checked every call)."""
-    text = read_licence_text()
-    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    text, digest = _licence_text_and_digest()
     with _lock:
         lic = _cache.get(digest)
     if lic is None:
@@ -134,3 +171,4 @@ def reset_cache() -> None:
     """Forget the verified licence (tests; a long-running process after a key rotation)."""
     with _lock:
         _cache.clear()
+        _file_memo.clear()
