@@ -188,8 +188,11 @@ QUESTION_CACHE = "prompt512_window"  # the retrieval configuration the README re
 
 
 def _question_cache_row(rows: dict[str, Any]) -> Row:
-    """The hybrid with a question-chosen global cache against the issue-level targets, beside the original."""
-    mine, original = rows[QUESTION_CACHE]["summary"], rows["original, same prompts"]["summary"]
+    """The hybrid with a question-chosen global cache against the issue-level targets, beside the original on the
+    same prompts (its full row when both have as many prompts per cell, else its same-prompts subset)."""
+    row = rows[QUESTION_CACHE]
+    same = "original" if row["per_cell"] == rows["original"]["per_cell"] else "original, same prompts"
+    mine, original = row["summary"], rows[same]["summary"]
 
     def rates(summary: dict[str, Any]) -> list[float]:
         found = summary["tasks"]["passkey"]["hit_rate"]

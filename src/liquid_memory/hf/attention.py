@@ -126,10 +126,13 @@ class LiquidHybridAttention(nn.Module):
         layer = None
         if past_key_values is not None:
             layer = liquid_layer(past_key_values, self.layer_idx, self.window, self.global_cache)
+        keeps_state = self._keeps_state(layer)
         if layer is not None and fast_decode_ready(self, layer, t):  # decode_step.py
             valid = None if attention_mask is None else key_validity(attention_mask, b, self.window, q.device)
             return self.o_proj(decode_step(self, q, k, v, hidden_states, layer, valid)), None
         log_a = self.liquid.decay(hidden_states)
+        if not keeps_state:  # the exact memories only: no state, no decays carried
+            log_a = log_a[..., :0]
         state, seen_before = None, 0
         if layer is not None:
             state, seen_before = layer.state(), layer.cumulative_length
@@ -161,8 +164,26 @@ class LiquidHybridAttention(nn.Module):
         else:
             y = self._two_memories(q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached,
                                    state, layer, hidden_states)  # fmt: skip
+            if self.mode == "window" and layer is not None:  # the window's departures did not enter the state
+                layer.state_dropped = True
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
+
+    def _keeps_state(self, layer: Any) -> bool:
+        """Whether this call carries the liquid state (and the window keys' decays, which it needs).
+
+        A ``mode="window"`` call reads only the exact memories: it keeps a state only when its cache already holds
+        one (a hybrid prefill, then window decoding) or the ``"recall"`` score ranks the global cache by it. A
+        cache that dropped its state cannot be read in ``"hybrid"`` mode: the keys that left meanwhile are lost."""
+        if self.mode == "hybrid":
+            if layer is not None and layer.state_dropped:
+                raise PatchError(
+                    "this cache was filled with mode='window' and holds no liquid state; start a new cache "
+                    "(LiquidHybridCache(model)) to read the state"
+                )
+            return True
+        has_state = layer is not None and layer.state() is not None
+        return has_state or (self.global_cache > 0 and self.cache_score == "recall")
 
     def _two_memories(self, q, k, v, log_a, valid, liquid_valid, sinks, n_cached, state, layer, hidden) -> Tensor:
         """Window (+ sinks) and the liquid state (``hybrid.py``); ``mode="window"``: the exact part alone."""

@@ -5,6 +5,8 @@ Per layer, ``LiquidCacheLayer`` (a ``LinearAttentionAndSlidingWindowAttentionLay
   ``log_a`` rides along because a key's decay enters the state only when it leaves the window), and
 - the recurrent state ``S`` ``[B, Hkv, 2d, 2d]`` fp32 (the linear-attention half, ``recurrent_states[0]``),
 - with sinks, the ``n_sink`` sink keys and values (at ``window = 0`` they are the only keys held).
+A cache filled with the liquid read off (``mode="window"``) and no state to keep holds neither the state nor the
+keys' decays: only the exact memories (``state_dropped``; reading the state from it later is a typed error).
 Its size never depends on the context length. ``get_seq_length`` counts every token seen (generation
 needs the position), ``get_mask_sizes`` describes only the keys actually held.
 
@@ -45,6 +47,7 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         self.sink_seen: Tensor | None = None  # [B] valid tokens seen (sinks are the first n of them)
         self.sinks_complete = False  # every row holds all its sinks (they never change after that)
         self.sink_last = 0  # the largest absolute position of a stored sink (decode_step.fast_decode_ready)
+        self.state_dropped = False  # keys left the window without entering the state (a mode="window" call)
 
     def sink_valid_seen(self, batch: int, device: torch.device) -> Tensor:
         return self.sink_seen if self.sink_seen is not None else torch.zeros(batch, dtype=torch.long, device=device)
@@ -91,7 +94,11 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
     def state(self) -> Tensor | None:
         return self.recurrent_states[0] if self.is_recurrent_states_initialized[0] else None
 
-    def set_state(self, state: Tensor) -> None:
+    def set_state(self, state: Tensor | None) -> None:
+        """The state after a call; ``None``: the call kept none (``state_dropped``)."""
+        if state is None:
+            self.state_dropped = True
+            return
         # replaced, not copied into: the previous state may still be saved by autograd or a compiled graph
         self.recurrent_states[0] = state.detach()
         self.is_recurrent_states_initialized[0] = True

@@ -68,7 +68,9 @@ backend when chosen): one step decays the state by the block, the following add 
 prefill run the same departures on the same blocks, so they agree to rounding (tested against a float64
 recomputation of the formulas above; for ``"prompt"``, given where each call ends). The decode state holds at
 most ``W + C - 1`` window keys (with the attention each received so far), ``N`` slots (key, value, decay since
-its position, position, score) and the state: its size never depends on the context.
+its position, position, score) and the state: its size never depends on the context. With the liquid read off
+(``mode="window"``) a cache that has no state keeps none: no state, no decays (``three_memories.forward_blocks``),
+the slots hold key, value, position and score only — the exact read is the same, the evicted pairs are dropped.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class Slots:
 
     keys: Tensor  # [B, Hkv, N, d] after RoPE
     values: Tensor  # [B, Hkv, N, d]
-    log_decay: Tensor  # [B, Hkv, N, D]: Σ log a from the key's position to the state's current end
+    log_decay: Tensor  # [B, Hkv, N, D]: Σ log a from the key's position to the state's current end (D = 0: no state)
     positions: Tensor  # [B, Hkv, N] absolute position (-1 when empty)
     ok: Tensor  # [B, Hkv, N] bool
     score: Tensor  # [B, Hkv, N] the "attention" score the pair entered with
@@ -184,16 +186,17 @@ def recall_error(phi_k: Tensor, values: Tensor, state: Tensor) -> Tensor:
     return (values.to(state.dtype) - recalled).pow(2).sum(-1)
 
 
-def depart(state: Tensor, slots: Slots, block: tuple[Tensor, ...], feature_k, backend: str | None,
-           score: str = "attention") -> tuple[Tensor, Slots]:  # fmt: skip
-    """One block leaves the window: select the cache among (cache ∪ block), the rest enters the state.
+def depart(state: Tensor | None, slots: Slots, block: tuple[Tensor, ...], feature_k, backend: str | None,
+           score: str = "attention") -> tuple[Tensor | None, Slots]:  # fmt: skip
+    """One block leaves the window: select the cache among (cache ∪ block), the rest enters the state (or, with
+    no state — ``None``, the exact memories only — is dropped; the decays then have width 0).
 
     ``block``: ``(keys [B,Hkv,C,d], values, log_a [B,Hkv,C,D], positions [B,C], ok [B,Hkv,C], attention
     [B,Hkv,C])`` with ``log_a = 0`` at padded and sink keys and in rows that do not depart now (``ok`` False
     there: their cache and state stay as they are). ``feature_k`` maps keys ``[B,Hkv,M,d]`` to ``[B,Hkv,M,D]``."""
     bk, bv, blog_a, bpos, bok, battn = block
     n = slots.keys.shape[2]
-    acc = state.dtype
+    acc = slots.keys.dtype
     b, hkv, c, d = bk.shape
     keys = torch.cat([slots.keys, bk.to(acc)], 2)
     values = torch.cat([slots.values, bv.to(acc)], 2)
@@ -203,19 +206,13 @@ def depart(state: Tensor, slots: Slots, block: tuple[Tensor, ...], feature_k, ba
     total = blog_a.sum(2, keepdim=True)  # [B, Hkv, 1, D]: the block's decay
     suffix = total - blog_a.cumsum(2)  # Σ_{r=x+1..end} log a_r for the block's own keys
     log_decay = torch.cat([slots.log_decay + total, suffix], 2)
-    phi = feature_k(keys)
+    if score == "recall" and state is None:
+        raise ValueError("the recall score ranks by the state: it needs one")
+    phi = feature_k(keys) if state is not None else None
     rank = attention if score == "attention" else recall_error(phi, values, state)
     rank = rank.masked_fill(~ok, float("-inf"))
     kept = _top(rank, n)
-    keep = torch.zeros_like(ok).scatter_(2, kept, True)
-    evict = ok & ~keep
-    # the update as a scan: step 0 decays the state by the block (and adds candidate 0); the others add
-    weight = torch.where(evict.unsqueeze(-1), torch.exp(log_decay), 0.0)
-    step_log_a = torch.zeros_like(phi)
-    step_log_a[:, :, :1] = total
-    zeros = torch.zeros_like(phi)
-    _, new_state = liquid_scan(zeros, weight * phi, pad_values(values, phi.shape[-1]) * evict.unsqueeze(-1),
-                               step_log_a, initial_state=state, output_final_state=True, backend=backend)  # fmt: skip
+    new_state = None if state is None else _enter_state(state, keys, values, ok, kept, log_decay, total, phi, backend)
 
     def pick(x: Tensor) -> Tensor:
         index = kept.view(*kept.shape, *([1] * (x.dim() - 3))).expand(*kept.shape, *x.shape[3:])
@@ -223,6 +220,21 @@ def depart(state: Tensor, slots: Slots, block: tuple[Tensor, ...], feature_k, ba
 
     new = Slots(pick(keys), pick(values), pick(log_decay), pick(positions), pick(ok), pick(attention))
     return new_state, new
+
+
+def _enter_state(state: Tensor, keys: Tensor, values: Tensor, ok: Tensor, kept: Tensor, log_decay: Tensor,
+                 total: Tensor, phi: Tensor, backend: str | None) -> Tensor:  # fmt: skip
+    """The state after a departure: decayed by the block, plus every valid candidate not ``kept``, each with the
+    decay since its own position — as a scan whose step 0 decays the state (and adds candidate 0)."""
+    keep = torch.zeros_like(ok).scatter_(2, kept, True)
+    evict = ok & ~keep
+    weight = torch.where(evict.unsqueeze(-1), torch.exp(log_decay), 0.0)
+    step_log_a = torch.zeros_like(phi)
+    step_log_a[:, :, :1] = total
+    zeros = torch.zeros_like(phi)
+    _, new_state = liquid_scan(zeros, weight * phi, pad_values(values, phi.shape[-1]) * evict.unsqueeze(-1),
+                               step_log_a, initial_state=state, output_final_state=True, backend=backend)  # fmt: skip
+    return new_state
 
 
 def _top(rank: Tensor, n: int) -> Tensor:

@@ -69,7 +69,7 @@ def forward_blocks(
     slots: Slots | None, bounds: tuple[Tensor, Tensor] | None, received: Tensor | None, *, window: int, block: int,
     n_slots: int, score: str, scaling: float, beta: Tensor, feature_q, feature_k, backend: str | None,
     read_liquid: bool = True, board: ImportanceBoard | None = None,
-) -> tuple[Tensor, Tensor, Slots, tuple[Tensor, Tensor], Tensor]:  # fmt: skip
+) -> tuple[Tensor, Tensor | None, Slots, tuple[Tensor, Tensor], Tensor]:  # fmt: skip
     """The three-memory hybrid for one call: ``(y [B, H, T, d], state, slots, (origin, first), received)``.
 
     ``q``: the ``T`` new queries ``[B, H, T, d]``; ``k``, ``v`` ``[B, Hkv, L, d]`` and ``log_a`` ``[B, Hkv, L, D]``:
@@ -78,16 +78,19 @@ def forward_blocks(
     ``sinks.gather_sinks`` makes them (positions relative to ``k``); ``beta``: ``[H]`` or ``[B, H, T]``. ``bounds``:
     per row, the absolute position of its first real key (``-1``: none yet) and its boundary; ``received``: ``[B,
     Hkv, L_held, 3]`` attention summed over the queries that saw each held key, their count and the key's
-    ``"prompt"`` score (``-1``: none) — both as the previous call returned them (``None`` at the start). ``board``:
+    ``"prompt"`` score (``-1``: none) — both as the previous call returned them (``None`` at the start). A
+    ``log_a`` of width 0 (a ``mode="window"`` call without a state to keep): no state is kept (``None`` returned)
+    and the slots hold no decays; evicted pairs are dropped, which changes nothing the exact read sees. ``board``:
     the model's ``ImportanceBoard`` (started by the caller for this call's keys when it is the first layer). The
     caller keeps the keys (and ``received``) from absolute position ``first.min()`` on."""
     b, h, t, d = q.shape
     hkv, length = k.shape[1], k.shape[2]
     g, dim, dev = h // hkv, 2 * d, q.device
-    if state is None:
+    keeps_state = log_a.shape[-1] > 0  # zero-width decays: the exact memories only, no state (mode="window")
+    if state is None and keeps_state:
         state = q.new_zeros((b, hkv, dim, dim))
     if slots is None:
-        slots = Slots.empty(k, n_slots, dim, q.dtype)
+        slots = Slots.empty(k, n_slots, log_a.shape[-1], q.dtype)
     if bounds is None:
         bounds = (torch.full((b,), -1, device=dev), torch.full((b,), base, device=dev))
     prev = received if received is not None else _unscored(q, b, hkv, n_cached)
@@ -141,6 +144,8 @@ def forward_blocks(
         win, e, allowed = exact_part(q[:, :, i:end], positions[n_cached + i : n_cached + end], k[:, :, j0:j1],
                                      v[:, :, j0:j1], positions[j0:j1], in_window, extra, scaling)  # fmt: skip
         if read_liquid:
+            if state is None:
+                raise ValueError("read_liquid needs the decays (log_a of width 2d): this call keeps no state")
             lin = read_state(feature_q(q[:, :, i:end]), state)
             y, share = combine(win, lin, beta if beta.dim() == 1 else beta[:, :, i:end], d, exact_share=True)
         else:

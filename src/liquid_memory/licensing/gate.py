@@ -1,8 +1,4 @@
-"""The licence gate: find the key, verify it once per process, re-check its dates on every use.
-
-A key file is looked at on every check: one ``stat`` — its identity, size, mode and change times — and it is read
-again only when those changed (a serving step checks the licence for each of its ~240 kernel calls; re-reading the
-file every time measured 8 ms of a 37 ms decode step)."""
+"""The licence gate: find the key, verify it once per process, re-check its dates on every use."""
 
 from __future__ import annotations
 
@@ -27,7 +23,19 @@ MAX_KEY_FILE_BYTES = 1 << 20  # whitespace around a key is ignored, but not with
 _warned_paths: set[str] = set()
 _lock = threading.Lock()
 _cache: dict[str, Licence] = {}
-_by_file: dict[tuple[object, ...], Licence] = {}  # key-file signature -> the licence verified from its text
+# Every kernel call passes the gate (a decode step: hundreds per token), so the key file is re-read and re-hashed
+# only when it changed: keyed by path and the file's identity, size, mode and change times (a rewrite, rename or
+# chmod changes them). The licence itself is still re-checked against its dates on every call.
+_file_memo: dict[str, tuple[tuple[int, ...], str, str]] = {}  # path -> (stat signature, text, digest)
+_text_memo: tuple[str, str] | None = None  # the last LM_PRIVATE_KEY value and its digest
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def _read_key_file(path: str) -> str:
@@ -67,15 +75,40 @@ class KeyFilePermissionWarning(UserWarning):
 
 def read_licence_text() -> str:
     """The licence key from ``LM_PRIVATE_KEY`` or the file named by ``LM_PRIVATE_KEY_FILE``."""
+    return _licence_text_and_digest()[0]
+
+
+def _licence_text_and_digest() -> tuple[str, str]:
+    """``(key text, its SHA-256)``: from the environment, or the key file (re-read only when its stat changed)."""
+    global _text_memo
     text = os.environ.get(KEY_ENV)
     if text is not None and clean_key_text(text):
-        return text
+        memo = _text_memo
+        if memo is None or memo[0] != text:
+            memo = _text_memo = (text, _digest(text))
+        return memo
     path = os.environ.get(KEY_FILE_ENV)
     if path:
-        return _read_key_file(path)
+        return _key_file_text_and_digest(path)
     if text is not None:
-        return text  # set but blank: let the parser say "empty"
+        return text, _digest(text)  # set but blank: let the parser say "empty"
     raise LicenseMissing("no licence key: neither LM_PRIVATE_KEY nor LM_PRIVATE_KEY_FILE is set")
+
+
+def _key_file_text_and_digest(path: str) -> tuple[str, str]:
+    try:
+        signature = _signature(os.stat(path))
+    except OSError:
+        signature = None  # let _read_key_file raise its typed error
+    memo = _file_memo.get(path)
+    if signature is not None and memo is not None and memo[0] == signature:
+        return memo[1], memo[2]
+    text = _read_key_file(path)
+    if signature is not None:
+        with _lock:
+            _file_memo.clear()
+            _file_memo[path] = (signature, text, _digest(text))
+    return text, _digest(text)
 
 
 def extra_revocation_list() -> Path | None:
@@ -112,33 +145,9 @@ def verify_licence_text(text: str, *, now: float | None = None, version: str = _
     return lic
 
 
-def _key_file_signature() -> tuple[object, ...] | None:
-    """``(path, device, inode, size, mode, mtime, ctime)`` of the key file when the key comes from one (a regular
-    file), else ``None``; any write, rename onto the path, or chmod changes it."""
-    text = os.environ.get(KEY_ENV)
-    path = os.environ.get(KEY_FILE_ENV)
-    if (text is not None and clean_key_text(text)) or not path:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # read_licence_text raises the typed error
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def current_licence() -> Licence:
     """The verified licence of this process (cached per key value; dates re-checked every call)."""
-    signature = _key_file_signature()
-    if signature is not None:
-        with _lock:
-            lic = _by_file.get(signature)
-        if lic is not None:
-            lic.check_time()
-            return lic
-    text = read_licence_text()
-    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    text, digest = _licence_text_and_digest()
     with _lock:
         lic = _cache.get(digest)
     if lic is None:
@@ -148,10 +157,6 @@ def current_licence() -> Licence:
             _cache[digest] = lic
     else:
         lic.check_time()
-    if signature is not None:  # taken before the read: a file changed since has another signature, so is re-read
-        with _lock:
-            _by_file.clear()
-            _by_file[signature] = lic
     return lic
 
 
@@ -166,4 +171,4 @@ def reset_cache() -> None:
     """Forget the verified licence (tests; a long-running process after a key rotation)."""
     with _lock:
         _cache.clear()
-        _by_file.clear()
+        _file_memo.clear()
