@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmarks.hf import int8_gemv as hf_int8_gemv
 from benchmarks.hf import quality as hf_quality
 from benchmarks.hf import retrieval as hf_retrieval
 from benchmarks.hf import serve as hf_serve
@@ -58,6 +59,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         hf_serve.add_arguments,
         hf_serve.run,
         hf_serve.__doc__,
+    ),  # fmt: skip
+    "hf-int8-gemv": Benchmark(
+        "the int8 weight-only matmul of serving on SmolLM2's shapes: our C++ op against torch's int8 and fp32",
+        hf_int8_gemv.add_arguments,
+        hf_int8_gemv.run,
+        hf_int8_gemv.__doc__,
     ),  # fmt: skip
     "proxy-extraction": Benchmark(
         "the proxy's extractors: answer-fact recall vs compression, and latency, on long real documents",

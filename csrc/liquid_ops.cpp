@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "hybrid_decode.h"
+#include "int8_linear.h"
 #include "liquid_scan.h"
 
 #if defined(__linux__)
@@ -150,6 +151,7 @@ TORCH_LIBRARY(liquid_memory, m) {
       "hybrid_decode_(Tensor q, Tensor k, Tensor v, Tensor hidden, Tensor(a!) held_keys, Tensor(b!) held_packed, "
       "Tensor? sink_keys, Tensor? sink_values, Tensor(c!) state, Tensor? valid, Tensor feature_q, Tensor feature_k, "
       "Tensor down, Tensor up, Tensor bias, Tensor beta, float scaling, float delta_min) -> Tensor");
+  m.def("int8_linear(Tensor x, Tensor qweight, Tensor scale, Tensor? bias, bool portable=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(liquid_memory, CPU, m) {
@@ -159,6 +161,7 @@ TORCH_LIBRARY_IMPL(liquid_memory, CPU, m) {
   m.impl("liquid_step_", &lm::liquid_step_);
   m.impl("hybrid_decode_", &lm::hybrid_decode_);
   m.impl("liquid_scan_fwd_grouped", &lm::liquid_scan_fwd_grouped);
+  m.impl("int8_linear", &lm::int8_linear);
 }
 
 extern "C" PyObject* PyInit__C(void) {

@@ -69,3 +69,13 @@ def test_opcheck_scan_forward_grouped():
     q, k, v, la, s0 = _inputs(torch.float32, grad=False)
     q6 = torch.cat([q, q.flip(2), q * 0.5], 1)  # 6 query heads on 2 KV heads
     torch.library.opcheck(torch.ops.liquid_memory.liquid_scan_fwd_grouped, (q6, k, v, la, s0, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_opcheck_int8_linear(dtype):
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 40, generator=g).to(dtype)
+    q = torch.randint(-127, 128, (24, 40), generator=g, dtype=torch.int8)
+    scale = (torch.rand(24, generator=g) * 0.01).to(torch.bfloat16)
+    torch.library.opcheck(torch.ops.liquid_memory.int8_linear, (x, q, scale, torch.randn(24, generator=g), False))
+    torch.library.opcheck(torch.ops.liquid_memory.int8_linear, (x, q, scale, None, True))

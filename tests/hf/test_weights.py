@@ -18,8 +18,8 @@ from tests.numerics import rel_err
 TOLERANCE = {"bf16": 1e-2, "int8": 3e-2}
 
 
-def _hybrid(arch="llama"):
-    model = patch_model(tiny_model(arch), window=4, sinks=2, backend="chunked")
+def _hybrid(arch="llama", backend="chunked"):
+    model = patch_model(tiny_model(arch), window=4, sinks=2, backend=backend)
     perturb_liquid(model)
     return model
 
@@ -30,10 +30,18 @@ def _tied(model):
     return model
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8"])
+@pytest.mark.parametrize(
+    ("weights", "backend"),
+    [("bf16", "chunked"), ("int8", "chunked"), ("int8", "cpp")],
+    ids=["bf16", "int8", "int8-cpp"],
+)
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_logits_close_to_fp32_and_decode_equals_prefill(weights, arch):
-    base = _tied(_hybrid(arch))
+def test_logits_close_to_fp32_and_decode_equals_prefill(weights, backend, arch, request):
+    """``int8-cpp``: the licensed kernels, so the int8 decode rows run the C++ ``int8_linear`` op (the patched
+    layers' backend is the converted linears' too); ``int8``: the pure-PyTorch path, torch's int8 kernel."""
+    if backend == "cpp":
+        request.getfixturevalue("licensed")
+    base = _tied(_hybrid(arch, backend))
     ids = torch.randint(3, 61, (2, 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = base(ids, use_cache=False).logits
@@ -46,7 +54,7 @@ def test_logits_close_to_fp32_and_decode_equals_prefill(weights, arch):
             sizes.append(cache.nbytes())
     assert torch.isfinite(full).all()
     assert rel_err(full, reference) < TOLERANCE[weights]
-    # int8: prefill uses a bf16 GEMM of the dequantised weight, decode the int8 GEMV: same weights, other rounding
+    # int8: prefill uses a bf16 GEMM of the dequantised weight, decode an int8 GEMV: same weights, other rounding
     assert rel_err(torch.cat(parts, 1), full) < (1e-2 if weights == "int8" else 1e-5)
     assert len(set(sizes)) == 1
 
@@ -68,11 +76,16 @@ def test_int8_rows_round_trip_and_tied_table_is_stored_once():
     assert rel_err(emb, (head.qweight.float() * head.scale.float()[:, None])[ids]) < 1e-6
 
 
-def test_the_original_model_converts_too():
+@pytest.mark.parametrize("backend", ["reference", None])
+def test_the_original_model_converts_too(backend, licensed):
+    """An unpatched model's int8 linears take ``backend`` (``None``: the licensed C++ op; 12 rows ≤ SMALL_BATCH_ROWS
+    go through an int8 GEMV)."""
     base = _tied(tiny_model())
     ids = torch.randint(3, 61, (1, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert rel_err(convert_weights(copy.deepcopy(base), "int8")(ids).logits, base(ids).logits) < TOLERANCE["int8"]
+        model = convert_weights(copy.deepcopy(base), "int8", backend=backend)
+        assert {m.backend for m in model.modules() if isinstance(m, Int8Linear)} == {backend}
+        assert rel_err(model(ids).logits, base(ids).logits) < TOLERANCE["int8"]
 
 
 def test_unknown_format_is_a_typed_error():

@@ -3,14 +3,16 @@
 A decode step reads every weight once per token, so at batch 1 its time is mostly bytes: SmolLM2-135M holds
 538 MB of fp32 weights, 269 MB in bf16 and ≈ 136 MB in int8. ``convert_weights`` swaps each ``nn.Linear`` of
 the decoder layers, the LM head and the (tied) token embedding for a module that stores the weight in the
-chosen format; activations, norms, the residual stream and the liquid parameters stay as they are (fp32),
-each matmul converts its input. ``int8`` is weight-only and symmetric per output channel (scale = max|w| /
-127, no zero point); its matmul is torch's CPU weight-packed int8 kernel (``torch._weight_int8pack_mm``, the
-GEMV gpt-fast uses on CPU) for up to ``SMALL_BATCH_ROWS`` rows — decode — and a bf16 GEMM of the
-dequantised weight for more rows (prefill: the int8 kernel is a GEMV, slower than bf16 GEMM there). Both
-run on bf16 activations (the int8 kernel takes bf16 or fp32 inputs, and its fp32 path measured 8–16× slower
-here). torchao (0.18) was tried first: its eager int8 weight-only linear converts the whole int8 weight to the
-activation dtype on every call and ran slower than fp32; its int4 CPU layout needs torchao's own kernels.
+chosen format; activations, norms, the residual stream and the liquid parameters stay as they are (fp32).
+``int8`` is weight-only and symmetric per output channel (scale = max|w| / 127 rounded up to bf16, no zero
+point). Its matmul for up to ``SMALL_BATCH_ROWS`` rows — decode — is the licensed C++ op ``int8_linear``
+(``ops/cpp.py``: each int8 row widened to fp32 in registers against the fp32 activations, fp32 accumulation, no
+bf16 round trip of the input or output); with the pure-PyTorch backend (``backend="reference"``, or the
+backend of the patched layers), and under ``torch.compile`` or autograd, torch's weight-packed int8 GEMV
+(``torch._weight_int8pack_mm``, the one gpt-fast uses on CPU) on bf16 activations. More rows (prefill) run a
+bf16 GEMM of the dequantised weight: a GEMV kernel is slower than GEMM there. torchao (0.18) was tried first:
+its eager int8 weight-only linear converts the whole int8 weight to the activation dtype on every call and ran
+slower than fp32; its int4 CPU layout needs torchao's own kernels.
 
 The LM head's int8 rows double as the embedding table (the model ties them): one int8 copy, gathered and
 scaled per token. Quality: ``liquid-memory bench --hf`` / the serving benchmark report held-out perplexity
@@ -25,9 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from liquid_memory.hf.errors import PatchError
+from liquid_memory.ops.dispatch import int8_linear_kernel
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
-SMALL_BATCH_ROWS = 16  # at most this many rows: the int8 GEMV kernel; more: bf16 GEMM of the dequantised weight
+SMALL_BATCH_ROWS = 16  # at most this many rows: an int8 GEMV kernel; more: bf16 GEMM of the dequantised weight
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what the C++ op takes; others go through torch's kernel
 
 
 def check_format(weights: str) -> None:
@@ -47,10 +51,13 @@ def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """``nn.Linear`` with a weight-only int8 weight (see the module docstring); output in the input's dtype."""
+    """``nn.Linear`` with a weight-only int8 weight (see the module docstring); output in the input's dtype.
 
-    def __init__(self, linear: nn.Linear) -> None:
+    ``backend``: as ``liquid_scan``'s (``None``: ``LM_BACKEND``, else the licensed ``cpp`` op on a CPU)."""
+
+    def __init__(self, linear: nn.Linear, backend: str | None = None) -> None:
         super().__init__()
+        self.backend = backend
         self.in_features, self.out_features = linear.in_features, linear.out_features
         q, scale = quantize_int8(linear.weight)
         self.register_buffer("qweight", q)
@@ -58,10 +65,11 @@ class Int8Linear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
 
     @classmethod
-    def from_parts(cls, qweight: Tensor, scale: Tensor) -> Int8Linear:
+    def from_parts(cls, qweight: Tensor, scale: Tensor, backend: str | None = None) -> Int8Linear:
         """An ``Int8Linear`` sharing already quantised rows (the tied LM head and embedding)."""
         module = cls.__new__(cls)
         nn.Module.__init__(module)
+        module.backend = backend
         module.out_features, module.in_features = qweight.shape
         module.register_buffer("qweight", qweight)
         module.register_buffer("scale", scale)
@@ -73,11 +81,14 @@ class Int8Linear(nn.Module):
         return self.qweight.to(torch.bfloat16) * self.scale[:, None]
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        rows = x.reshape(-1, self.in_features)
         if rows.shape[0] <= SMALL_BATCH_ROWS:
-            y = torch._weight_int8pack_mm(rows, self.qweight, self.scale)
+            kernel = int8_linear_kernel(self.backend, device_type=x.device.type)
+            if kernel is not None and x.dtype in _KERNEL_DTYPES:
+                return kernel(rows, self.qweight, self.scale, self.bias).view(*x.shape[:-1], self.out_features)
+            y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.qweight, self.scale)
         else:
-            y = nn.functional.linear(rows, self.dequantized())
+            y = nn.functional.linear(rows.to(torch.bfloat16), self.dequantized())
         y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
@@ -115,27 +126,34 @@ class RowTableEmbedding(nn.Module):
         return self.head.weight[ids].float()
 
 
-def _convert(linear: nn.Linear, weights: str) -> nn.Module:
-    return Int8Linear(linear) if weights == "int8" else Bf16Linear(linear)
+def _convert(linear: nn.Linear, weights: str, backend: str | None) -> nn.Module:
+    return Int8Linear(linear, backend) if weights == "int8" else Bf16Linear(linear)
+
+
+def _patched_backend(model: Any) -> str | None:
+    """The ``backend`` a patch gave the attention layers (``None`` for an unpatched model or the default)."""
+    return next((getattr(layer.self_attn, "backend", None) for layer in model.model.layers), None)
 
 
 @torch.no_grad()
-def convert_weights(model: Any, weights: str) -> Any:
+def convert_weights(model: Any, weights: str, *, backend: str | None = None) -> Any:
     """Store the decoder layers' linear weights, the LM head and the tied embedding in ``weights`` (in place).
 
     ``fp32`` leaves the model unchanged. The liquid parameters a patch added and the norms are not touched.
+    ``backend``: the int8 matmul's (``Int8Linear``), by default the one the patched attention layers run on.
     For inference only (the converted weights take no gradient). Returns the same model object."""
     check_format(weights)
     if weights == "fp32":
         return model
+    backend = backend if backend is not None else _patched_backend(model)
     inner = model.model
     for layer in inner.layers:
         for parent in (layer.self_attn, layer.mlp):
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):
-                    setattr(parent, name, _convert(child, weights))
+                    setattr(parent, name, _convert(child, weights, backend))
     tied = model.lm_head.weight is inner.embed_tokens.weight
-    model.lm_head = _convert(model.lm_head, weights)
+    model.lm_head = _convert(model.lm_head, weights, backend)
     if tied:
         inner.embed_tokens = RowTableEmbedding(model.lm_head, inner.embed_tokens.padding_idx)
     model.liquid_weights = weights

@@ -23,6 +23,10 @@ buffer — and are read in place; outputs take ``[B, T, H, d]`` memory when ``q`
   feature_k, down, up, bias, beta, scaling, delta_min) -> y``: the linearized hybrid's whole one-token attention
   step once its window is full (``hf/decode_step.py``'s ``decode_core`` is its reference), fp32, no autograd;
   the held window and the state are updated in place.
+- ``int8_linear(x, qweight, scale, bias?, portable=False) -> y``: weight-only int8 matmul for a few rows (decode,
+  ``hf/weights.py``'s ``Int8Linear``): ``y = (x @ qweightᵀ) · scale + bias`` with fp32 accumulation, ``x`` ``[M, K]``
+  fp32/bf16, ``qweight`` int8 ``[N, K]``, ``scale`` ``[N]`` fp32/bf16, ``y`` in ``x``'s dtype; no autograd.
+  AVX-512 where the CPU has it, else (or with ``portable=True``, for tests) the generic vector path.
 
 ``precision_safe=True`` changes exactly one thing: the inter-chunk state recurrence
 ``S ← diag(exp(g_chunk)) S + K̃ᵀV`` (and, in backward, the state-gradient recurrence
@@ -132,6 +136,10 @@ def _register_python_side() -> None:
     def _hybrid_decode_fake(q, k, v, hidden, held_keys, held_packed, sink_keys, sink_values, state, valid, *rest):
         b, h, _, d = q.shape
         return q.new_empty((b, 1, h * d))
+
+    @torch.library.register_fake(f"{_OPS}::int8_linear")
+    def _int8_linear_fake(x, qweight, scale, bias, portable=False):
+        return x.new_empty((x.shape[0], qweight.shape[0]))
 
     torch.library.register_autograd(
         f"{_OPS}::liquid_scan_fwd",
@@ -273,3 +281,9 @@ def cpp_hybrid_decode(
         q, k, v, hidden, held_keys, held_packed, sink_keys, sink_values, state, valid, feature_q, feature_k, down,
         up, bias, beta, float(scaling), float(delta_min),
     )  # fmt: skip
+
+
+def cpp_int8_linear(x: Tensor, qweight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    """``(x @ qweightᵀ) · scale (+ bias)`` for ``x`` ``[M, K]`` fp32/bf16 (few rows: decode), int8 ``qweight``
+    ``[N, K]`` (contiguous), per-row ``scale`` ``[N]`` fp32/bf16: ``[M, N]`` in ``x``'s dtype, fp32 accumulation."""
+    return _require().int8_linear(x, qweight, scale, bias)

@@ -207,6 +207,15 @@ def hybrid_decode_kernel(backend: str | None, *, device_type: str = "cpu") -> Ca
     return _licensed_cpp_op("cpp_hybrid_decode", backend, device_type)
 
 
+def int8_linear_kernel(backend: str | None, *, device_type: str = "cpu") -> Callable[..., Tensor] | None:
+    """The compiled weight-only int8 matmul for a few rows (``ops/cpp.py``'s ``cpp_int8_linear``), licence checked,
+    when ``backend`` resolves to ``cpp`` on a CPU and no autograd is needed; ``None`` otherwise and under
+    ``torch.compile`` — the caller then runs torch's int8 kernel (``hf/weights.py``'s ``Int8Linear``)."""
+    if torch.is_grad_enabled():
+        return None
+    return _licensed_cpp_op("cpp_int8_linear", backend, device_type)
+
+
 def _licensed_cpp_op(name: str, backend: str | None, device_type: str) -> Callable[..., Any] | None:
     """``ops/cpp.py``'s ``name`` when ``backend`` resolves to ``cpp`` on a CPU outside ``torch.compile`` (the
     extension built and the licence valid, else a typed error); ``None`` otherwise."""
