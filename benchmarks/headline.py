@@ -22,8 +22,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 MQAR_BEST = "liquid-qkvconv-u-gate-eps-qkn"  # the best recall configuration measured (mqar/README.md)
 MQAR_PLAIN = "plain-liquid-sc4"  # LiquidMemory with its defaults as the only mixer of a plain stack
-SERVE_1K = "serve_1thread_1k_repeats.json"  # the serving runs the headline reads (smollm2/serving/README.md)
-SERVE_LONG = "serve_1thread_4k_8k_repeats.json"
+# the serving runs the headline reads (smollm2/serving/README.md): every 1K run of the current code (the machine's
+# load moved the 1K ratios across their targets; a target is met only when it is met in every run), one 4K/8K run
+SERVE_1K = ("serve_1thread_1k_int8kernel.json", "serve_1thread_1k_int8kernel_rerun.json",
+            "serve_1thread_1k_int8kernel_quiet.json")  # fmt: skip
+SERVE_LONG = "serve_1thread_4k_8k_int8kernel.json"
 MQAR_HEADS = "-H2-"  # its two-head runs (the one-head runs are a variant of their own on the MQAR page)
 
 
@@ -224,8 +227,8 @@ def _long_context_rows() -> list[Row]:
         return f"{min(rates):.0%}" if min(rates) == max(rates) else f"{min(rates):.0%}–{max(rates):.0%}"
 
     key = "hybrid_int8_over_llama_cpp_decode_{}"
-    serving = [(f"{ctx // 1024}K", _load(f"smollm2/serving/{name}")["targets"][key.format(ctx)])
-               for ctx, name in ((1024, SERVE_1K), (4096, SERVE_LONG), (8192, SERVE_LONG))]  # fmt: skip
+    serving = [("1K", _serve_1k(key.format(1024)))]
+    serving += [(f"{ctx // 1024}K", _serve_1k(key.format(ctx), (SERVE_LONG,))) for ctx in (4096, 8192)]
     return [
         Row(
             "SmolLM2 hybrid: pass key found at 1K–8K tokens",
@@ -238,26 +241,35 @@ def _long_context_rows() -> list[Row]:
         *(
             Row(
                 f"SmolLM2 hybrid, int8 weights: decode time / llama.cpp's (same GGUF), {ctx} context, 1 thread",
-                f"{t['cpu']:.2f}×",
-                t["target"].replace("<=", "≤") + "×",
-                t["hit_cpu"],
+                measured,
+                target,
+                met,
                 "benchmarks/results/smollm2/serving/README.md",
             )
-            for ctx, t in serving
+            for ctx, (measured, target, met) in serving
         ),
     ]
 
 
+def _serve_1k(key: str, names: tuple[str, ...] = SERVE_1K) -> tuple[str, str, bool]:
+    """``(measured, target, met)`` of one serving target over runs (CPU-time medians): every run's ratio, met only
+    when every run meets it."""
+    targets = [_load(f"smollm2/serving/{name}")["targets"][key] for name in names]
+    measured = " / ".join(f"{t['cpu']:.2f}×" for t in targets)
+    if len(targets) > 1:
+        measured += f" ({len(targets)} runs)"
+    target = targets[0]["target"].replace("<=", "≤").replace(">=", "≥") + "×"
+    return measured, target, all(t["hit_cpu"] for t in targets)
+
+
 def _serving_rows() -> list[Row]:
-    """The fp32 hybrid against the original at 1K (decode time, prefill throughput; median of repeated runs)."""
-    targets = _load(f"smollm2/serving/{SERVE_1K}")["targets"]
-    decode, prefill = targets["hybrid_over_original_decode_1024"], targets["hybrid_over_original_prefill_1024"]
+    """The fp32 hybrid against the original at 1K (decode time, prefill throughput; medians of repeated runs)."""
     page = "benchmarks/results/smollm2/serving/README.md"
     return [
-        Row("SmolLM2 hybrid (fp32): decode time / original's, 1K context, 1 thread", f"{decode['cpu']:.2f}×",
-            "≤ 1.05×", decode["hit_cpu"], page),
-        Row("SmolLM2 hybrid (fp32): prefill tokens/s / original's, 1K context, 1 thread", f"{prefill['cpu']:.2f}×",
-            "≥ 0.9×", prefill["hit_cpu"], page),
+        Row("SmolLM2 hybrid (fp32): decode time / original's, 1K context, 1 thread",
+            *_serve_1k("hybrid_over_original_decode_1024"), page),
+        Row("SmolLM2 hybrid (fp32): prefill tokens/s / original's, 1K context, 1 thread",
+            *_serve_1k("hybrid_over_original_prefill_1024"), page),
     ]  # fmt: skip
 
 
