@@ -105,3 +105,29 @@ def test_default_cache_of_generate_is_made_liquid():
     ids = torch.randint(3, 61, (1, 6), generator=torch.Generator().manual_seed(6))
     out = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0, return_dict_in_generate=True)
     assert all(isinstance(layer, LiquidCacheLayer) for layer in out.past_key_values.layers)
+
+
+@pytest.mark.parametrize(("slots", "mode"), [(0, "hybrid"), (3, "hybrid"), (3, "window")])
+def test_a_reset_cache_serves_a_new_sequence_as_a_fresh_one(slots, mode):
+    """``Cache.reset()`` reuses a cache: nothing of the first sequence — window, state, sinks, global cache, a
+    dropped state — may reach the second, even with another batch size."""
+    from liquid_memory.hf import set_mode
+
+    model = patch_model(tiny_model("llama", dtype=torch.float64), window=3, sinks=2, backend="naive",
+                        global_cache=slots, cache_block=2)  # fmt: skip
+    perturb_liquid(model)
+    set_mode(model, mode)
+    gen = torch.Generator().manual_seed(12)
+    first, second = torch.randint(3, 61, (2, 17), generator=gen), torch.randint(3, 61, (1, 13), generator=gen)
+
+    def serve(cache, ids):
+        with torch.no_grad():
+            out = [model(ids[:, :9], past_key_values=cache, use_cache=True).logits]
+            for i in range(9, ids.shape[1]):
+                out.append(model(ids[:, i : i + 1], past_key_values=cache, use_cache=True).logits)
+        return torch.cat(out, 1)
+
+    reused = LiquidHybridCache(model)
+    serve(reused, first)
+    reused.reset()
+    assert rel_err(serve(reused, second), serve(LiquidHybridCache(model), second)) < 1e-12

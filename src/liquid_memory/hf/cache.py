@@ -49,6 +49,15 @@ class LiquidCacheLayer(LinearAttentionAndSlidingWindowAttentionLayer):
         self.sink_last = 0  # the largest absolute position of a stored sink (decode_step.fast_decode_ready)
         self.state_dropped = False  # keys left the window without entering the state (a mode="window" call)
 
+    def reset(self) -> None:
+        """Forget the sequence (transformers' ``Cache.reset``, to reuse the cache for a new one): the window, the
+        state, the sinks, the global cache and its bookkeeping — the base class alone would keep the last four."""
+        super().reset()
+        self.recurrent_states[0] = None
+        self.is_recurrent_states_initialized[0] = False  # dropped, not zeroed: the next batch may differ in size
+        self.slots = self.bounds = self.received = self.sinks = self.sink_seen = None
+        self.sinks_complete, self.sink_last, self.state_dropped = False, 0, False
+
     def sink_valid_seen(self, batch: int, device: torch.device) -> Tensor:
         return self.sink_seen if self.sink_seen is not None else torch.zeros(batch, dtype=torch.long, device=device)
 
