@@ -227,8 +227,8 @@ def _long_context_rows() -> list[Row]:
         return f"{min(rates):.0%}" if min(rates) == max(rates) else f"{min(rates):.0%}–{max(rates):.0%}"
 
     key = "hybrid_int8_over_llama_cpp_decode_{}"
-    serving = [("1K", _serve_1k(key.format(1024)))]
-    serving += [(f"{ctx // 1024}K", _serve_1k(key.format(ctx), (SERVE_LONG,))) for ctx in (4096, 8192)]
+    serving = [("1K", _serving_target(key.format(1024)))]
+    serving += [(f"{ctx // 1024}K", _serving_target(key.format(ctx), (SERVE_LONG,))) for ctx in (4096, 8192)]
     return [
         Row(
             "SmolLM2 hybrid: pass key found at 1K–8K tokens",
@@ -251,7 +251,7 @@ def _long_context_rows() -> list[Row]:
     ]
 
 
-def _serve_1k(key: str, names: tuple[str, ...] = SERVE_1K) -> tuple[str, str, bool]:
+def _serving_target(key: str, names: tuple[str, ...] = SERVE_1K) -> tuple[str, str, bool]:
     """``(measured, target, met)`` of one serving target over runs (CPU-time medians): every run's ratio, met only
     when every run meets it."""
     targets = [_load(f"smollm2/serving/{name}")["targets"][key] for name in names]
@@ -267,9 +267,9 @@ def _serving_rows() -> list[Row]:
     page = "benchmarks/results/smollm2/serving/README.md"
     return [
         Row("SmolLM2 hybrid (fp32): decode time / original's, 1K context, 1 thread",
-            *_serve_1k("hybrid_over_original_decode_1024"), page),
+            *_serving_target("hybrid_over_original_decode_1024"), page),
         Row("SmolLM2 hybrid (fp32): prefill tokens/s / original's, 1K context, 1 thread",
-            *_serve_1k("hybrid_over_original_prefill_1024"), page),
+            *_serving_target("hybrid_over_original_prefill_1024"), page),
     ]  # fmt: skip
 
 

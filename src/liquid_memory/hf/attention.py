@@ -164,8 +164,6 @@ class LiquidHybridAttention(nn.Module):
         else:
             y = self._two_memories(q.to(acc), k.to(acc), v.to(acc), log_a, valid, liquid_valid, sinks, n_cached,
                                    state, layer, hidden_states)  # fmt: skip
-            if self.mode == "window" and layer is not None:  # the window's departures did not enter the state
-                layer.state_dropped = True
         y = y.to(hidden_states.dtype).transpose(1, 2).reshape(b, t, -1)
         return self.o_proj(y), None
 
@@ -193,6 +191,8 @@ class LiquidHybridAttention(nn.Module):
         if self.mode == "window":
             if win is None:
                 raise PatchError("mode='window' needs exact keys: a window > 0 or sinks")
+            if layer is not None:  # the window's departures did not enter the state
+                layer.set_state(None)
             return win[0] / win[1].clamp_min(TINY).unsqueeze(-1)
         phi_q, phi_k = self.liquid.feature_q(q), self.liquid.feature_k(k)
         lin, new_state = liquid_part(phi_q, phi_k, v, log_a, liquid_valid, n_cached, self.window, state, self.backend)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from liquid_memory.hf.errors import PatchError
+from liquid_memory.hf.patch import patched_layers
 from liquid_memory.ops.dispatch import int8_linear_kernel
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
@@ -132,7 +133,7 @@ def _convert(linear: nn.Linear, weights: str, backend: str | None) -> nn.Module:
 
 def _patched_backend(model: Any) -> str | None:
     """The ``backend`` a patch gave the attention layers (``None`` for an unpatched model or the default)."""
-    return next((getattr(layer.self_attn, "backend", None) for layer in model.model.layers), None)
+    return next((layer.backend for layer in patched_layers(model)), None)
 
 
 @torch.no_grad()

@@ -104,11 +104,12 @@ def _key_file_text_and_digest(path: str) -> tuple[str, str]:
     if signature is not None and memo is not None and memo[0] == signature:
         return memo[1], memo[2]
     text = _read_key_file(path)
+    digest = _digest(text)
     if signature is not None:
         with _lock:
             _file_memo.clear()
-            _file_memo[path] = (signature, text, _digest(text))
-    return text, _digest(text)
+            _file_memo[path] = (signature, text, digest)
+    return text, digest
 
 
 def extra_revocation_list() -> Path | None:
