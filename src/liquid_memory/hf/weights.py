@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from liquid_memory.hf.errors import PatchError
 from liquid_memory.hf.patch import patched_layers
 from liquid_memory.ops.dispatch import int8_linear_kernel
+from liquid_memory.ops.licence_hold import hold_per_forward
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
 SMALL_BATCH_ROWS = 16  # at most this many rows: an int8 GEMV kernel; more: bf16 GEMM of the dequantised weight
@@ -56,6 +57,8 @@ class Int8Linear(nn.Module):
 
     ``backend``: as ``liquid_scan``'s (``None``: ``LM_BACKEND``, else the licensed ``cpp`` op on a CPU)."""
 
+    small_rows = SMALL_BATCH_ROWS  # callers holding fused rows run them fused only up to this many rows
+
     def __init__(self, linear: nn.Linear, backend: str | None = None) -> None:
         super().__init__()
         self.backend = backend
@@ -66,15 +69,17 @@ class Int8Linear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
 
     @classmethod
-    def from_parts(cls, qweight: Tensor, scale: Tensor, backend: str | None = None) -> Int8Linear:
-        """An ``Int8Linear`` sharing already quantised rows (the tied LM head and embedding)."""
+    def from_parts(
+        cls, qweight: Tensor, scale: Tensor, backend: str | None = None, bias: Tensor | None = None
+    ) -> Int8Linear:
+        """An ``Int8Linear`` sharing already quantised rows (the tied LM head and embedding, fused rows)."""
         module = cls.__new__(cls)
         nn.Module.__init__(module)
         module.backend = backend
         module.out_features, module.in_features = qweight.shape
         module.register_buffer("qweight", qweight)
         module.register_buffer("scale", scale)
-        module.bias = None
+        module.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         return module
 
     def dequantized(self) -> Tensor:
@@ -157,8 +162,71 @@ def convert_weights(model: Any, weights: str, *, backend: str | None = None) -> 
     model.lm_head = _convert(model.lm_head, weights, backend)
     if tied:
         inner.embed_tokens = RowTableEmbedding(model.lm_head, inner.embed_tokens.padding_idx)
+    if weights == "int8":
+        fuse_int8_rows(model)
     model.liquid_weights = weights
-    return model
+    return hold_per_forward(model)
+
+
+def fuse_rows(parts: list[Int8Linear]) -> tuple[Int8Linear, list[Int8Linear]] | None:
+    """One ``Int8Linear`` over the rows of ``parts`` (same input), and each part again as a view of its rows.
+
+    int8 scales are per output row, so a fused row is the very row it was: the same numbers, one matmul (one call,
+    one licence lookup, one longer stream through the weights). ``None`` when the parts cannot share a matmul
+    (other inputs, a bias on some only)."""
+    if len({p.in_features for p in parts}) != 1 or len({p.bias is None for p in parts}) != 1:
+        return None
+    backend = parts[0].backend
+    qweight = torch.cat([p.qweight for p in parts]).contiguous()
+    scale = torch.cat([p.scale for p in parts]).contiguous()
+    bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
+    fused = Int8Linear.from_parts(qweight, scale, backend, bias)
+    views, start = [], 0
+    for p in parts:
+        end = start + p.out_features
+        part_bias = None if bias is None else fused.bias.detach()[start:end]
+        views.append(Int8Linear.from_parts(qweight[start:end], scale[start:end], backend, part_bias))
+        start = end
+    return fused, views
+
+
+class FusedGateUpMLP(nn.Module):
+    """A gated MLP (Llama / Mistral / Qwen2: ``down(act(gate(x)) · up(x))``) whose int8 ``gate`` and ``up`` rows
+    are one matmul. ``gate_proj`` / ``up_proj`` stay as views of the fused rows: ``reference_forward`` runs the
+    unfused original (the tests compare the two)."""
+
+    def __init__(self, mlp: nn.Module, fused: Int8Linear, gate: Int8Linear, up: Int8Linear) -> None:
+        super().__init__()
+        self.gate_up_proj, self.gate_proj, self.up_proj, self.down_proj = fused, gate, up, mlp.down_proj
+        self.act_fn, self.intermediate = mlp.act_fn, gate.out_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.numel() > self.gate_up_proj.small_rows * x.shape[-1]:  # prefill: a GEMM per matrix, as unfused
+            return self.reference_forward(x)
+        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)
+        return self.down_proj(self.act_fn(gate) * up)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+def fuse_int8_rows(model: Any) -> None:
+    """In every decoder layer: one int8 matmul for the patched attention's ``q``, ``k``, ``v`` (its ``qkv_proj``,
+    read by ``LiquidHybridAttention._project``; an unpatched attention keeps its own three) and one for the MLP's
+    ``gate`` and ``up`` (``FusedGateUpMLP``). The separate modules stay as views of the fused rows (no copy)."""
+    for layer in patched_layers(model):
+        parts = [layer.q_proj, layer.k_proj, layer.v_proj]
+        fused = fuse_rows(parts) if all(isinstance(p, Int8Linear) for p in parts) else None
+        if fused is not None:
+            layer.qkv_proj, (layer.q_proj, layer.k_proj, layer.v_proj) = fused
+    for decoder in model.model.layers:
+        mlp = decoder.mlp
+        parts = [getattr(mlp, "gate_proj", None), getattr(mlp, "up_proj", None)]
+        if isinstance(mlp, FusedGateUpMLP) or not all(isinstance(p, Int8Linear) for p in parts):
+            continue
+        fused = fuse_rows(parts)
+        if fused is not None:
+            decoder.mlp = FusedGateUpMLP(mlp, fused[0], *fused[1])
 
 
 def weight_bytes(model: Any) -> int:
