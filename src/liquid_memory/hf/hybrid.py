@@ -48,9 +48,15 @@ def pad_values(v: Tensor, feature_dim: int) -> Tensor:
     return torch.cat([v, pad], dim=-1)
 
 
-def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
-                sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None):  # fmt: skip
+def window_part(
+    q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
+    sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None, *, force_reference: bool = False,
+):  # fmt: skip
     """Unnormalised softmax over the window (and sinks): ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, query blocks.
+
+    Inference in fp32 on a CPU (``force_reference=False``): each block is one fused attention op
+    (``_window_part_fused``) and ``m`` is the block's log-sum-exp (so ``Z = 1``: the same triple with another
+    shift); otherwise, and as its reference, the scores, their maximum and the two sums op by op.
 
     ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
     (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``sinks``: ``(keys, values, positions, ok)`` as
@@ -61,22 +67,12 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
     hkv = k.shape[1]
     g = h // hkv
     inplace = not (torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)))
+    fused = inplace and q.dtype == torch.float32 and q.device.type == "cpu" and not force_reference
+    if fused and not torch.compiler.is_compiling():
+        return _window_part_fused(q, k, v, valid, n_cached, window, scaling, sinks)
     qg = (q * scaling).contiguous().view(b, hkv, g, t, d)  # a block of a group's queries: rows of one matrix
     a_out, z_out, m_out = [], [], []
-    for i0 in range(0, t, QUERY_BLOCK):
-        i1 = min(t, i0 + QUERY_BLOCK)
-        j1 = n_cached + i1
-        j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
-        rows = qg[:, :, :, i0:i1].reshape(b, hkv, g * (i1 - i0), d)
-        keys, vals = k[:, :, j0:j1], v[:, :, j0:j1]
-        qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
-        kpos = torch.arange(j0, j1, device=q.device)[None, :]
-        allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
-        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
-            sk, sv, spos, sok = sinks
-            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
-            keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
-            allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
+    for i0, i1, rows, keys, vals, allowed in _blocks(qg, k, v, valid, n_cached, window, sinks):
         # one [G·block, keys] score matrix per KV head; without autograd softmax'd in place (fewer allocations)
         scores = torch.matmul(rows, keys.transpose(-1, -2)).view(b, hkv, g, i1 - i0, -1)
         scores = scores.masked_fill_(~allowed, float("-inf")) if inplace else scores.masked_fill(~allowed, -math.inf)
@@ -91,6 +87,57 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
         torch.cat(z_out, 3).reshape(b, h, t),
         torch.cat(m_out, 3).reshape(b, h, t),
     )
+
+
+def _blocks(qg: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, sinks):
+    """Per query block: ``(i0, i1, rows [B, Hkv, G·n, d], keys, values, allowed [B|1, 1, 1, n, keys])``."""
+    b, hkv, g, t, d = qg.shape
+    for i0 in range(0, t, QUERY_BLOCK):
+        i1 = min(t, i0 + QUERY_BLOCK)
+        j1 = n_cached + i1
+        j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
+        rows = qg[:, :, :, i0:i1].reshape(b, hkv, g * (i1 - i0), d)
+        keys, vals = k[:, :, j0:j1], v[:, :, j0:j1]
+        qpos = torch.arange(n_cached + i0, n_cached + i1, device=qg.device)[:, None]
+        kpos = torch.arange(j0, j1, device=qg.device)[None, :]
+        allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
+        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
+            sk, sv, spos, sok = sinks
+            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
+            keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
+            allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
+        yield i0, i1, rows, keys, vals, allowed
+
+
+def _window_part_fused(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
+                       sinks) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``window_part`` with one fused attention op per query block (torch's CPU flash attention, which returns
+    the rows' log-sum-exp ``l``): ``(y, 1, l)`` is ``(A, Z, m)`` shifted by ``l`` instead of the maximum. A row
+    with no visible key (padding) gets ``(0, 0, -inf)`` as in the reference. One op instead of ≈ 10 per block
+    (SmolLM2 at 1K tokens, 1 thread: ≈ 5 instead of ≈ 11 ms per layer)."""
+    b, h, t, d = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
+    qg = (q * scaling).contiguous().view(b, hkv, g, t, d)
+    y_out, l_out = [], []
+    for i0, i1, rows, keys, vals, allowed in _blocks(qg, k, v, valid, n_cached, window, sinks):
+        n = i1 - i0
+        allowed = allowed.expand(b, 1, g, n, -1).reshape(b, 1, g * n, -1)
+        bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, -math.inf)
+        y, lse = _flash(rows, keys, vals, 0.0, False, attn_mask=bias, scale=1.0)
+        seen = allowed.any(-1)  # [B, 1, G·n]
+        if not bool(seen.all()):
+            y = y.masked_fill(~seen[..., None], 0.0)
+            lse = lse.masked_fill(~seen, -math.inf)
+        y_out.append(y.view(b, hkv, g, n, d))
+        l_out.append(lse.view(b, hkv, g, n))
+    y = torch.cat(y_out, 3).reshape(b, h, t, d)
+    lse = torch.cat(l_out, 3).reshape(b, h, t)
+    z = torch.isfinite(lse).to(q.dtype)
+    return y, z, lse
+
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):
