@@ -1,6 +1,7 @@
 """Fused int8 rows (hf/weights.py's ``fuse_rows``, ``FusedGateUpMLP``, the attention's ``qkv_proj``) against the
 same model run unfused: one matmul over concatenated rows gives the rows' own numbers (int8 scales are per output
-row), so logits agree to fp32 summation order, in prefill and decode, on the C++ op and torch's int8 kernel."""
+row), so logits agree to fp32 summation order, in prefill and decode, on the C++ op and torch's int8 kernel; the
+one-op RMSNorm against the model's own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import torch
 
 import liquid_memory.hf.weights as weights
 from liquid_memory.hf import LiquidHybridCache, patch_model
-from liquid_memory.hf.weights import FusedGateUpMLP, Int8Linear, convert_weights, fuse_rows, weight_bytes
+from liquid_memory.hf.weights import (
+    FusedGateUpMLP,
+    Int8Linear,
+    OneOpRMSNorm,
+    convert_weights,
+    fuse_rows,
+    weight_bytes,
+)
 from tests.hf.hf_models import perturb_liquid, tiny_model
 from tests.numerics import rel_err
 
@@ -108,3 +116,26 @@ def test_fused_mlp_forward_equals_its_reference(licensed):
         x = torch.randn(1, rows, 32, generator=gen)
         with torch.no_grad():
             assert rel_err(mlp(x), mlp.reference_forward(x)) < FUSED_TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+def test_one_op_norms_equal_the_model_formula(arch):
+    """``OneOpRMSNorm`` (torch's rms_norm, fp32 inference) against HF's own module and its reference formula;
+    every decoder norm and the final one are swapped, their weights shared."""
+    base = tiny_model(arch)
+    original = base.model.layers[0].input_layernorm
+    with torch.no_grad():
+        original.weight.uniform_(0.5, 1.5)
+    model = convert_weights(base, "bf16")
+    norms = [m for m in model.modules() if isinstance(m, OneOpRMSNorm)]
+    assert len(norms) == 2 * len(model.model.layers) + 1
+    norm = model.model.layers[0].input_layernorm
+    assert norm.weight is original.weight
+    x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(4)) * 3
+    x[1, 2, 7] = float("nan")
+    with torch.no_grad():
+        fast, hf = norm(x), original(x)
+    assert torch.isnan(fast[1, 2]).all() and torch.isfinite(fast[0]).all()
+    assert rel_err(fast[0], hf[0]) < 1e-6 and rel_err(fast[0], norm.reference_forward(x)[0]) < 1e-6
+    graded = norm(x[:1])  # autograd: the reference formula runs
+    assert graded.requires_grad and rel_err(graded, hf[:1]) < 1e-6

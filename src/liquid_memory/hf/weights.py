@@ -15,7 +15,11 @@ its eager int8 weight-only linear converts the whole int8 weight to the activati
 slower than fp32; its int4 CPU layout needs torchao's own kernels.
 
 The LM head's int8 rows double as the embedding table (the model ties them): one int8 copy, gathered and
-scaled per token. Quality: ``liquid-memory bench --hf`` / the serving benchmark report held-out perplexity
+scaled per token. int8 decode rows also run fewer, longer matmuls: a patched attention's ``q``, ``k``, ``v`` rows
+are one ``Int8Linear`` (``qkv_proj``) and the MLP's ``gate`` and ``up`` rows another (``FusedGateUpMLP``) — the
+same numbers, since each output row has its own scale — and the model's RMSNorms become one torch call each
+(``OneOpRMSNorm``): a decode token of SmolLM2 made 211 int8 matmul calls and ran 61 six-op norms before.
+Quality: ``liquid-memory bench --hf`` / the serving benchmark report held-out perplexity
 per format.
 """
 
@@ -164,6 +168,7 @@ def convert_weights(model: Any, weights: str, *, backend: str | None = None) -> 
         inner.embed_tokens = RowTableEmbedding(model.lm_head, inner.embed_tokens.padding_idx)
     if weights == "int8":
         fuse_int8_rows(model)
+    one_op_norms(model)
     model.liquid_weights = weights
     return hold_per_forward(model)
 
@@ -238,3 +243,40 @@ def weight_bytes(model: Any) -> int:
             seen.add(key)
             total += tensor.untyped_storage().nbytes()
     return total
+
+
+_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")  # one formula, HF's ``LlamaRMSNorm.forward``
+
+
+class OneOpRMSNorm(nn.Module):
+    """The model's RMSNorm, ``w · x · rsqrt(mean(x²) + eps)``, as torch's ``rms_norm`` (one call instead of six
+    tensor ops: a decode token runs 61 of them) for fp32 inference; the same numbers as ``reference_forward`` (HF's
+    formula, which runs otherwise)."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.weight, self.variance_epsilon = norm.weight, norm.variance_epsilon
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32 and not torch.is_grad_enabled():
+            return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.variance_epsilon)
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * h.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+def one_op_norms(model: Any) -> None:
+    """Every decoder layer's two RMSNorms and the final one as ``OneOpRMSNorm`` (the weights shared, not copied)."""
+    inner = model.model
+    for parent, name in [(d, n) for d in inner.layers for n in ("input_layernorm", "post_attention_layernorm")] + [
+        (inner, "norm")
+    ]:
+        norm = getattr(parent, name, None)
+        if type(norm).__name__ in _NORMS:
+            setattr(parent, name, OneOpRMSNorm(norm))
