@@ -1,4 +1,4 @@
-"""The window part's fused path (hf/hybrid.py's ``_window_part_fused``: one fused attention op per query block,
+"""The window part's fused path (hf/window_blocks.py: the query blocks stacked into one fused attention call,
 inference in fp32) against its op-by-op reference (``force_reference=True``) and against the float64 math of
 tests/hf/test_reference.py: sinks, padding on either side, cached keys, blocks crossing ``QUERY_BLOCK``, rows
 that see no key, NaN."""
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import liquid_memory.hf.hybrid as hybrid
+import liquid_memory.hf.window_blocks as window_blocks
 from liquid_memory.hf import patch_model
 from liquid_memory.hf.hybrid import combine, window_part
 from liquid_memory.hf.sinks import gather_sinks, sink_mask
@@ -38,19 +39,20 @@ def _sinks(k, v, valid, n):
 
 
 @pytest.mark.parametrize("padding", ["none", "left", "right"])
-@pytest.mark.parametrize(("window", "n_sinks"), [(4, 0), (4, 2), (0, 3), (9, 2)])
+@pytest.mark.parametrize(("window", "n_sinks"), [(4, 0), (4, 2), (0, 3), (9, 2), (40, 2)])
 @pytest.mark.parametrize(("t", "n_cached"), [(1, 0), (23, 0), (23, 3), (1, 8)])
 def test_fused_window_equals_reference(t, n_cached, window, n_sinks, padding, monkeypatch):
     monkeypatch.setattr(hybrid, "QUERY_BLOCK", 8)  # several blocks, the last one partial
-    calls, flash = [], hybrid._flash
-    monkeypatch.setattr(hybrid, "_flash", lambda *a, **kw: calls.append(1) or flash(*a, **kw))
+    monkeypatch.setattr(window_blocks, "CHUNK_BLOCKS", 2)  # several fused calls, the last one partial
+    calls, flash = [], window_blocks._flash
+    monkeypatch.setattr(window_blocks, "_flash", lambda *a, **kw: calls.append(1) or flash(*a, **kw))
     q, k, v, valid = _case(t, n_cached, padding)
     sinks = _sinks(k, v, valid, n_sinks) if n_sinks else None
     with torch.no_grad():
         fused = window_part(q, k, v, valid, n_cached, window, 0.25, sinks)
-        assert len(calls) == -(-t // 8)  # one fused op per query block
+        assert len(calls) == (-(-t // 16) if window else 0)  # one fused call per 2 blocks of 8; window 0: the loop
         plain = window_part(q, k, v, valid, n_cached, window, 0.25, sinks, force_reference=True)
-    assert len(calls) == -(-t // 8)
+    assert len(calls) == (-(-t // 16) if window else 0)
     seen = plain[1] > 0  # rows with a visible exact key
     assert torch.equal(seen, fused[1] > 0)
     assert torch.equal(torch.isinf(fused[2]), ~seen) and bool((fused[0][~seen] == 0).all())

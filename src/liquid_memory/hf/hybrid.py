@@ -33,6 +33,7 @@ import math
 import torch
 from torch import Tensor
 
+from liquid_memory.hf.window_blocks import fused_window_part
 from liquid_memory.ops.dispatch import grouped_scan_kernel, liquid_scan, liquid_step
 
 # window part: queries per block (scores are [block, block + W - 1], not [T, T]); at window 64 a block of 64 left
@@ -54,9 +55,9 @@ def window_part(
 ):  # fmt: skip
     """Unnormalised softmax over the window (and sinks): ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, query blocks.
 
-    Inference in fp32 on a CPU (``force_reference=False``): each block is one fused attention op
-    (``_window_part_fused``) and ``m`` is the block's log-sum-exp (so ``Z = 1``: the same triple with another
-    shift); otherwise, and as its reference, the scores, their maximum and the two sums op by op.
+    Inference in fp32 on a CPU with a window (``force_reference=False``): every block in one fused attention call
+    (``window_blocks.py``), ``m`` the rows' log-sum-exp (so ``Z = 1``: the same triple with another shift);
+    otherwise, and as its reference, a loop over the blocks: scores, their maximum and the two sums op by op.
 
     ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
     (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``sinks``: ``(keys, values, positions, ok)`` as
@@ -67,9 +68,9 @@ def window_part(
     hkv = k.shape[1]
     g = h // hkv
     inplace = not (torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)))
-    fused = inplace and q.dtype == torch.float32 and q.device.type == "cpu" and not force_reference
+    fused = inplace and q.dtype == torch.float32 and q.device.type == "cpu" and window > 0 and not force_reference
     if fused and not torch.compiler.is_compiling():
-        return _window_part_fused(q, k, v, valid, n_cached, window, scaling, sinks)
+        return fused_window_part(q, k, v, valid, n_cached, window, scaling, sinks, QUERY_BLOCK)
     qg = (q * scaling).contiguous().view(b, hkv, g, t, d)  # a block of a group's queries: rows of one matrix
     a_out, z_out, m_out = [], [], []
     for i0, i1, rows, keys, vals, allowed in _blocks(qg, k, v, valid, n_cached, window, sinks):
@@ -107,37 +108,6 @@ def _blocks(qg: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, wind
             keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
             allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
         yield i0, i1, rows, keys, vals, allowed
-
-
-def _window_part_fused(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
-                       sinks) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """``window_part`` with one fused attention op per query block (torch's CPU flash attention, which returns
-    the rows' log-sum-exp ``l``): ``(y, 1, l)`` is ``(A, Z, m)`` shifted by ``l`` instead of the maximum. A row
-    with no visible key (padding) gets ``(0, 0, -inf)`` as in the reference. One op instead of ≈ 10 per block
-    (SmolLM2 at 1K tokens, 1 thread: ≈ 5 instead of ≈ 11 ms per layer)."""
-    b, h, t, d = q.shape
-    hkv = k.shape[1]
-    g = h // hkv
-    qg = (q * scaling).contiguous().view(b, hkv, g, t, d)
-    y_out, l_out = [], []
-    for i0, i1, rows, keys, vals, allowed in _blocks(qg, k, v, valid, n_cached, window, sinks):
-        n = i1 - i0
-        allowed = allowed.expand(b, 1, g, n, -1).reshape(b, 1, g * n, -1)
-        bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, -math.inf)
-        y, lse = _flash(rows, keys, vals, 0.0, False, attn_mask=bias, scale=1.0)
-        seen = allowed.any(-1)  # [B, 1, G·n]
-        if not bool(seen.all()):
-            y = y.masked_fill(~seen[..., None], 0.0)
-            lse = lse.masked_fill(~seen, -math.inf)
-        y_out.append(y.view(b, hkv, g, n, d))
-        l_out.append(lse.view(b, hkv, g, n))
-    y = torch.cat(y_out, 3).reshape(b, h, t, d)
-    lse = torch.cat(l_out, 3).reshape(b, h, t)
-    z = torch.isfinite(lse).to(q.dtype)
-    return y, z, lse
-
-
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):
