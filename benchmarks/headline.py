@@ -23,10 +23,11 @@ START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 MQAR_BEST = "liquid-qkvconv-u-gate-eps-qkn"  # the best recall configuration measured (mqar/README.md)
 MQAR_PLAIN = "plain-liquid-sc4"  # LiquidMemory with its defaults as the only mixer of a plain stack
 # the serving runs the headline reads (smollm2/serving/README.md): every 1K run of the current code (the machine's
-# load moved the 1K ratios across their targets; a target is met only when it is met in every run), one 4K/8K run
-SERVE_1K = ("serve_1thread_1k_int8kernel.json", "serve_1thread_1k_int8kernel_rerun.json",
-            "serve_1thread_1k_int8kernel_quiet.json")  # fmt: skip
-SERVE_LONG = "serve_1thread_4k_8k_int8kernel.json"
+# load moved the 1K ratios across their targets; a target is met only when it is met in every run), one 4K/8K run;
+# runs of earlier versions of the code stay on the results page
+SERVE_1K = ("serve_1thread_1k_fused_int8.json", "serve_1thread_1k_fused_int8_rerun.json",
+            "serve_1thread_1k_fused_int8_third.json")  # fmt: skip
+SERVE_LONG = "serve_1thread_4k_8k_fused_int8.json"
 MQAR_HEADS = "-H2-"  # its two-head runs (the one-head runs are a variant of their own on the MQAR page)
 
 

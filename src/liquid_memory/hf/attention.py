@@ -81,6 +81,7 @@ class LiquidHybridAttention(nn.Module):
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
             original.q_proj, original.k_proj, original.v_proj, original.o_proj,
         )  # fmt: skip
+        self.qkv_proj: nn.Module | None = None  # int8 weights: q, k, v rows as one matmul (hf/weights.py)
         self.window, self.sinks, self.backend, self.mode = window, sinks, backend, "hybrid"
         self.liquid = LiquidParams(
             config.hidden_size,
@@ -102,11 +103,27 @@ class LiquidHybridAttention(nn.Module):
 
     def _project(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = hidden.shape
+        cos, sin = position_embeddings
+        if self.qkv_proj is not None and b * t <= self.qkv_proj.small_rows:  # a few rows (decode): one matmul
+            return self._project_fused(hidden, cos, sin)
         q = self.q_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
         k = self.k_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
         v = self.v_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
-        cos, sin = position_embeddings
         q, k = _rotary(q, k, cos, sin)
+        return q, k, v
+
+    def _project_fused(self, hidden: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``_project`` with the fused ``qkv_proj`` rows: one matmul, and RoPE on the query and key heads together
+        (HF's ``apply_rotary_pos_emb`` formula, ``x·cos + rotate_half(x)·sin``, element by element: the same
+        numbers as rotating ``q`` and ``k`` apart)."""
+        b, t, _ = hidden.shape
+        heads = self.num_heads + self.num_kv_heads
+        qkv = self.qkv_proj(hidden).view(b, t, heads + self.num_kv_heads, self.head_dim).transpose(1, 2)
+        qk, v = qkv[:, :heads], qkv[:, heads:]
+        cos, sin = cos.to(qk.dtype).unsqueeze(1), sin.to(qk.dtype).unsqueeze(1)
+        half = self.head_dim // 2
+        qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+        q, k = qk.split((self.num_heads, self.num_kv_heads), dim=1)
         return q, k, v
 
     def forward(

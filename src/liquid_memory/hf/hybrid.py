@@ -33,6 +33,7 @@ import math
 import torch
 from torch import Tensor
 
+from liquid_memory.hf.window_blocks import fused_window_part
 from liquid_memory.ops.dispatch import grouped_scan_kernel, liquid_scan, liquid_step
 
 # window part: queries per block (scores are [block, block + W - 1], not [T, T]); at window 64 a block of 64 left
@@ -48,9 +49,15 @@ def pad_values(v: Tensor, feature_dim: int) -> Tensor:
     return torch.cat([v, pad], dim=-1)
 
 
-def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
-                sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None):  # fmt: skip
+def window_part(
+    q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, scaling: float,
+    sinks: tuple[Tensor, Tensor, Tensor, Tensor] | None = None, *, force_reference: bool = False,
+):  # fmt: skip
     """Unnormalised softmax over the window (and sinks): ``(A = Σ e^{s-m} v, Z = Σ e^{s-m}, m)``, query blocks.
+
+    Inference in fp32 on a CPU with a window (``force_reference=False``): every block in one fused attention call
+    (``window_blocks.py``), ``m`` the rows' log-sum-exp (so ``Z = 1``: the same triple with another shift);
+    otherwise, and as its reference, a loop over the blocks: scores, their maximum and the two sums op by op.
 
     ``q``: ``[B, H, T, d]`` new queries at positions ``n_cached + i`` of the key sequence ``k, v``
     (``[B, Hkv, L, d]``); ``valid``: ``[B, L]`` bool. ``sinks``: ``(keys, values, positions, ok)`` as
@@ -61,22 +68,12 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
     hkv = k.shape[1]
     g = h // hkv
     inplace = not (torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)))
+    fused = inplace and q.dtype == torch.float32 and q.device.type == "cpu" and window > 0 and not force_reference
+    if fused and not torch.compiler.is_compiling():
+        return fused_window_part(q, k, v, valid, n_cached, window, scaling, sinks, QUERY_BLOCK)
     qg = (q * scaling).contiguous().view(b, hkv, g, t, d)  # a block of a group's queries: rows of one matrix
     a_out, z_out, m_out = [], [], []
-    for i0 in range(0, t, QUERY_BLOCK):
-        i1 = min(t, i0 + QUERY_BLOCK)
-        j1 = n_cached + i1
-        j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
-        rows = qg[:, :, :, i0:i1].reshape(b, hkv, g * (i1 - i0), d)
-        keys, vals = k[:, :, j0:j1], v[:, :, j0:j1]
-        qpos = torch.arange(n_cached + i0, n_cached + i1, device=q.device)[:, None]
-        kpos = torch.arange(j0, j1, device=q.device)[None, :]
-        allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
-        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
-            sk, sv, spos, sok = sinks
-            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
-            keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
-            allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
+    for i0, i1, rows, keys, vals, allowed in _blocks(qg, k, v, valid, n_cached, window, sinks):
         # one [G·block, keys] score matrix per KV head; without autograd softmax'd in place (fewer allocations)
         scores = torch.matmul(rows, keys.transpose(-1, -2)).view(b, hkv, g, i1 - i0, -1)
         scores = scores.masked_fill_(~allowed, float("-inf")) if inplace else scores.masked_fill(~allowed, -math.inf)
@@ -91,6 +88,26 @@ def window_part(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, w
         torch.cat(z_out, 3).reshape(b, h, t),
         torch.cat(m_out, 3).reshape(b, h, t),
     )
+
+
+def _blocks(qg: Tensor, k: Tensor, v: Tensor, valid: Tensor, n_cached: int, window: int, sinks):
+    """Per query block: ``(i0, i1, rows [B, Hkv, G·n, d], keys, values, allowed [B|1, 1, 1, n, keys])``."""
+    b, hkv, g, t, d = qg.shape
+    for i0 in range(0, t, QUERY_BLOCK):
+        i1 = min(t, i0 + QUERY_BLOCK)
+        j1 = n_cached + i1
+        j0 = max(0, n_cached + i0 - window + 1) if window > 0 else j1  # window 0: sink keys only
+        rows = qg[:, :, :, i0:i1].reshape(b, hkv, g * (i1 - i0), d)
+        keys, vals = k[:, :, j0:j1], v[:, :, j0:j1]
+        qpos = torch.arange(n_cached + i0, n_cached + i1, device=qg.device)[:, None]
+        kpos = torch.arange(j0, j1, device=qg.device)[None, :]
+        allowed = (kpos <= qpos) & (kpos > qpos - window) & valid[:, None, None, None, j0:j1]
+        if sinks is not None:  # exact sink keys older than the window (younger ones are window keys above)
+            sk, sv, spos, sok = sinks
+            s_allowed = sok[:, None, None, None, :] & (spos[:, None, None, None, :] <= qpos - window)
+            keys, vals = torch.cat([keys, sk], 2), torch.cat([vals, sv], 2)
+            allowed = torch.cat([allowed.expand(b, 1, 1, i1 - i0, j1 - j0), s_allowed], -1)
+        yield i0, i1, rows, keys, vals, allowed
 
 
 def _grouped_scan(phi_q: Tensor, phi_k: Tensor, vp: Tensor, log_a: Tensor, state: Tensor | None, backend):

@@ -10,6 +10,7 @@ from torch import nn
 from liquid_memory.hf.attention import MODES, LiquidHybridAttention, set_global_cache
 from liquid_memory.hf.errors import SUPPORTED, UnsupportedArchitecture
 from liquid_memory.hf.global_cache import DEFAULT_BLOCK, ImportanceBoard
+from liquid_memory.ops.licence_hold import hold_per_forward
 
 
 def _check_architecture(model: Any) -> None:
@@ -53,7 +54,7 @@ def patch_model(
     for layer in patched_layers(model):
         layer.board = board
     model.liquid_window, model.liquid_sinks = window, sinks
-    return model
+    return hold_per_forward(model)  # one licence check per forward and compiled op (ops/licence_hold.py)
 
 
 def set_memory(

@@ -15,7 +15,11 @@ its eager int8 weight-only linear converts the whole int8 weight to the activati
 slower than fp32; its int4 CPU layout needs torchao's own kernels.
 
 The LM head's int8 rows double as the embedding table (the model ties them): one int8 copy, gathered and
-scaled per token. Quality: ``liquid-memory bench --hf`` / the serving benchmark report held-out perplexity
+scaled per token. int8 decode rows also run fewer, longer matmuls: a patched attention's ``q``, ``k``, ``v`` rows
+are one ``Int8Linear`` (``qkv_proj``) and the MLP's ``gate`` and ``up`` rows another (``FusedGateUpMLP``) — the
+same numbers, since each output row has its own scale — and the model's RMSNorms become one torch call each
+(``OneOpRMSNorm``): a decode token of SmolLM2 made 211 int8 matmul calls and ran 61 six-op norms before.
+Quality: ``liquid-memory bench --hf`` / the serving benchmark report held-out perplexity
 per format.
 """
 
@@ -29,6 +33,7 @@ from torch import Tensor, nn
 from liquid_memory.hf.errors import PatchError
 from liquid_memory.hf.patch import patched_layers
 from liquid_memory.ops.dispatch import int8_linear_kernel
+from liquid_memory.ops.licence_hold import hold_per_forward
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
 SMALL_BATCH_ROWS = 16  # at most this many rows: an int8 GEMV kernel; more: bf16 GEMM of the dequantised weight
@@ -56,6 +61,8 @@ class Int8Linear(nn.Module):
 
     ``backend``: as ``liquid_scan``'s (``None``: ``LM_BACKEND``, else the licensed ``cpp`` op on a CPU)."""
 
+    small_rows = SMALL_BATCH_ROWS  # callers holding fused rows run them fused only up to this many rows
+
     def __init__(self, linear: nn.Linear, backend: str | None = None) -> None:
         super().__init__()
         self.backend = backend
@@ -66,15 +73,17 @@ class Int8Linear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
 
     @classmethod
-    def from_parts(cls, qweight: Tensor, scale: Tensor, backend: str | None = None) -> Int8Linear:
-        """An ``Int8Linear`` sharing already quantised rows (the tied LM head and embedding)."""
+    def from_parts(
+        cls, qweight: Tensor, scale: Tensor, backend: str | None = None, bias: Tensor | None = None
+    ) -> Int8Linear:
+        """An ``Int8Linear`` sharing already quantised rows (the tied LM head and embedding, fused rows)."""
         module = cls.__new__(cls)
         nn.Module.__init__(module)
         module.backend = backend
         module.out_features, module.in_features = qweight.shape
         module.register_buffer("qweight", qweight)
         module.register_buffer("scale", scale)
-        module.bias = None
+        module.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         return module
 
     def dequantized(self) -> Tensor:
@@ -157,8 +166,72 @@ def convert_weights(model: Any, weights: str, *, backend: str | None = None) -> 
     model.lm_head = _convert(model.lm_head, weights, backend)
     if tied:
         inner.embed_tokens = RowTableEmbedding(model.lm_head, inner.embed_tokens.padding_idx)
+    if weights == "int8":
+        fuse_int8_rows(model)
+    one_op_norms(model)
     model.liquid_weights = weights
-    return model
+    return hold_per_forward(model)
+
+
+def fuse_rows(parts: list[Int8Linear]) -> tuple[Int8Linear, list[Int8Linear]] | None:
+    """One ``Int8Linear`` over the rows of ``parts`` (same input), and each part again as a view of its rows.
+
+    int8 scales are per output row, so a fused row is the very row it was: the same numbers, one matmul (one call,
+    one licence lookup, one longer stream through the weights). ``None`` when the parts cannot share a matmul
+    (other inputs, a bias on some only)."""
+    if len({p.in_features for p in parts}) != 1 or len({p.bias is None for p in parts}) != 1:
+        return None
+    backend = parts[0].backend
+    qweight = torch.cat([p.qweight for p in parts]).contiguous()
+    scale = torch.cat([p.scale for p in parts]).contiguous()
+    bias = None if parts[0].bias is None else torch.cat([p.bias.detach() for p in parts])
+    fused = Int8Linear.from_parts(qweight, scale, backend, bias)
+    views, start = [], 0
+    for p in parts:
+        end = start + p.out_features
+        part_bias = None if bias is None else fused.bias.detach()[start:end]
+        views.append(Int8Linear.from_parts(qweight[start:end], scale[start:end], backend, part_bias))
+        start = end
+    return fused, views
+
+
+class FusedGateUpMLP(nn.Module):
+    """A gated MLP (Llama / Mistral / Qwen2: ``down(act(gate(x)) · up(x))``) whose int8 ``gate`` and ``up`` rows
+    are one matmul. ``gate_proj`` / ``up_proj`` stay as views of the fused rows: ``reference_forward`` runs the
+    unfused original (the tests compare the two)."""
+
+    def __init__(self, mlp: nn.Module, fused: Int8Linear, gate: Int8Linear, up: Int8Linear) -> None:
+        super().__init__()
+        self.gate_up_proj, self.gate_proj, self.up_proj, self.down_proj = fused, gate, up, mlp.down_proj
+        self.act_fn, self.intermediate = mlp.act_fn, gate.out_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.numel() > self.gate_up_proj.small_rows * x.shape[-1]:  # prefill: a GEMM per matrix, as unfused
+            return self.reference_forward(x)
+        gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)
+        return self.down_proj(self.act_fn(gate) * up)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+def fuse_int8_rows(model: Any) -> None:
+    """In every decoder layer: one int8 matmul for the patched attention's ``q``, ``k``, ``v`` (its ``qkv_proj``,
+    read by ``LiquidHybridAttention._project``; an unpatched attention keeps its own three) and one for the MLP's
+    ``gate`` and ``up`` (``FusedGateUpMLP``). The separate modules stay as views of the fused rows (no copy)."""
+    for layer in patched_layers(model):
+        parts = [layer.q_proj, layer.k_proj, layer.v_proj]
+        fused = fuse_rows(parts) if all(isinstance(p, Int8Linear) for p in parts) else None
+        if fused is not None:
+            layer.qkv_proj, (layer.q_proj, layer.k_proj, layer.v_proj) = fused
+    for decoder in model.model.layers:
+        mlp = decoder.mlp
+        parts = [getattr(mlp, "gate_proj", None), getattr(mlp, "up_proj", None)]
+        if isinstance(mlp, FusedGateUpMLP) or not all(isinstance(p, Int8Linear) for p in parts):
+            continue
+        fused = fuse_rows(parts)
+        if fused is not None:
+            decoder.mlp = FusedGateUpMLP(mlp, fused[0], *fused[1])
 
 
 def weight_bytes(model: Any) -> int:
@@ -170,3 +243,40 @@ def weight_bytes(model: Any) -> int:
             seen.add(key)
             total += tensor.untyped_storage().nbytes()
     return total
+
+
+_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")  # one formula, HF's ``LlamaRMSNorm.forward``
+
+
+class OneOpRMSNorm(nn.Module):
+    """The model's RMSNorm, ``w · x · rsqrt(mean(x²) + eps)``, as torch's ``rms_norm`` (one call instead of six
+    tensor ops: a decode token runs 61 of them) for fp32 inference; the same numbers as ``reference_forward`` (HF's
+    formula, which runs otherwise)."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.weight, self.variance_epsilon = norm.weight, norm.variance_epsilon
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32 and not torch.is_grad_enabled():
+            return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.variance_epsilon)
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * h.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+def one_op_norms(model: Any) -> None:
+    """Every decoder layer's two RMSNorms and the final one as ``OneOpRMSNorm`` (the weights shared, not copied)."""
+    inner = model.model
+    for parent, name in [(d, n) for d in inner.layers for n in ("input_layernorm", "post_attention_layernorm")] + [
+        (inner, "norm")
+    ]:
+        norm = getattr(parent, name, None)
+        if type(norm).__name__ in _NORMS:
+            setattr(parent, name, OneOpRMSNorm(norm))

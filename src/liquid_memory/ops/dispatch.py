@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from liquid_memory.ops.chunked import chunked_liquid_scan
+from liquid_memory.ops.licence_hold import held, hold
 from liquid_memory.ops.naive import naive_liquid_scan
 from liquid_memory.ops.reference_step import reference_liquid_step
 
@@ -218,9 +219,21 @@ def int8_linear_kernel(backend: str | None, *, device_type: str = "cpu") -> Call
 
 def _licensed_cpp_op(name: str, backend: str | None, device_type: str) -> Callable[..., Any] | None:
     """``ops/cpp.py``'s ``name`` when ``backend`` resolves to ``cpp`` on a CPU outside ``torch.compile`` (the
-    extension built and the licence valid, else a typed error); ``None`` otherwise."""
+    extension built and the licence valid, else a typed error); ``None`` otherwise.
+
+    Inside a model forward with a licence hold (``ops/licence_hold.py``) the answer is checked the first time
+    and then reused until the forward ends; :func:`_resolve_cpp_op` is the check itself."""
     if device_type != "cpu" or torch.compiler.is_compiling():
         return None
+    key = (name, backend, device_type)
+    op = held(key)
+    if op is False:
+        op = _resolve_cpp_op(name, backend, device_type)
+        hold(key, op)
+    return op
+
+
+def _resolve_cpp_op(name: str, backend: str | None, device_type: str) -> Callable[..., Any] | None:
     if resolve_backend(backend, device_type=device_type) != "cpp":
         return None
     from liquid_memory.ops import cpp
