@@ -149,7 +149,8 @@ def _patched_backend(model: Any) -> str | None:
 def convert_weights(model: Any, weights: str, *, backend: str | None = None) -> Any:
     """Store the decoder layers' linear weights, the LM head and the tied embedding in ``weights`` (in place).
 
-    ``fp32`` leaves the model unchanged. The liquid parameters a patch added and the norms are not touched.
+    ``fp32`` leaves the model unchanged. The liquid parameters a patch added stay as they are; the norms keep their
+    weights and run as one torch call each (``OneOpRMSNorm``).
     ``backend``: the int8 matmul's (``Int8Linear``), by default the one the patched attention layers run on.
     For inference only (the converted weights take no gradient). Returns the same model object."""
     check_format(weights)
