@@ -1,4 +1,5 @@
-"""Session-wide test setup: rollback memory (``LM_STATE_DIR``) in a temporary folder, derandomized Hypothesis.
+"""Session-wide test setup: rollback memory (``LM_STATE_DIR``) in a temporary folder, derandomized Hypothesis,
+autograd left on by every test.
 
 The licensing runtime records the highest manifest/revocation sequence it has seen; tests must neither read a
 developer's ``~/.cache/liquid-memory`` nor leave state there that a later checkout would trip over.
@@ -49,3 +50,16 @@ def licensed(monkeypatch):
     reset_cache()
     yield
     reset_cache()
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """Every test leaves autograd on: a test that switched it off for the rest of the session (a global
+    ``set_grad_enabled(False)``, a patched ``torch.is_grad_enabled``) fails here instead of breaking later,
+    unrelated tests. The mode is put back either way."""
+    import torch
+
+    yield
+    leaked = not torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    assert not leaked, "this test left autograd switched off"

@@ -115,7 +115,11 @@ def test_a_forward_that_raised_leaves_no_hold(key_file):
 def test_a_hold_is_per_thread_expires_and_is_replaced_by_the_next_forward(key_file, monkeypatch):
     """A hold left open (an interrupt that skipped the closing hook): its op serves this thread only, for at
     most HOLD_SECONDS, and the model's next forward starts a fresh hold that checks again."""
-    monkeypatch.setattr(torch, "is_grad_enabled", lambda: False)  # the getters hand out no op under autograd
+    with torch.no_grad():  # the getters hand out no op under autograd
+        _held_then_expired_then_replaced(key_file, monkeypatch)
+
+
+def _held_then_expired_then_replaced(key_file, monkeypatch) -> None:
     licence_hold._open(None, None)
     assert dispatch.int8_linear_kernel(None) is not None  # checked and held
     key_file.unlink()
@@ -124,7 +128,8 @@ def test_a_hold_is_per_thread_expires_and_is_replaced_by_the_next_forward(key_fi
 
     def other_thread():
         try:
-            dispatch.int8_linear_kernel(None)
+            with torch.no_grad():  # grad mode is per thread
+                dispatch.int8_linear_kernel(None)
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - the thread hands the outcome to the test
             outcome.append(exc)
