@@ -156,3 +156,39 @@ def test_hooks_are_added_once():
     model = patch_model(tiny_model(), window=4)
     convert_weights(model, "int8")
     assert len(model._forward_pre_hooks) == 1 and len(model._forward_hooks) == 1
+
+
+def test_a_release_install_checks_in_its_kernel_wrappers_outside_a_hold_only(key_file, checks, monkeypatch):
+    """A release install's kernel wrappers (ops/cpp.py) check the licence inside every call besides the getters:
+    inside a model forward the hold already checked it, so they do not check again; outside a forward, in another
+    thread and once the key is gone they still do."""
+    from liquid_memory.artifacts import native
+    from liquid_memory.ops import cpp
+
+    wrapper_checks: list[int] = []
+
+    def release_check() -> None:  # what a release build's ensure_kernel_library does on every call
+        wrapper_checks.append(1)
+        dispatch._require_licence()
+
+    monkeypatch.setattr(cpp, "_release", lambda: True)
+    monkeypatch.setattr(native, "ensure_kernel_library", release_check)
+    model, cache, ids = _int8_hybrid()
+    with torch.no_grad():
+        model(ids, past_key_values=cache, use_cache=True)
+    before, wrapper_before = len(checks), len(wrapper_checks)
+    _step(model, cache)
+    assert len(checks) - before == 2 and len(wrapper_checks) == wrapper_before  # one check per op, none in wrappers
+    layer = model.model.layers[0].mlp.down_proj
+    with torch.no_grad():
+        layer(torch.randn(1, 64))
+        layer(torch.randn(1, 64))
+    assert len(wrapper_checks) - wrapper_before == 2  # outside a forward: every wrapper call checks
+    licence_hold._open(None, None)  # an open hold that checked nothing vouches for nothing
+    with torch.no_grad():
+        cpp.cpp_int8_linear(torch.randn(1, 64), layer.qweight, layer.scale, None)
+    assert len(wrapper_checks) - wrapper_before == 3
+    licence_hold._close(None, None, None)
+    key_file.unlink()
+    with pytest.raises(E.LicenseMissing), torch.no_grad():
+        cpp.cpp_int8_linear(torch.randn(1, 64), layer.qweight, layer.scale, None)

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from liquid_memory.ops.chunked import resolve_precision_safe
+from liquid_memory.ops.licence_hold import vouched
 
 _OPS = "liquid_memory"
 _registered = False
@@ -77,9 +78,15 @@ def _require() -> Any:
             "the C++ extension liquid_memory._C is not built; run `pip install --no-build-isolation -e .` "
             "(or `python setup.py build_ext --inplace`) or use the chunked backend"
         )
-    if not _registered or _release():
+    if not _registered or (_release() and not _vouched()):
         _licensed_load()
     return torch.ops.liquid_memory
+
+
+def _vouched() -> bool:
+    """A model forward's licence hold already checked the licence for a compiled op (``ops/licence_hold.py``);
+    never while tracing (the wrapper's own check then stays in every call)."""
+    return not torch.compiler.is_compiling() and vouched()
 
 
 def _release() -> bool:

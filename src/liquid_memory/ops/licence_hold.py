@@ -9,7 +9,9 @@ is asked for and hand the same op back after that — until the forward ends, or
 ``HOLD_SECONDS`` (a hold left open by an interrupt that bypassed the closing hook is re-checked then, and the
 next forward of the model opens a fresh hold). Outside a hold — another thread, a layer called on its own —
 every ask checks the licence as before. So a removed, changed or expired key takes effect at the next model
-forward (a decode token), not in the middle of one.
+forward (a decode token), not in the middle of one. A release install's kernel wrappers (``ops/cpp.py``), which
+check the licence inside every call besides, skip that second check while this thread's hold vouches for a check
+made in the same forward (``vouched``).
 """
 
 from __future__ import annotations
@@ -60,3 +62,13 @@ def hold(key: tuple[Any, ...], op: Callable[..., Any] | None) -> None:
     ops = getattr(_local, "ops", None)
     if ops is not None:
         ops[key] = (op, time.monotonic() + HOLD_SECONDS)
+
+
+def vouched() -> bool:
+    """Whether this thread's open hold holds a compiled op the licence was checked for in this forward, still
+    within ``HOLD_SECONDS``: a kernel wrapper called now needs no second check."""
+    ops = getattr(_local, "ops", None)
+    if not ops:
+        return False
+    now = time.monotonic()
+    return any(op is not None and now <= expiry for op, expiry in ops.values())
