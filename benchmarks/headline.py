@@ -192,7 +192,7 @@ QUESTION_CACHE = "prompt512_window"  # the retrieval configuration the README re
 
 
 def _question_cache_row(rows: dict[str, Any]) -> Row:
-    """The hybrid with a question-chosen global cache against the issue-level targets, beside the original on the
+    """The hybrid with a question-chosen global cache against its targets, beside the original on the
     same prompts (its full row when both have as many prompts per cell, else its same-prompts subset)."""
     row = rows[QUESTION_CACHE]
     same = "original" if row["per_cell"] == rows["original"]["per_cell"] else "original, same prompts"

@@ -104,7 +104,7 @@ class LiquidHybridAttention(nn.Module):
     def _project(self, hidden: Tensor, position_embeddings: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = hidden.shape
         cos, sin = position_embeddings
-        if self.qkv_proj is not None and b * t <= self.qkv_proj.small_rows:  # a few rows (decode): one matmul
+        if self.qkv_proj is not None and self.qkv_proj.few_rows(hidden):  # a few rows (decode): one matmul
             return self._project_fused(hidden, cos, sin)
         q = self.q_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
         k = self.k_proj(hidden).view(b, t, -1, self.head_dim).transpose(1, 2)
@@ -116,13 +116,14 @@ class LiquidHybridAttention(nn.Module):
         """``_project`` with the fused ``qkv_proj`` rows: one matmul, and RoPE on the query and key heads together
         (HF's ``apply_rotary_pos_emb`` formula, ``x·cos + rotate_half(x)·sin``, element by element: the same
         numbers as rotating ``q`` and ``k`` apart)."""
+        from transformers.models.llama.modeling_llama import rotate_half  # as _rotary's formula
+
         b, t, _ = hidden.shape
         heads = self.num_heads + self.num_kv_heads
         qkv = self.qkv_proj(hidden).view(b, t, heads + self.num_kv_heads, self.head_dim).transpose(1, 2)
         qk, v = qkv[:, :heads], qkv[:, heads:]
         cos, sin = cos.to(qk.dtype).unsqueeze(1), sin.to(qk.dtype).unsqueeze(1)
-        half = self.head_dim // 2
-        qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+        qk = qk * cos + rotate_half(qk) * sin
         q, k = qk.split((self.num_heads, self.num_kv_heads), dim=1)
         return q, k, v
 

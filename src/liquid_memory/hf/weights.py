@@ -61,8 +61,6 @@ class Int8Linear(nn.Module):
 
     ``backend``: as ``liquid_scan``'s (``None``: ``LM_BACKEND``, else the licensed ``cpp`` op on a CPU)."""
 
-    small_rows = SMALL_BATCH_ROWS  # callers holding fused rows run them fused only up to this many rows
-
     def __init__(self, linear: nn.Linear, backend: str | None = None) -> None:
         super().__init__()
         self.backend = backend
@@ -86,13 +84,18 @@ class Int8Linear(nn.Module):
         module.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         return module
 
+    def few_rows(self, x: Tensor) -> bool:
+        """Whether ``x`` (``[..., in_features]``) has at most ``SMALL_BATCH_ROWS`` rows: a decode-sized call, which
+        runs the int8 GEMV (and fused rows fused); more rows run a GEMM per matrix."""
+        return x.numel() <= SMALL_BATCH_ROWS * self.in_features
+
     def dequantized(self) -> Tensor:
         """The weight as the kernel sees it, ``q · scale`` in bf16 ``[N, K]``."""
         return self.qweight.to(torch.bfloat16) * self.scale[:, None]
 
     def forward(self, x: Tensor) -> Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] <= SMALL_BATCH_ROWS:
+        if self.few_rows(x):
             kernel = int8_linear_kernel(self.backend, device_type=x.device.type)
             if kernel is not None and x.dtype in _KERNEL_DTYPES:
                 return kernel(rows, self.qweight, self.scale, self.bias).view(*x.shape[:-1], self.out_features)
@@ -207,7 +210,7 @@ class FusedGateUpMLP(nn.Module):
         self.act_fn, self.intermediate = mlp.act_fn, gate.out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.numel() > self.gate_up_proj.small_rows * x.shape[-1]:  # prefill: a GEMM per matrix, as unfused
+        if not self.gate_up_proj.few_rows(x):  # prefill: a GEMM per matrix, as unfused
             return self.reference_forward(x)
         gate, up = self.gate_up_proj(x).split(self.intermediate, dim=-1)
         return self.down_proj(self.act_fn(gate) * up)
